@@ -1,0 +1,229 @@
+"""`kb-bot`: the command line, a thin mirror of the library.
+
+Each command turns its flags into the arguments of one library function,
+calls it, and prints readable text (or JSON with `--json`). Errors meant for
+users (`KbError`) become a one-line message and exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.embeddings import Embedder, make_embedder
+from bot.errors import IndexNotBuiltError, KbError
+from bot.indexer import IndexReport, index_folder
+from bot.search import SearchResult, search
+from bot.settings import Settings, load_settings
+from bot.store import Store
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    return load_settings(env_file=ctx.obj["env_file"], **overrides)
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Show `KbError`s as one line (exit 1) instead of a stack trace."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KbError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+
+    return wrapper
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+
+
+@click.group()
+@click.option("--env-file", default=".env", show_default=True, help="Settings file read under the environment.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+@click.version_option(package_name="kb-bot")
+@click.pass_context
+def cli(ctx: click.Context, env_file: str, verbose: bool) -> None:
+    """kb-bot: answers from your team's knowledge folder, in Slack and here."""
+    ctx.ensure_object(dict)
+    ctx.obj["env_file"] = env_file
+    configure_logging("INFO" if verbose else "WARNING")
+
+
+db_option = click.option("--db", type=click.Path(path_type=Path), help="SQLite file (default: KB_DB).")
+knowledge_option = click.option(
+    "--knowledge", type=click.Path(path_type=Path), help="Knowledge folder (default: KB_KNOWLEDGE_DIR)."
+)
+json_option = click.option("--json", "json_", is_flag=True, help="Print JSON.")
+
+
+def _progress(enabled: bool) -> Callable[[int, int, str], None] | None:
+    if not enabled:
+        return None
+
+    def show(done: int, total: int, path: str) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        label = path if len(path) <= 40 else "…" + path[-39:]
+        click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<40}", nl=False, err=True)
+        if done == total:
+            click.echo("", err=True)
+
+    return show
+
+
+def run_index(
+    settings: Settings, embedder: Embedder, *, full: bool = False, dry_run: bool = False, progress: bool = False
+) -> IndexReport:
+    with Store(settings.db_path) as store:
+        return index_folder(
+            store, embedder, settings, full=full, dry_run=dry_run, progress=_progress(progress)
+        )
+
+
+def format_report(report: IndexReport) -> str:
+    verb = "Would index" if report.dry_run else "Indexed"
+    lines = [
+        f"{verb} with {report.model}{' (new index built)' if report.rebuilt and not report.dry_run else ''}:",
+        f"  files: {len(report.added)} added, {len(report.changed)} changed, "
+        f"{report.unchanged} unchanged, {len(report.removed)} removed, {len(report.skipped)} skipped",
+    ]
+    for path, reason in sorted(report.skipped.items()):
+        lines.append(f"    skipped {path}: {reason}")
+    for path, note in sorted(report.notes.items()):
+        lines.append(f"    note {path}: {note}")
+    if report.unsupported:
+        kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(report.unsupported.items()))
+        lines.append(f"    ignored unsupported types: {kinds}")
+    chunks = f"{report.chunks} in the index, " if not report.dry_run else ""
+    lines.append(
+        f"  chunks: {chunks}{report.chunks_written} {'to write' if report.dry_run else 'written'}; "
+        f"texts {'to embed' if report.dry_run else 'embedded'}: {report.texts_embedded}, "
+        f"cache hits: {report.cache_hits}"
+    )
+    lines.append(f"  took {report.seconds:.1f} s")
+    return "\n".join(lines)
+
+
+@cli.command("index")
+@knowledge_option
+@db_option
+@click.option("--full", is_flag=True, help="Re-read and re-chunk every file into a fresh index.")
+@click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@json_option
+@click.pass_context
+@user_errors
+def index_cmd(ctx: click.Context, knowledge: Path | None, db: Path | None, full: bool, dry_run: bool, json_: bool) -> None:
+    """Index the knowledge folder (incremental; unchanged files cost nothing)."""
+    settings = _settings(ctx, knowledge_dir=knowledge, db_path=db)
+    embedder = make_embedder(settings)
+    report = run_index(settings, embedder, full=full, dry_run=dry_run, progress=sys.stderr.isatty() and not json_)
+    click.echo(json.dumps(report.as_dict(), indent=2) if json_ else format_report(report))
+
+
+def format_result(result: SearchResult) -> str:
+    if not result.hits:
+        return "No passages found."
+    lines = []
+    if not result.confident:
+        lines.append("No confident answer; the closest passages are:\n")
+    for rank, hit in enumerate(result.hits, start=1):
+        where = f"{hit.path}:{hit.start_line}-{hit.end_line}"
+        flag = "" if hit.confident else "  (low confidence)"
+        lines.append(f"{rank}. [{hit.score:.2f}] {where}{flag}")
+        if hit.heading:
+            lines.append(f"   {hit.heading}")
+        excerpt = " ".join(hit.text.split())
+        lines.append(f"   {excerpt[:300]}{'…' if len(excerpt) > 300 else ''}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+@cli.command("ask")
+@click.argument("question")
+@click.option("-k", "k", type=click.IntRange(1, 50), help="How many passages (default: KB_TOP_K).")
+@db_option
+@knowledge_option
+@json_option
+@click.pass_context
+@user_errors
+def ask_cmd(ctx: click.Context, question: str, k: int | None, db: Path | None, knowledge: Path | None, json_: bool) -> None:
+    """Print the passages that best answer QUESTION, with their scores."""
+    settings = _settings(ctx, db_path=db, knowledge_dir=knowledge)
+    embedder = make_embedder(settings)
+    with Store(settings.db_path) as store:
+        try:
+            result = search(store, embedder, question, k or settings.top_k, min_score=settings.min_score)
+        except IndexNotBuiltError:
+            click.echo(f"No index for this model yet: indexing {settings.knowledge_dir} first…", err=True)
+            report = index_folder(store, embedder, settings)
+            click.echo(format_report(report), err=True)
+            result = search(store, embedder, question, k or settings.top_k, min_score=settings.min_score)
+    click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) if json_ else format_result(result))
+
+
+@cli.command("stats")
+@db_option
+@json_option
+@click.pass_context
+@user_errors
+def stats_cmd(ctx: click.Context, db: Path | None, json_: bool) -> None:
+    """Show what the index holds: documents, chunks, model, size, cache."""
+    settings = _settings(ctx, db_path=db)
+    with Store(settings.db_path) as store:
+        stats = store.stats()
+    if json_:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    for key, value in stats.items():
+        click.echo(f"{key:>15}: {value}")
+
+
+@cli.command("embed")
+@click.argument("text")
+@click.option("--per-word", is_flag=True, help="Embed each word separately.")
+@click.option("--values", default=8, show_default=True, help="How many leading values to print.")
+@json_option
+@click.pass_context
+@user_errors
+def embed_cmd(ctx: click.Context, text: str, per_word: bool, values: int, json_: bool) -> None:
+    """Embed TEXT (through the cache) and print its vector's model, dimension and first values."""
+    from bot.cache import embed_many
+
+    settings = _settings(ctx)
+    embedder = make_embedder(settings)
+    texts = text.split() if per_word else [text]
+    if not texts:
+        raise click.UsageError("TEXT is empty")
+    with Store(settings.db_path) as store:
+        vectors = embed_many(embedder, store, texts)
+    rows = [
+        {"text": t, "model": embedder.model, "dim": int(v.shape[0]), "vector": [round(float(x), 6) for x in v]}
+        for t, v in zip(texts, vectors)
+    ]
+    if json_:
+        click.echo(json.dumps(rows if per_word else rows[0], ensure_ascii=False))
+        return
+    for row in rows:
+        head = ", ".join(f"{x:.4f}" for x in row["vector"][:values])
+        click.echo(f"{row['text']!r}: {row['model']} dim={row['dim']} [{head}, …]")
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

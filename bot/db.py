@@ -1,0 +1,106 @@
+"""Open SQLite connections that can load sqlite-vec, on every Python build.
+
+Many Python builds (this project's CI machine, python.org and Homebrew builds on
+macOS) compile `sqlite3` without `enable_load_extension`, so sqlite-vec cannot
+be loaded through the standard library. We detect that once and fall back to
+`sqlean.py`: a drop-in DB-API module bundling a recent SQLite (with FTS5) that
+allows extensions, with wheels for Linux x86_64/aarch64, macOS (Intel and Apple
+silicon) and Windows. `pysqlite3-binary` ships Linux x86_64 wheels only and
+`apsw` has a different API, so sqlean.py is the portable choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import sqlite_vec
+
+from bot.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+_savepoint_ids = itertools.count(1)
+
+Connection = Any  # sqlite3.Connection or sqlean.Connection: the same DB-API surface
+
+
+def _stdlib_can_load_extensions() -> bool:
+    probe = sqlite3.connect(":memory:")
+    try:
+        return hasattr(probe, "enable_load_extension")
+    finally:
+        probe.close()
+
+
+@cache
+def sqlite_module() -> ModuleType:
+    """The DB-API module used for every connection: stdlib if it can load extensions."""
+    if _stdlib_can_load_extensions():
+        return sqlite3
+    try:
+        import sqlean
+    except ImportError:  # pragma: no cover - sqlean.py is a hard dependency
+        raise DatabaseError(
+            "this Python's sqlite3 cannot load extensions; install sqlean.py "
+            "(pip install sqlean.py) so kb-bot can load sqlite-vec"
+        ) from None
+    log.debug("stdlib sqlite3 cannot load extensions; using sqlean.py")
+    return sqlean
+
+
+def connect(path: str | Path, *, module: ModuleType | None = None) -> Connection:
+    """Open `path` with sqlite-vec loaded, WAL journaling and foreign keys on.
+
+    Transactions are explicit (`isolation_level=None` plus `transaction()`), so
+    nothing is committed half-way by the driver's implicit transactions.
+    """
+    db = module or sqlite_module()
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = db.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        conn.enable_load_extension(False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+    except db.DatabaseError as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc}") from None
+    conn.row_factory = db.Row
+    return conn
+
+
+@contextmanager
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """Run a block in one write transaction (or a savepoint when nested).
+
+    Rolls back on any exception, KeyboardInterrupt included, so a file is either
+    fully replaced or untouched.
+    """
+    if conn.in_transaction:
+        name = f"sp_{next(_savepoint_ids)}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            raise
+        conn.execute(f"RELEASE {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

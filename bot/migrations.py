@@ -1,0 +1,103 @@
+"""Schema migrations, applied in order, each in one transaction with its record.
+
+A migration's name is the record of what ran (`m001_...`). A failed migration
+rolls back with its record, so it stays pending and runs again next time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.db import Connection, transaction
+
+
+def _execute_all(conn: Connection, script: str) -> None:
+    """Run `;`-separated statements one by one: `executescript` would COMMIT first."""
+    for statement in script.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def m001_create_tables(conn: Connection) -> None:
+    _execute_all(
+        conn,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+        -- Embedding cache: sha256(model + '::' + text) -> float32 vector.
+        CREATE TABLE embedding_cache (
+            key BLOB PRIMARY KEY,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            created_at REAL NOT NULL
+        ) WITHOUT ROWID;
+
+        -- One generation per embedding model; exactly one is 'active' once built.
+        CREATE TABLE generations (
+            id INTEGER PRIMARY KEY,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('building', 'active', 'retired')),
+            knowledge_dir TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            activated_at REAL
+        );
+
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            generation INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime REAL NOT NULL,
+            title TEXT,
+            indexed_at REAL NOT NULL,
+            UNIQUE (generation, path)
+        );
+
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            generation INTEGER NOT NULL,
+            ordinal INTEGER NOT NULL,
+            heading TEXT,
+            text TEXT NOT NULL,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL
+        );
+        CREATE INDEX chunks_document ON chunks(document_id);
+        CREATE INDEX chunks_generation ON chunks(generation)
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [m001_create_tables]
+
+
+def applied(conn: Connection) -> list[str]:
+    """Names of the migrations already run on this database."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    return [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY name")]
+
+
+def migrate(conn: Connection) -> list[str]:
+    """Apply every pending migration; return the names applied now."""
+    done = set(applied(conn))
+    ran = []
+    for migration in MIGRATIONS:
+        if migration.__name__ in done:
+            continue
+        with transaction(conn):
+            migration(conn)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, unixepoch('subsec'))",
+                (migration.__name__,),
+            )
+        ran.append(migration.__name__)
+    return ran
+
+
+SCHEMA_VERSION = len(MIGRATIONS)

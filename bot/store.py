@@ -1,0 +1,304 @@
+"""The SQLite file: documents, chunks, vectors, the embedding cache, bot state.
+
+`Store` owns the connection. Vectors live in one sqlite-vec `vec0` table per
+*generation*; a generation belongs to one embedding model, so vectors of
+different models never meet. A model change builds a new generation beside the
+active one and swaps them in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bot.chunking import Chunk
+from bot.db import Connection, connect, transaction
+from bot.migrations import SCHEMA_VERSION, migrate
+
+
+@dataclass(frozen=True)
+class Generation:
+    id: int
+    model: str
+    dim: int
+    status: str
+    knowledge_dir: str
+
+    @property
+    def vec_table(self) -> str:
+        return f"vec_chunks_{self.id}"
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    id: int
+    path: str
+    sha256: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: int
+    path: str
+    title: str | None
+    heading: str | None
+    text: str
+    start_line: int
+    end_line: int
+
+
+def cache_key(model: str, text: str) -> bytes:
+    """The embedding cache key: sha256 of model + '::' + text."""
+    return hashlib.sha256(f"{model}::{text}".encode()).digest()
+
+
+class Store:
+    """One SQLite file. Use as a context manager or call `close()`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.conn: Connection = connect(path)
+        migrate(self.conn)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- embedding cache -------------------------------------------------
+
+    def cached_vectors(self, model: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors already stored for `texts` under `model`, by text."""
+        by_key = {cache_key(model, t): t for t in texts}
+        found: dict[str, np.ndarray] = {}
+        keys = list(by_key)
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for key, blob in self.conn.execute(
+                f"SELECT key, vector FROM embedding_cache WHERE key IN ({marks})", part
+            ):
+                found[by_key[bytes(key)]] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def cache_vectors(self, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+        now = time.time()
+        rows = [
+            (cache_key(model, t), model, int(v.shape[0]), v.astype(np.float32).tobytes(), now)
+            for t, v in zip(texts, vectors)
+        ]
+        with transaction(self.conn):
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO embedding_cache (key, model, dim, vector, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    # --- generations -----------------------------------------------------
+
+    def _generation(self, where: str, *args: object) -> Generation | None:
+        row = self.conn.execute(
+            f"SELECT id, model, dim, status, knowledge_dir FROM generations WHERE {where} "
+            "ORDER BY id DESC LIMIT 1",
+            args,
+        ).fetchone()
+        return Generation(*row) if row else None
+
+    def active_generation(self) -> Generation | None:
+        return self._generation("status = 'active'")
+
+    def building_generation(self, model: str, dim: int) -> Generation | None:
+        return self._generation("status = 'building' AND model = ? AND dim = ?", model, dim)
+
+    def create_generation(self, model: str, dim: int, knowledge_dir: str) -> Generation:
+        """A new, empty generation in 'building' state with its own vector table."""
+        with transaction(self.conn):
+            cursor = self.conn.execute(
+                "INSERT INTO generations (model, dim, status, knowledge_dir, created_at) "
+                "VALUES (?, ?, 'building', ?, ?)",
+                (model, dim, knowledge_dir, time.time()),
+            )
+            gen = Generation(cursor.lastrowid, model, dim, "building", knowledge_dir)
+            self.conn.execute(
+                f"CREATE VIRTUAL TABLE {gen.vec_table} USING vec0("
+                f"chunk_id INTEGER PRIMARY KEY, embedding float[{dim}] distance_metric=cosine)"
+            )
+        return gen
+
+    def activate(self, gen: Generation) -> None:
+        """Make `gen` the one answering questions, then drop every other generation."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE generations SET status = 'retired' WHERE status = 'active' AND id != ?",
+                (gen.id,),
+            )
+            self.conn.execute(
+                "UPDATE generations SET status = 'active', activated_at = ? WHERE id = ?",
+                (time.time(), gen.id),
+            )
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+        self.drop_generations(except_id=gen.id)
+
+    def drop_generations(self, except_id: int) -> None:
+        """Delete every generation but one (retired or abandoned builds)."""
+        others = [
+            Generation(*row)
+            for row in self.conn.execute(
+                "SELECT id, model, dim, status, knowledge_dir FROM generations WHERE id != ?",
+                (except_id,),
+            )
+        ]
+        for gen in others:
+            with transaction(self.conn):
+                self.conn.execute("DELETE FROM chunks WHERE generation = ?", (gen.id,))
+                self.conn.execute("DELETE FROM documents WHERE generation = ?", (gen.id,))
+                self.conn.execute(f"DROP TABLE IF EXISTS {gen.vec_table}")
+                self.conn.execute("DELETE FROM generations WHERE id = ?", (gen.id,))
+
+    # --- documents and chunks --------------------------------------------
+
+    def documents(self, gen: Generation) -> dict[str, DocumentRecord]:
+        return {
+            row["path"]: DocumentRecord(
+                row["id"], row["path"], row["sha256"], row["size"], row["mtime"]
+            )
+            for row in self.conn.execute(
+                "SELECT id, path, sha256, size, mtime FROM documents WHERE generation = ?",
+                (gen.id,),
+            )
+        }
+
+    def set_knowledge_dir(self, gen: Generation, knowledge_dir: str) -> None:
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE generations SET knowledge_dir = ? WHERE id = ?", (knowledge_dir, gen.id)
+            )
+
+    def touch_document(self, gen: Generation, path: str, size: int, mtime: float) -> None:
+        """Record a new mtime for a file whose content did not change."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE documents SET size = ?, mtime = ? WHERE generation = ? AND path = ?",
+                (size, mtime, gen.id, path),
+            )
+
+    def replace_document(
+        self,
+        gen: Generation,
+        *,
+        path: str,
+        sha256: str,
+        size: int,
+        mtime: float,
+        title: str | None,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+    ) -> None:
+        """Swap a file's old chunks and vectors for new ones in one transaction."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        with transaction(self.conn):
+            self._delete_document(gen, path)
+            doc_id = self.conn.execute(
+                "INSERT INTO documents (generation, path, sha256, size, mtime, title, indexed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (gen.id, path, sha256, size, mtime, title, time.time()),
+            ).lastrowid
+            for ordinal, (chunk, vector) in enumerate(zip(chunks, vectors)):
+                chunk_id = self.conn.execute(
+                    "INSERT INTO chunks (document_id, generation, ordinal, heading, text, "
+                    "start_line, end_line) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (doc_id, gen.id, ordinal, chunk.heading, chunk.text,
+                     chunk.start_line, chunk.end_line),
+                ).lastrowid
+                self.conn.execute(
+                    f"INSERT INTO {gen.vec_table} (chunk_id, embedding) VALUES (?, ?)",
+                    (chunk_id, np.asarray(vector, dtype=np.float32).tobytes()),
+                )
+
+    def remove_document(self, gen: Generation, path: str) -> None:
+        with transaction(self.conn):
+            self._delete_document(gen, path)
+
+    def _delete_document(self, gen: Generation, path: str) -> None:
+        # vec0 has no foreign keys (and fails INSERT OR REPLACE): delete its rows first.
+        self.conn.execute(
+            f"DELETE FROM {gen.vec_table} WHERE chunk_id IN ("
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE d.generation = ? AND d.path = ?)",
+            (gen.id, path),
+        )
+        self.conn.execute(
+            "DELETE FROM documents WHERE generation = ? AND path = ?", (gen.id, path)
+        )
+
+    # --- reading -----------------------------------------------------------
+
+    def nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The `k` chunks closest to `vector` as (chunk_id, cosine similarity)."""
+        rows = self.conn.execute(
+            f"SELECT chunk_id, distance FROM {gen.vec_table} "
+            "WHERE embedding MATCH ? AND k = ? ORDER BY distance",
+            (np.asarray(vector, dtype=np.float32).tobytes(), k),
+        ).fetchall()
+        return [(int(chunk_id), 1.0 - float(distance)) for chunk_id, distance in rows]
+
+    def chunks_by_id(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return {
+            row["id"]: ChunkRow(
+                row["id"], row["path"], row["title"], row["heading"], row["text"],
+                row["start_line"], row["end_line"],
+            )
+            for row in self.conn.execute(
+                "SELECT c.id, d.path, d.title, c.heading, c.text, c.start_line, c.end_line "
+                f"FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})",
+                ids,
+            )
+        }
+
+    def stats(self) -> dict[str, object]:
+        gen = self.active_generation()
+        count = self.conn.execute
+        docs = chunks = 0
+        if gen:
+            docs = count("SELECT count(*) FROM documents WHERE generation = ?", (gen.id,)).fetchone()[0]
+            chunks = count("SELECT count(*) FROM chunks WHERE generation = ?", (gen.id,)).fetchone()[0]
+        return {
+            "db": str(self.path),
+            "db_bytes": _file_size(self.path),
+            "model": gen.model if gen else None,
+            "dim": gen.dim if gen else None,
+            "knowledge_dir": gen.knowledge_dir if gen else None,
+            "documents": docs,
+            "chunks": chunks,
+            "cache_entries": count("SELECT count(*) FROM embedding_cache").fetchone()[0],
+            "schema_version": SCHEMA_VERSION,
+        }
+
+
+def _file_size(path: Path) -> int:
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(path) + suffix)
+        if p.exists():
+            total += p.stat().st_size
+    return total
