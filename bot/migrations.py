@@ -72,7 +72,55 @@ def m001_create_tables(conn: Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [m001_create_tables]
+def m002_slack_state(conn: Connection) -> None:
+    _execute_all(
+        conn,
+        """
+        -- Channel messages kept for duplicate detection (filled by events and backfill).
+        CREATE TABLE messages (
+            channel TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            thread_ts TEXT,
+            user TEXT,
+            text TEXT NOT NULL,
+            posted_at REAL NOT NULL,
+            edited_at REAL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            scanned_at REAL,
+            PRIMARY KEY (channel, ts)
+        ) WITHOUT ROWID;
+        CREATE INDEX messages_posted ON messages(posted_at);
+        CREATE INDEX messages_unscanned ON messages(scanned_at) WHERE scanned_at IS NULL;
+
+        -- Newest ts fetched by conversations.history per channel (backfill resumes here).
+        CREATE TABLE channel_cursors (
+            channel TEXT PRIMARY KEY,
+            last_ts TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        );
+
+        -- Each duplicate pair is flagged at most once, across restarts.
+        CREATE TABLE flagged_pairs (
+            later_channel TEXT NOT NULL,
+            later_ts TEXT NOT NULL,
+            earlier_channel TEXT NOT NULL,
+            earlier_ts TEXT NOT NULL,
+            score REAL NOT NULL,
+            action TEXT NOT NULL,
+            flagged_at REAL NOT NULL,
+            PRIMARY KEY (later_channel, later_ts, earlier_channel, earlier_ts)
+        );
+
+        -- Slack event ids already handled, so a retried delivery is not answered twice.
+        CREATE TABLE slack_events (
+            event_id TEXT PRIMARY KEY,
+            received_at REAL NOT NULL
+        )
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [m001_create_tables, m002_slack_state]
 
 
 def applied(conn: Connection) -> list[str]:
