@@ -237,8 +237,14 @@ class _Chunker:
     @staticmethod
     def _emit(current: list[tuple[_Unit, int]], heading: str | None) -> Chunk:
         units = [u for u, _ in current]
+        text = units[0].text
+        for before, unit in zip(units, units[1:]):
+            # Pieces of one line rejoin with a space, of one paragraph with a newline.
+            gap = unit.start_line - before.end_line
+            text += " " if gap <= 0 else "\n" if gap == 1 else "\n\n"
+            text += unit.text
         return Chunk(
-            text="\n\n".join(u.text for u in units),
+            text=text,
             heading=heading,
             start_line=min(u.start_line for u in units),
             end_line=max(u.end_line for u in units),

@@ -20,6 +20,7 @@ import click
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError
 from bot.indexer import IndexReport, index_folder
+from bot.lock import index_lock
 from bot.search import SearchResult, search
 from bot.settings import Settings, load_settings
 from bot.store import Store
@@ -87,7 +88,7 @@ def _progress(enabled: bool) -> Callable[[int, int, str], None] | None:
 def run_index(
     settings: Settings, embedder: Embedder, *, full: bool = False, dry_run: bool = False, progress: bool = False
 ) -> IndexReport:
-    with Store(settings.db_path) as store:
+    with index_lock(settings.db_path), Store(settings.db_path) as store:
         return index_folder(
             store, embedder, settings, full=full, dry_run=dry_run, progress=_progress(progress)
         )

@@ -1,0 +1,49 @@
+"""A file lock so two re-indexes of one database never run at once.
+
+The lock file sits beside the database and names its holder (pid, host, start
+time), so the second caller can say who has it. The OS releases the lock when
+the holder exits, even after a crash or `kill -9`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bot.errors import LockHeldError
+
+
+def lock_path(db_path: Path) -> Path:
+    return Path(str(db_path) + ".index.lock")
+
+
+@contextmanager
+def index_lock(db_path: Path) -> Iterator[None]:
+    """Hold the re-index lock of `db_path`, or raise `LockHeldError` at once."""
+    path = lock_path(db_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise LockHeldError(f"a re-index of {db_path} is already running ({holder})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(
+            f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}"
+        )
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)

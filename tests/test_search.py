@@ -1,0 +1,113 @@
+"""Search over the sample knowledge folder: the golden set, scores, bad questions, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.errors import IndexNotBuiltError, QueryError
+from bot.search import search
+from bot.store import Store
+from tests.conftest import DATA, KNOWLEDGE
+
+
+def golden() -> list[dict]:
+    return [json.loads(line) for line in (DATA / "golden.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_golden_set_is_well_formed():
+    rows = golden()
+    assert len(rows) >= 25
+    files = {p.relative_to(KNOWLEDGE).as_posix() for p in KNOWLEDGE.rglob("*") if p.is_file()}
+    assert {row["file"] for row in rows} <= files
+    assert files <= {row["file"] for row in rows}, "every sample document has a question"
+
+
+def test_golden_questions_find_their_file_in_top_3(sample_store, embedder):
+    rows = golden()
+    found = 0
+    for row in rows:
+        hits = search(sample_store, embedder, row["q"], k=10, mode="vector").hits
+        paths = list(dict.fromkeys(h.path for h in hits))[:3]
+        found += row["file"] in paths
+    ratio = found / len(rows)
+    print(f"\ngolden set (vector mode): right file in the top 3 for {found}/{len(rows)} = {ratio:.2f}")
+    assert ratio >= 0.90
+
+
+def test_hits_carry_score_source_and_lines(sample_store, embedder):
+    result = search(sample_store, embedder, "how do I get reimbursed for a taxi", k=5)
+    assert result.hits[0].path == "hr/expenses.md"
+    assert result.confident
+    top = result.hits[0]
+    assert -1.0 <= top.score <= 1.0 and top.confident
+    assert "taxi" in (top.heading or "").lower() + top.text.lower()
+    assert 1 <= top.start_line <= top.end_line
+    lines = (KNOWLEDGE / top.path).read_text().splitlines()[top.start_line - 1 : top.end_line]
+    first_words = top.text.split()[:3]
+    assert all(word in "\n".join(lines) for word in first_words)
+    scores = [h.score for h in search(sample_store, embedder, "taxi receipts", k=5, mode="vector").hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_unrelated_question_is_not_confident(sample_store, embedder):
+    result = search(sample_store, embedder, "what is the airspeed velocity of an unladen swallow", k=3)
+    assert result.hits, "best guesses are still shown"
+    assert not result.confident
+    assert all(not h.confident for h in result.hits)
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t"])
+def test_empty_question_is_a_clear_error(sample_store, embedder, question):
+    with pytest.raises(QueryError, match="empty"):
+        search(sample_store, embedder, question)
+
+
+def test_fifty_kilobyte_question_is_answered(sample_store, embedder):
+    question = "how do I get reimbursed for a taxi " + "and also some rambling context " * 1700
+    assert len(question) > 50_000
+    result = search(sample_store, embedder, question, k=3)
+    assert result.query_truncated
+    assert result.hits
+
+
+def test_search_without_index_says_what_to_run(tmp_path, embedder):
+    with Store(tmp_path / "empty.sqlite3") as store, pytest.raises(IndexNotBuiltError, match="kb-bot index"):
+        search(store, embedder, "anything")
+
+
+def test_cli_ask_json_shape(sample_db, tmp_path, monkeypatch):
+    db = tmp_path / "kb.sqlite3"
+    shutil.copy(sample_db, db)
+    monkeypatch.setenv("KB_KNOWLEDGE_DIR", str(KNOWLEDGE))
+    args = ["ask", "how do I get reimbursed for a taxi", "--db", str(db), "--json", "-k", "3"]
+    result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", *args])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"query", "model", "hits"}
+    assert len(data["hits"]) == 3
+    assert set(data["hits"][0]) == {"score", "path", "heading", "text", "start_line", "end_line", "confident"}
+    assert data["hits"][0]["path"] == "hr/expenses.md"
+
+
+def test_cli_ask_builds_the_index_first_when_missing(tmp_path, knowledge_copy, monkeypatch):
+    monkeypatch.setenv("KB_KNOWLEDGE_DIR", str(knowledge_copy))
+    for path in knowledge_copy.rglob("*"):
+        if path.is_file() and path.name != "expenses.md":
+            path.unlink()
+    result = CliRunner().invoke(
+        cli, ["--env-file", "/nonexistent", "ask", "taxi to the airport", "--db", str(tmp_path / "new.sqlite3")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "indexing" in result.output.lower()
+    assert "hr/expenses.md" in result.output
+
+
+def test_cli_ask_empty_question_exits_1_with_one_line(sample_db):
+    result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "ask", "  ", "--db", str(sample_db)])
+    assert result.exit_code == 1
+    assert "QueryError" in result.output and "Traceback" not in result.output
