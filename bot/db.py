@@ -66,6 +66,9 @@ def connect(path: str | Path, *, module: ModuleType | None = None) -> Connection
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
         conn = db.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    except db.DatabaseError as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc}") from None
+    try:
         conn.enable_load_extension(True)
         sqlite_vec.load(conn)
         conn.enable_load_extension(False)
@@ -73,7 +76,11 @@ def connect(path: str | Path, *, module: ModuleType | None = None) -> Connection
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
+    except AttributeError:
+        conn.close()
+        raise DatabaseError(f"{db.__name__} cannot load SQLite extensions, so sqlite-vec cannot load") from None
     except db.DatabaseError as exc:
+        conn.close()
         raise DatabaseError(f"cannot open database {path}: {exc}") from None
     conn.row_factory = db.Row
     return conn

@@ -368,7 +368,9 @@ class OpenAIEmbedder(Embedder):
         try:
             rows = [item.embedding for item in sorted(data, key=lambda d: d.index)]
             matrix = np.asarray(rows, dtype=np.float32)
-        except (AttributeError, TypeError, ValueError):
+        except AttributeError:
+            raise EmbeddingError("the embeddings endpoint returned items without an embedding") from None
+        except (TypeError, ValueError):
             raise EmbeddingError("the embeddings endpoint returned malformed vectors") from None
         if matrix.ndim != 2 or matrix.shape[1] == 0:
             raise EmbeddingError("the embeddings endpoint returned vectors of uneven size")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot import keyword
 from bot.db import Connection, transaction
 
 
@@ -120,7 +121,19 @@ def m002_slack_state(conn: Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [m001_create_tables, m002_slack_state]
+def m003_keyword_index(conn: Connection) -> None:
+    """Give every existing generation its keyword table, filled from its chunks."""
+    for (generation_id,) in conn.execute("SELECT id FROM generations").fetchall():
+        keyword.create_table(conn, generation_id)
+        conn.execute(
+            f"INSERT INTO {keyword.table_name(generation_id)} (rowid, title, heading, body) "
+            "SELECT c.id, d.title, c.heading, c.text FROM chunks c "
+            "JOIN documents d ON d.id = c.document_id WHERE c.generation = ?",
+            (generation_id,),
+        )
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [m001_create_tables, m002_slack_state, m003_keyword_index]
 
 
 def applied(conn: Connection) -> list[str]:
@@ -139,6 +152,11 @@ def migrate(conn: Connection) -> list[str]:
         if migration.__name__ in done:
             continue
         with transaction(conn):
+            # Re-check under the write lock: another process may have just run it.
+            if conn.execute(
+                "SELECT 1 FROM _migrations WHERE name = ?", (migration.__name__,)
+            ).fetchone():
+                continue
             migration(conn)
             conn.execute(
                 "INSERT INTO _migrations (name, applied_at) VALUES (?, unixepoch('subsec'))",

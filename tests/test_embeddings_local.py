@@ -1,0 +1,241 @@
+"""The bundled all-MiniLM-L6-v2 (int8, onnxruntime): meaning, shape, reference vectors, model files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.embeddings import (
+    BUNDLED_MAX_TOKENS,
+    BUNDLED_MODEL_ID,
+    BUNDLED_ONNX_SHA256,
+    MODEL_DIR,
+    TOKENIZER_SHA256,
+    LocalEmbedder,
+    _bundled_onnx_path,
+    _verify,
+)
+from bot.errors import EmbeddingError, TextTooLongError
+
+DATA = Path(__file__).resolve().parent / "data"
+CAT = "The cat sat on the mat."
+FELINE = "A feline rested on the rug."
+DEPLOY = "We deployed the web server at noon."
+
+# Batching (sorting by length, padding to the batch's longest text) must not move a
+# vector. The bundled model has int8 *weights* only (no dynamic activation
+# quantisation whose scale would depend on the whole batch), so rows are
+# independent; measured difference on x86_64: 0.0.
+BATCH_TOLERANCE = 1e-5
+
+
+def read_sentences(path: Path) -> list[str]:
+    """Exactly as scripts/make_reference_vectors.py reads them."""
+    with open(path, encoding="utf-8", newline="") as f:
+        lines = [line.rstrip("\r\n") for line in f]
+    return [line for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def reference() -> tuple[list[str], np.ndarray]:
+    sentences = read_sentences(DATA / "reference_sentences.txt")
+    vectors = np.load(DATA / "reference_vectors.npy")
+    assert vectors.shape == (len(sentences), 384)
+    return sentences, vectors
+
+
+def test_identity(embedder: LocalEmbedder) -> None:
+    assert embedder.model == BUNDLED_MODEL_ID
+    assert embedder.dim == 384
+    assert embedder.max_tokens == BUNDLED_MAX_TOKENS == 256
+
+
+def test_shape_dtype_and_unit_norm(embedder: LocalEmbedder) -> None:
+    vectors = embedder.embed([CAT, FELINE, DEPLOY, "x", "  "])
+    assert vectors.dtype == np.float32
+    assert vectors.shape == (5, 384)
+    assert np.all(np.isfinite(vectors))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_empty_list(embedder: LocalEmbedder) -> None:
+    out = embedder.embed([])
+    assert out.shape == (0, 384)
+    assert out.dtype == np.float32
+
+
+def test_meaning(embedder: LocalEmbedder) -> None:
+    cat, feline, deploy = embedder.embed([CAT, FELINE, DEPLOY])
+    similar = float(cat @ feline)
+    unrelated = max(float(cat @ deploy), float(feline @ deploy))
+    assert similar > 0.45, similar  # measured 0.554
+    assert unrelated < 0.2, unrelated  # measured 0.025 and 0.040
+    assert similar - unrelated > 0.35, (similar, unrelated)
+
+
+def test_self_similarity_and_determinism(embedder: LocalEmbedder) -> None:
+    first = embedder.embed([CAT, DEPLOY])
+    again = embedder.embed([CAT, DEPLOY])
+    np.testing.assert_array_equal(first, again)
+    assert float(first[0] @ again[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_fresh_model_gives_the_same_vectors(embedder: LocalEmbedder) -> None:
+    other = LocalEmbedder.bundled(batch_size=2)
+    np.testing.assert_allclose(
+        other.embed([CAT, FELINE, DEPLOY]), embedder.embed([CAT, FELINE, DEPLOY]), atol=BATCH_TOLERANCE
+    )
+
+
+def test_batch_equals_one_by_one(embedder: LocalEmbedder, reference: tuple[list[str], np.ndarray]) -> None:
+    # Texts of very different lengths, deliberately unsorted, so batches pad short texts heavily.
+    sentences, _ = reference
+    texts = sentences[::-1] + [CAT, FELINE, DEPLOY]
+    batched = embedder.embed(texts, truncate=True)
+    singles = np.vstack([embedder.embed([t], truncate=True) for t in texts])
+    diff = float(np.abs(batched - singles).max())
+    assert diff <= BATCH_TOLERANCE, f"batching changed a vector by {diff}"
+    small_batches = LocalEmbedder.bundled(batch_size=3).embed(texts, truncate=True)
+    assert float(np.abs(small_batches - singles).max()) <= BATCH_TOLERANCE
+
+
+def test_rows_stay_in_input_order(embedder: LocalEmbedder) -> None:
+    texts = ["a much longer sentence about deployments and web servers at noon", "hi", CAT]
+    together = embedder.embed(texts)
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(together[i], embedder.embed([text])[0], atol=BATCH_TOLERANCE)
+
+
+def test_matches_sentence_transformers_reference(embedder: LocalEmbedder, reference: tuple[list[str], np.ndarray]) -> None:
+    sentences, expected = reference
+    ours = embedder.embed(sentences, truncate=True)
+    cosines = (ours * expected).sum(axis=1)
+    worst = int(np.argmin(cosines))
+    assert cosines.min() >= 0.99, f"sentence {worst} {sentences[worst][:60]!r}: cosine {cosines[worst]:.4f}"
+    # The reference set really exercises truncation.
+    assert max(embedder.count_tokens_many(sentences)) > BUNDLED_MAX_TOKENS
+
+
+def test_count_tokens(embedder: LocalEmbedder) -> None:
+    assert embedder.count_tokens("hello") == 3  # [CLS] hello [SEP]
+    assert embedder.count_tokens("") == 2
+    assert embedder.count_tokens(CAT) == 9  # the cat sat on the mat . + 2 specials
+    texts = ["hello", CAT, "word " * 300]
+    assert embedder.count_tokens_many(texts) == [embedder.count_tokens(t) for t in texts]
+    assert embedder.count_tokens("word " * 300) == 302  # counting never truncates
+
+
+def test_text_at_the_limit_is_accepted(embedder: LocalEmbedder) -> None:
+    text = " ".join(["word"] * (BUNDLED_MAX_TOKENS - 2))
+    assert embedder.count_tokens(text) == BUNDLED_MAX_TOKENS
+    assert embedder.embed([text]).shape == (1, 384)
+
+
+def test_text_over_the_limit_is_refused(embedder: LocalEmbedder) -> None:
+    text = " ".join(["word"] * (BUNDLED_MAX_TOKENS - 1))
+    with pytest.raises(TextTooLongError) as info:
+        embedder.embed(["short", text])
+    message = str(info.value)
+    assert "text 1" in message
+    assert "257" in message and "256" in message
+    assert isinstance(info.value, EmbeddingError)
+
+
+def test_truncate_embeds_the_first_256_word_pieces(embedder: LocalEmbedder) -> None:
+    head = " ".join(["word"] * (BUNDLED_MAX_TOKENS - 2))
+    long_text = head + " and then a completely different tail about cats" * 20
+    truncated = embedder.embed([long_text], truncate=True)
+    np.testing.assert_allclose(truncated, embedder.embed([head]), atol=BATCH_TOLERANCE)
+
+
+# --- model files ---------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_verify_accepts_the_right_checksum(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"weights")
+    _verify(path, _sha256(path))
+    _verify(_bundled_onnx_path(), BUNDLED_ONNX_SHA256)
+    _verify(MODEL_DIR / "tokenizer.json", TOKENIZER_SHA256)
+
+
+def test_verify_rejects_a_corrupted_model(tmp_path: Path) -> None:
+    copy = tmp_path / "model.onnx"
+    shutil.copyfile(_bundled_onnx_path(), copy)
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flip one byte
+    copy.write_bytes(bytes(data))
+    with pytest.raises(EmbeddingError) as info:
+        _verify(copy, BUNDLED_ONNX_SHA256)
+    message = str(info.value)
+    assert str(copy) in message
+    assert "sha256" in message
+    assert BUNDLED_ONNX_SHA256[:12] in message
+    assert "reinstall" in message
+
+
+def test_verify_reports_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddingError, match="model file missing"):
+        _verify(tmp_path / "nope.onnx", BUNDLED_ONNX_SHA256)
+
+
+def _model_folder(tmp_path: Path, name: str = "my-minilm") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    shutil.copyfile(_bundled_onnx_path(), folder / "model.onnx")
+    shutil.copyfile(MODEL_DIR / "tokenizer.json", folder / "tokenizer.json")
+    return folder
+
+
+def test_from_folder(tmp_path: Path, embedder: LocalEmbedder) -> None:
+    folder = _model_folder(tmp_path)
+    own = LocalEmbedder.from_folder(folder, batch_size=4)
+    assert own.model == f"my-minilm-{BUNDLED_ONNX_SHA256[:12]}"
+    assert own.model != embedder.model  # a team's model never shares the bundled model's vectors
+    assert own.dim == 384
+    assert own.batch_size == 4
+    assert own.max_tokens == 512  # no config: BERT's limit
+    np.testing.assert_allclose(own.embed([CAT, DEPLOY]), embedder.embed([CAT, DEPLOY]), atol=BATCH_TOLERANCE)
+
+
+def test_from_folder_reads_the_declared_limit(tmp_path: Path) -> None:
+    folder = _model_folder(tmp_path)
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
+    own = LocalEmbedder.from_folder(folder)
+    assert own.max_tokens == 128
+    with pytest.raises(TextTooLongError):
+        own.embed(["word " * 200])
+
+
+def test_from_folder_without_tokenizer(tmp_path: Path) -> None:
+    folder = _model_folder(tmp_path)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(EmbeddingError) as info:
+        LocalEmbedder.from_folder(folder)
+    message = str(info.value)
+    assert "tokenizer.json" in message
+    assert "EMBED_MODEL_PATH" in message
+    assert str(folder) in message
+
+
+def test_from_folder_with_two_models(tmp_path: Path) -> None:
+    folder = _model_folder(tmp_path)
+    shutil.copyfile(folder / "model.onnx", folder / "other.onnx")
+    with pytest.raises(EmbeddingError, match="exactly one .onnx"):
+        LocalEmbedder.from_folder(folder)
+
+
+def test_from_folder_with_a_broken_onnx_file(tmp_path: Path) -> None:
+    folder = _model_folder(tmp_path)
+    (folder / "model.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(EmbeddingError, match="cannot load ONNX model"):
+        LocalEmbedder.from_folder(folder)
