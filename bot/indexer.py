@@ -133,19 +133,12 @@ def index_folder(
             continue
         if loaded.note:
             report.notes[source.rel] = loaded.note
-        chunks = chunk_document(
-            loaded.text,
-            markdown=loaded.markdown,
-            title=loaded.title,
-            count_tokens=embedder.count_tokens_many,
-            max_tokens=embedder.max_tokens,
-            target_tokens=settings.chunk_tokens,
-            overlap_tokens=settings.chunk_overlap_tokens,
+        chunks, texts = prepare_chunks(
+            embedder, settings, loaded.text, markdown=loaded.markdown, title=loaded.title
         )
         if not chunks:
             _skip(store, gen, report, source.rel, "no text to index", old is not None, dry_run)
             continue
-        texts = [embedding_text(loaded.title, c.heading, c.text) for c in chunks]
         pending.append(_Pending(source, digest, loaded, chunks, texts, old is None))
         if sum(len(p.chunks) for p in pending) >= EMBED_GROUP_CHUNKS:
             flush()
@@ -172,6 +165,25 @@ def index_folder(
         len(report.skipped), report.texts_embedded, report.cache_hits, report.seconds,
     )
     return report
+
+
+def prepare_chunks(
+    embedder: Embedder, settings: Settings, text: str, *, markdown: bool, title: str | None
+) -> tuple[list[Chunk], list[str]]:
+    """A document's chunks sized for `embedder`, and the text embedded for each.
+
+    Shared with the evaluation, so benchmark numbers measure the real chunking.
+    """
+    chunks = chunk_document(
+        text,
+        markdown=markdown,
+        title=title,
+        count_tokens=embedder.count_tokens_many,
+        max_tokens=embedder.max_tokens,
+        target_tokens=settings.chunk_tokens,
+        overlap_tokens=settings.chunk_overlap_tokens,
+    )
+    return chunks, [embedding_text(title, c.heading, c.text) for c in chunks]
 
 
 def _target_generation(

@@ -1,9 +1,10 @@
 """The SQLite file: documents, chunks, vectors, the embedding cache, bot state.
 
 `Store` owns the connection. Vectors live in one sqlite-vec `vec0` table per
-*generation*; a generation belongs to one embedding model, so vectors of
-different models never meet. A model change builds a new generation beside the
-active one and swaps them in one transaction.
+*generation*, beside one FTS5 keyword table (`bot.keyword`); a generation
+belongs to one embedding model, so vectors of different models never meet. A
+model change builds a new generation beside the active one and swaps them in
+one transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bot import keyword
 from bot.chunking import Chunk
 from bot.db import Connection, connect, transaction
 from bot.migrations import SCHEMA_VERSION, migrate
@@ -32,6 +34,10 @@ class Generation:
     @property
     def vec_table(self) -> str:
         return f"vec_chunks_{self.id}"
+
+    @property
+    def keyword_table(self) -> str:
+        return keyword.table_name(self.id)
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,9 @@ class Store:
             part = keys[start : start + 500]
             marks = ",".join("?" * len(part))
             for key, blob in self.conn.execute(
-                f"SELECT key, vector FROM embedding_cache WHERE key IN ({marks})", part
+                # model too: "m" + "::" + "x::t" and "m::x" + "::" + "t" hash alike
+                f"SELECT key, vector FROM embedding_cache WHERE key IN ({marks}) AND model = ?",
+                [*part, model],
             ):
                 found[by_key[bytes(key)]] = np.frombuffer(blob, dtype=np.float32)
         return found
@@ -122,7 +130,7 @@ class Store:
         return self._generation("status = 'building' AND model = ? AND dim = ?", model, dim)
 
     def create_generation(self, model: str, dim: int, knowledge_dir: str) -> Generation:
-        """A new, empty generation in 'building' state with its own vector table."""
+        """A new, empty generation in 'building' state with its own vector and keyword tables."""
         with transaction(self.conn):
             cursor = self.conn.execute(
                 "INSERT INTO generations (model, dim, status, knowledge_dir, created_at) "
@@ -134,6 +142,7 @@ class Store:
                 f"CREATE VIRTUAL TABLE {gen.vec_table} USING vec0("
                 f"chunk_id INTEGER PRIMARY KEY, embedding float[{dim}] distance_metric=cosine)"
             )
+            keyword.create_table(self.conn, gen.id)
         return gen
 
     def activate(self, gen: Generation) -> None:
@@ -168,6 +177,7 @@ class Store:
                 self.conn.execute("DELETE FROM chunks WHERE generation = ?", (gen.id,))
                 self.conn.execute("DELETE FROM documents WHERE generation = ?", (gen.id,))
                 self.conn.execute(f"DROP TABLE IF EXISTS {gen.vec_table}")
+                self.conn.execute(f"DROP TABLE IF EXISTS {gen.keyword_table}")
                 self.conn.execute("DELETE FROM generations WHERE id = ?", (gen.id,))
 
     # --- documents and chunks --------------------------------------------
@@ -209,7 +219,7 @@ class Store:
         chunks: Sequence[Chunk],
         vectors: np.ndarray,
     ) -> None:
-        """Swap a file's old chunks and vectors for new ones in one transaction."""
+        """Swap a file's old chunks, vectors and keyword rows for new ones in one transaction."""
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         with transaction(self.conn):
@@ -230,19 +240,25 @@ class Store:
                     f"INSERT INTO {gen.vec_table} (chunk_id, embedding) VALUES (?, ?)",
                     (chunk_id, np.asarray(vector, dtype=np.float32).tobytes()),
                 )
+                self.conn.execute(
+                    f"INSERT INTO {gen.keyword_table} (rowid, title, heading, body) VALUES (?, ?, ?, ?)",
+                    (chunk_id, title, chunk.heading, chunk.text),
+                )
 
     def remove_document(self, gen: Generation, path: str) -> None:
         with transaction(self.conn):
             self._delete_document(gen, path)
 
     def _delete_document(self, gen: Generation, path: str) -> None:
-        # vec0 has no foreign keys (and fails INSERT OR REPLACE): delete its rows first.
-        self.conn.execute(
-            f"DELETE FROM {gen.vec_table} WHERE chunk_id IN ("
-            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
-            "WHERE d.generation = ? AND d.path = ?)",
-            (gen.id, path),
-        )
+        # vec0 and FTS5 tables have no foreign keys (and vec0 fails INSERT OR
+        # REPLACE): delete their rows first.
+        for table, key in ((gen.vec_table, "chunk_id"), (gen.keyword_table, "rowid")):
+            self.conn.execute(
+                f"DELETE FROM {table} WHERE {key} IN ("
+                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+                "WHERE d.generation = ? AND d.path = ?)",
+                (gen.id, path),
+            )
         self.conn.execute(
             "DELETE FROM documents WHERE generation = ? AND path = ?", (gen.id, path)
         )
@@ -257,6 +273,44 @@ class Store:
             (np.asarray(vector, dtype=np.float32).tobytes(), k),
         ).fetchall()
         return [(int(chunk_id), 1.0 - float(distance)) for chunk_id, distance in rows]
+
+    def similarities(self, gen: Generation, vector: np.ndarray, ids: Iterable[int]) -> dict[int, float]:
+        """Cosine similarity of `vector` to each stored chunk in `ids` (for hits found by keyword)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            f"SELECT chunk_id, vec_distance_cosine(embedding, ?) FROM {gen.vec_table} "
+            f"WHERE chunk_id IN ({marks})",
+            (np.asarray(vector, dtype=np.float32).tobytes(), *ids),
+        )
+        return {int(chunk_id): 1.0 - float(distance) for chunk_id, distance in rows}
+
+    def keyword_top(self, gen: Generation, match: str, k: int) -> list[tuple[int, float]]:
+        """The `k` chunks with the best BM25 score for FTS5 query `match`, as (chunk_id, score).
+
+        Scores are FTS5's bm25() negated, so higher is better.
+        """
+        rows = self.conn.execute(
+            f"SELECT rowid, -bm25({gen.keyword_table}) AS score FROM {gen.keyword_table} "
+            f"WHERE {gen.keyword_table} MATCH ? ORDER BY score DESC LIMIT ?",
+            (match, k),
+        )
+        return [(int(chunk_id), float(score)) for chunk_id, score in rows]
+
+    def keyword_scores(self, gen: Generation, match: str, ids: Iterable[int]) -> dict[int, float]:
+        """BM25 scores of the chunks in `ids` that match `match` (the others score 0)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            f"SELECT rowid, -bm25({gen.keyword_table}) FROM {gen.keyword_table} "
+            f"WHERE {gen.keyword_table} MATCH ? AND rowid IN ({marks})",
+            (match, *ids),
+        )
+        return {int(chunk_id): float(score) for chunk_id, score in rows}
 
     def chunks_by_id(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
         ids = list(ids)

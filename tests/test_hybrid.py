@@ -1,0 +1,155 @@
+"""Keyword (FTS5) and hybrid search on real SQLite files and the real model."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bot import keyword
+from bot.chunking import Chunk, embedding_text
+from bot.cli import cli
+from bot.errors import QueryError
+from bot.indexer import index_folder
+from bot.keyword import match_expression
+from bot.search import search
+from bot.store import Store
+from tests.conftest import make_settings
+
+MODES = ("hybrid", "vector", "keyword")
+
+
+@pytest.fixture
+def indexed(knowledge_copy: Path, tmp_path: Path, sample_db: Path) -> Iterator[Store]:
+    """A writable copy of the sample index over `knowledge_copy` (same relative paths)."""
+    shutil.copy(sample_db, tmp_path / "kb.sqlite3")
+    with Store(tmp_path / "kb.sqlite3") as store:
+        yield store
+
+
+def keyword_rows(store: Store) -> int:
+    gen = store.active_generation()
+    return store.conn.execute(f"SELECT count(*) FROM {gen.keyword_table}").fetchone()[0]
+
+
+def chunk_rows(store: Store) -> int:
+    gen = store.active_generation()
+    return store.conn.execute("SELECT count(*) FROM chunks WHERE generation = ?", (gen.id,)).fetchone()[0]
+
+
+def test_match_expression_ors_quoted_words():
+    assert match_expression("reset VPN password") == '"reset" OR "vpn" OR "password"'
+    assert match_expression('NEAR(a b) -x "y" col:z* AND vpn vpn') == (
+        '"near" OR "a" OR "b" OR "x" OR "y" OR "col" OR "z" OR "and" OR "vpn"'
+    )
+    assert match_expression(" -- ?! * ") is None
+
+
+@pytest.mark.parametrize(
+    "question", ['"', "-", "a:b", "vpn*", "NEAR", "NOT vpn", "(vpn", "AND OR", "ü ß 東京", "?"]
+)
+def test_fts_syntax_in_questions_is_just_text(sample_store, embedder, question):
+    for mode in MODES:
+        result = search(sample_store, embedder, question, k=3, mode=mode)
+        assert mode == "keyword" or result.hits
+
+
+@pytest.mark.parametrize(
+    ("question", "path"),
+    [
+        ("maximum_lag_on_failover", "engineering/database-failover.rst"),
+        ("DEN-PRINT-4F", "office.html"),
+        ("twilio_api_key", "engineering/rotating-secrets.md"),
+    ],
+)
+def test_exact_identifiers_rank_first(sample_store, embedder, question, path):
+    for mode in ("keyword", "hybrid"):
+        assert search(sample_store, embedder, question, k=3, mode=mode).hits[0].path == path
+
+
+def test_keyword_search_stems_words(sample_store, embedder):
+    # "rotated secrets" shares no exact word form with "Rotating secrets".
+    hits = search(sample_store, embedder, "rotated secrets", k=3, mode="keyword").hits
+    assert "engineering/rotating-secrets.md" in [h.path for h in hits]
+
+
+def test_score_is_cosine_in_every_mode(sample_store, embedder):
+    question = "how many vacation days do we get a year"
+    query = embedder.embed([question])[0]
+    for mode in MODES:
+        hits = search(sample_store, embedder, question, k=5, mode=mode, min_score=0.4).hits
+        assert hits
+        passages = embedder.embed([embedding_text(h.title, h.heading, h.text) for h in hits])
+        np.testing.assert_allclose([h.score for h in hits], passages @ query, atol=2e-3)
+        assert all(h.confident == (h.score >= 0.4) for h in hits)
+        ranks = [h.rank_score for h in hits]
+        assert ranks == sorted(ranks, reverse=True)
+
+
+def test_unknown_mode_is_a_clear_error(sample_store, embedder):
+    with pytest.raises(QueryError, match="mode"):
+        search(sample_store, embedder, "vpn", mode="fuzzy")
+
+
+def test_keyword_table_follows_edits_and_deletions(indexed, knowledge_copy, embedder, tmp_path):
+    settings = make_settings(tmp_path, knowledge_dir=knowledge_copy)
+    assert keyword_rows(indexed) == chunk_rows(indexed)
+    (knowledge_copy / "hr" / "expenses.md").write_text("# Expenses\n\nClaim a zanzibarian allowance.\n")
+    (knowledge_copy / "it" / "vpn-setup.md").unlink()
+    index_folder(indexed, embedder, settings)
+    assert keyword_rows(indexed) == chunk_rows(indexed)
+
+    def paths(question: str) -> set[str]:
+        return {h.path for h in search(indexed, embedder, question, k=50, mode="keyword").hits}
+
+    assert paths("zanzibarian") == {"hr/expenses.md"}
+    assert "hr/expenses.md" not in paths("taxi receipts")
+    assert "it/vpn-setup.md" not in paths("tailscale vpn")
+
+
+def test_hits_never_come_from_another_generation(indexed, embedder):
+    active = indexed.active_generation()
+    building = indexed.create_generation("other-model", embedder.dim, active.knowledge_dir)
+    chunk = Chunk("The quokkaword procedure.", None, 1, 1)
+    indexed.replace_document(
+        building, path="new.md", sha256="x", size=1, mtime=0.0, title=None,
+        chunks=[chunk], vectors=embedder.embed([chunk.text]),
+    )
+    for mode in MODES:
+        hits = search(indexed, embedder, "quokkaword procedure", k=50, mode=mode).hits
+        assert "new.md" not in {h.path for h in hits}
+    indexed.drop_generations(except_id=active.id)
+    tables = {row[0] for row in indexed.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert building.keyword_table not in tables and active.keyword_table in tables
+
+
+def test_migration_backfills_keyword_index(indexed, embedder):
+    gen = indexed.active_generation()
+    indexed.conn.execute(f"DROP TABLE {gen.keyword_table}")
+    indexed.conn.execute("DELETE FROM _migrations WHERE name = 'm003_keyword_index'")
+    path = indexed.path
+    indexed.close()
+    with Store(path) as store:
+        assert keyword_rows(store) == chunk_rows(store) > 0
+        assert search(store, embedder, "maximum_lag_on_failover", k=1, mode="keyword").hits
+
+
+def test_keyword_table_uses_the_chosen_tokenizer(sample_store):
+    gen = sample_store.active_generation()
+    (sql,) = sample_store.conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = ?", (gen.keyword_table,)
+    ).fetchone()
+    assert keyword.TOKENIZER in sql
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cli_ask_mode(sample_db, mode):
+    result = CliRunner().invoke(
+        cli, ["--env-file", "/nonexistent", "ask", "DEN-PRINT-4F", "--db", str(sample_db), "--mode", mode, "-k", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "office.html" in result.output
