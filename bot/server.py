@@ -1,0 +1,216 @@
+"""`kb-bot serve`: run the Slack app over Socket Mode or HTTP.
+
+Socket Mode (SLACK_APP_TOKEN set) needs no public URL; otherwise waitress
+serves POST /slack/events (commands, events, interactivity) and GET /healthz.
+
+`Services` is what every listener and background job shares: the settings,
+the embedder (loaded once; onnxruntime sessions are thread-safe), the Slack
+Web API client, and one SQLite `Store` per thread, because Bolt runs listeners
+on a thread pool and a connection must not be used by two threads at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import waitress
+from slack_bolt import App
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.error import BoltError
+from slack_sdk import WebClient
+from slack_sdk.http_retry import default_retry_handlers
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from waitress.server import BaseWSGIServer
+
+from bot.embeddings import Embedder, make_embedder
+from bot.errors import KbError, SettingsError
+from bot.indexer import IndexReport, index_folder
+from bot.lock import index_lock
+from bot.scheduler import start_scheduler
+from bot.search import SearchResult, search
+from bot.settings import Settings
+from bot.slack.app import build_app
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+HTTP_THREADS = 8  # waitress threads only verify and ack; the work runs on Bolt's pool
+RATE_LIMIT_RETRIES = 3  # a 429 is retried after its Retry-After, this many times
+
+BOT_TOKEN_HELP = (
+    "SLACK_BOT_TOKEN is not set: create the app from slack/manifest.yml, install it, "
+    "copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions"
+)
+SIGNING_SECRET_HELP = (
+    "SLACK_SIGNING_SECRET is not set: copy the Signing Secret from your app's Basic Information → "
+    "App Credentials (or set SLACK_APP_TOKEN to use Socket Mode, which needs no public URL)"
+)
+APP_TOKEN_HELP = (
+    "SLACK_APP_TOKEN must be an app-level token (xapp-…): Basic Information → App-Level Tokens, "
+    "with the connections:write scope, and Socket Mode enabled"
+)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Services:
+    """What listeners and background jobs share; safe to use from any thread."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, client: WebClient) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.client = client
+        self._local = threading.local()
+        self._stores: list[Store] = []
+        self._stores_lock = threading.Lock()
+        self._on_close: list[Callable[[], object]] = []
+
+    @classmethod
+    def start(cls, settings: Settings) -> Services:
+        """Load the embedder once, for the life of the process."""
+        return cls(settings, make_embedder(settings), make_web_client(settings))
+
+    def store(self) -> Store:
+        """This thread's `Store`, opened on first use."""
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None:
+            store = Store(self.settings.db_path)
+            self._local.store = store
+            with self._stores_lock:
+                self._stores.append(store)
+        return store
+
+    def search(self, question: str) -> SearchResult:
+        settings = self.settings
+        return search(
+            self.store(), self.embedder, question,
+            k=settings.top_k, min_score=settings.min_score, mode=settings.search_mode,
+        )
+
+    def reindex(self, on_start: Callable[[], object]) -> IndexReport:
+        """An incremental re-index, on its own connection; `LockHeldError` if one is already running.
+
+        The lock is a file lock, so a `kb-bot index` in a shell and a second
+        `/ask reindex` are refused alike; `on_start` runs once it is held.
+        """
+        with index_lock(self.settings.db_path):
+            on_start()
+            with Store(self.settings.db_path) as store:
+                return index_folder(store, self.embedder, self.settings)
+
+    def at_close(self, stop: Callable[[], object]) -> None:
+        """Run `stop` at shutdown, before the stores close (e.g. a scheduler's `shutdown`)."""
+        self._on_close.append(stop)
+
+    def close(self) -> None:
+        for stop in reversed(self._on_close):
+            stop()
+        with self._stores_lock:
+            for store in self._stores:
+                store.close()
+            self._stores.clear()
+
+
+def make_web_client(settings: Settings) -> WebClient:
+    """The Web API client: SLACK_API_URL as base, 429s retried after Retry-After."""
+    return WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        retry_handlers=[*default_retry_handlers(), RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
+    )
+
+
+def check_tokens(settings: Settings) -> None:
+    """Fail before loading anything when a token the chosen mode needs is missing."""
+    if not settings.slack_bot_token:
+        raise SettingsError(BOT_TOKEN_HELP)
+    if not settings.slack_bot_token.startswith("xoxb-"):
+        raise SettingsError("SLACK_BOT_TOKEN must be the Bot User OAuth Token, which starts with xoxb-")
+    if settings.slack_app_token:
+        if not settings.slack_app_token.startswith("xapp-"):
+            raise SettingsError(APP_TOKEN_HELP)
+    elif not settings.slack_signing_secret:
+        raise SettingsError(SIGNING_SECRET_HELP)
+
+
+def create_app(services: Services) -> App:
+    """The Bolt app; Bolt checks the bot token with auth.test here."""
+    try:
+        return build_app(services)
+    except BoltError:
+        raise SettingsError(
+            "Slack rejected SLACK_BOT_TOKEN (auth.test failed): copy the Bot User OAuth Token (xoxb-…) "
+            "again from OAuth & Permissions, and reinstall the app if it was revoked"
+        ) from None
+    except OSError as exc:
+        raise KbError(f"cannot reach the Slack API at {services.settings.slack_api_url}: {exc}") from None
+
+
+def wsgi_app(app: App) -> WSGIApp:
+    """POST /slack/events goes to Bolt; GET /healthz answers load balancers."""
+    slack = SlackRequestHandler(app, path=EVENTS_PATH)
+
+    def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"ok\n"]
+        return slack(environ, start_response)
+
+    return route
+
+
+def http_server(app: App, host: str, port: int) -> BaseWSGIServer:
+    """A waitress server bound to host:port (port 0 picks a free one); `run()` serves."""
+    return waitress.create_server(wsgi_app(app), host=host, port=port, threads=HTTP_THREADS, ident="kb-bot")
+
+
+def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
+    """Socket Mode: Slack's WebSocket, opened with the app-level token (apps.connections.open)."""
+    return SocketModeHandler(app, settings.slack_app_token)
+
+
+def start_background_jobs(services: Services) -> None:
+    """Start jobs that run beside the listeners: the duplicate scan (bot.scheduler).
+
+    Register whatever stops them with `services.at_close`.
+    """
+    scheduler = start_scheduler(services.settings, services.embedder, services.client)
+    services.at_close(scheduler.shutdown)  # waits for a scan in progress to finish
+
+
+def serve(settings: Settings, host: str = "0.0.0.0") -> None:
+    """Run until interrupted: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on settings.port."""
+    check_tokens(settings)
+    logging.getLogger().setLevel(settings.log_level)
+    # SIGTERM (docker stop, systemd) unwinds like Ctrl+C, so background jobs and the database close cleanly
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    services = Services.start(settings)
+    try:
+        app = create_app(services)
+        stats = services.store().stats()
+        log.info("answering from %s: %s documents, %s chunks, model %s",
+                 settings.db_path, stats["documents"], stats["chunks"], stats["model"])
+        if not stats["chunks"]:
+            log.warning("the index is empty: run `kb-bot index`, or `%s reindex` as an admin", settings.ask_command)
+        # --- background jobs (duplicate detection scheduler) start here ---
+        start_background_jobs(services)
+        if settings.slack_app_token:
+            log.info("connecting to Slack in Socket Mode")
+            socket_mode_handler(app, settings).start()
+        else:
+            server = http_server(app, host, settings.port)
+            log.info("listening on http://%s:%s%s", server.effective_host, server.effective_port, EVENTS_PATH)
+            server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services.close()
+        log.info("stopped")

@@ -1,0 +1,200 @@
+"""The Bolt app: routes /ask, mentions, channel messages and the Share button.
+
+Every listener acks at once in the request thread (Slack waits 3 s at most) and
+does its work in a lazy listener on Bolt's thread pool, so neither a slow
+search nor a busy pool can delay an ack. Nothing is answered in silence: a
+`KbError` is shown as written, anything else becomes a short apology carrying
+an error id, and the traceback goes to the log under that id.
+
+Slack redelivers an event it thinks was missed (X-Slack-Retry-Num); Bolt has
+no setting to skip those, so answers to events are keyed on the event id
+(`remember_event`), which also covers retries that arrive after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App, BoltContext, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.cli import format_report
+from bot.errors import KbError
+from bot.messages import delete_message, edit_message, is_user_post, record_message, remember_event
+from bot.slack import format as fmt
+
+if TYPE_CHECKING:
+    from bot.server import Services
+
+log = logging.getLogger(__name__)
+
+LISTENER_THREADS = 8  # searches are CPU-bound on the embedder; Slack calls wait on the network
+WORKING_REACTION = "eyes"
+NOT_A_MEMBER = {"not_in_channel", "channel_not_found", "is_archived"}
+
+Reply = Callable[[fmt.Message], object]
+
+
+def build_app(services: Services) -> App:
+    """A Bolt app wired to `services`; its client must carry a valid bot token (auth.test runs here)."""
+    settings = services.settings
+    app = App(
+        name="kb-bot",
+        client=services.client,
+        signing_secret=settings.slack_signing_secret,
+        process_before_response=True,  # ack in the request thread; the work is in lazy listeners
+        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="kb-bot-listener"),
+    )
+
+    def answer_command(command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+        """/ask: usage, an admin's re-index, or a private answer with a Share button."""
+        reply = _responder(respond)
+        text = fmt.from_slack(command.get("text") or "").strip()
+        with _errors_shown(reply, settings.ask_command):
+            if text.lower() in ("", "help"):
+                reply(fmt.usage_message(settings.ask_command, context.bot_user_id))
+            elif text.lower() == "reindex":
+                reindex(command["user_id"], reply)
+            else:
+                reply(fmt.answer_message(services.search(text), shareable=True))
+
+    def reindex(user_id: str, reply: Reply) -> None:
+        if user_id not in settings.admin_user_ids:
+            reply(fmt.reindex_refused_message())
+            return
+        report = services.reindex(on_start=lambda: reply(fmt.reindex_started_message()))
+        reply(fmt.reindex_done_message(format_report(report)))
+
+    def share_answer(body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        """Share in channel: the same answer, posted publicly for the person who asked."""
+        reply = _responder(respond)
+        channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+        with _errors_shown(reply, settings.ask_command):
+            message = fmt.answer_message(services.search(action["value"]), asker=body["user"]["id"])
+            client.chat_postMessage(channel=channel, **message)
+            respond(delete_original=True)  # the private copy is no longer needed
+
+    def answer_mention(event: dict[str, Any], body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        """@kb-bot question: answered in the thread, with 👀 on the question while working."""
+        channel, ts = event["channel"], event["ts"]
+        thread_ts = event.get("thread_ts") or ts
+
+        def reply(message: fmt.Message) -> None:
+            client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message)
+
+        question = fmt.from_slack(fmt.strip_mention(event.get("text") or "", context.bot_user_id)).strip()
+        with _errors_shown(reply, settings.ask_command):
+            if not _first_delivery(services, body):
+                return
+            _react(client.reactions_add, channel, ts)
+            try:
+                if question.lower() in ("", "help"):
+                    reply(fmt.usage_message(settings.ask_command, context.bot_user_id))
+                else:
+                    reply(fmt.answer_message(services.search(question), asker=event.get("user")))
+            finally:
+                _react(client.reactions_remove, channel, ts)
+
+    def store_message(event: dict[str, Any]) -> None:
+        """Channel messages feed duplicate detection: posts are kept, edits and deletions applied."""
+        channel = event.get("channel", "")
+        if event.get("channel_type", "channel") != "channel":
+            return
+        if settings.dup_channels and channel not in settings.dup_channels:
+            return
+        store = services.store()
+        subtype = event.get("subtype")
+        if subtype == "message_changed":
+            edited = event.get("message") or {}
+            if is_user_post(edited):
+                edit_message(store, channel=channel, ts=edited["ts"], text=edited.get("text") or "")
+        elif subtype == "message_deleted":
+            delete_message(store, channel=channel, ts=event["deleted_ts"])
+        elif is_user_post(event):
+            record_message(
+                store, channel=channel, ts=event["ts"], user=event["user"],
+                text=event.get("text") or "", thread_ts=event.get("thread_ts"),
+            )
+
+    app.command(settings.ask_command)(ack=_ack, lazy=[answer_command])
+    app.action(fmt.SHARE_ACTION)(ack=_ack, lazy=[share_answer])
+    app.event("app_mention")(ack=_ack, lazy=[answer_mention])
+    app.event("message")(ack=_ack, lazy=[_logged(store_message)])
+    return app
+
+
+def _ack(ack: Ack) -> None:
+    ack()
+
+
+def _responder(respond: Respond) -> Reply:
+    """Private replies through the response_url (ephemeral, for the person who asked)."""
+
+    def reply(message: fmt.Message) -> None:
+        response = respond(response_type="ephemeral", replace_original=False, **message)
+        if response.status_code != 200:
+            log.warning("response_url refused a reply: HTTP %s %s", response.status_code, response.body[:200])
+
+    return reply
+
+
+@contextmanager
+def _errors_shown(reply: Reply, command: str) -> Iterator[None]:
+    """Turn a failure into a visible reply; unexpected ones are logged under an error id."""
+    try:
+        yield
+    except KbError as exc:
+        _deliver(reply, fmt.problem_message(str(exc)))
+    except SlackApiError as exc:
+        if exc.response.get("error") not in NOT_A_MEMBER:
+            _deliver(reply, fmt.apology_message(_log_error()))
+        else:
+            _deliver(reply, fmt.not_in_channel_message(command))
+    except Exception:
+        _deliver(reply, fmt.apology_message(_log_error()))
+
+
+def _log_error() -> str:
+    error_id = uuid.uuid4().hex[:8]
+    log.exception("error_id=%s", error_id)
+    return error_id
+
+
+def _deliver(reply: Reply, message: fmt.Message) -> None:
+    try:
+        reply(message)
+    except Exception:
+        log.exception("could not deliver an error reply")
+
+
+def _logged(listener: Callable[..., None]) -> Callable[..., None]:
+    """Log a silent listener's failures with their traceback (Bolt logs only the message)."""
+
+    def run(event: dict[str, Any]) -> None:
+        try:
+            listener(event)
+        except Exception:
+            _log_error()
+
+    run.__name__ = listener.__name__
+    return run
+
+
+def _first_delivery(services: Services, body: dict[str, Any]) -> bool:
+    """False for a redelivery (a Slack retry) of an event already handled."""
+    event_id = body.get("event_id")
+    return not event_id or remember_event(services.store(), event_id)
+
+
+def _react(call: Callable[..., Any], channel: str, ts: str) -> None:
+    """Add or remove the working reaction; a failure here must not stop the answer."""
+    try:
+        call(channel=channel, timestamp=ts, name=WORKING_REACTION)
+    except SlackApiError as exc:
+        log.warning("%s failed: %s", call.__name__, exc.response.get("error"))
