@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+from slack_sdk import WebClient
 
+from bot.duplicates import Pair, backfill, find_duplicates, scan_and_flag, watched_channels
 from bot.embeddings import Embedder, make_embedder
-from bot.errors import IndexNotBuiltError, KbError
+from bot.errors import IndexNotBuiltError, KbError, SettingsError
+from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
 from bot.indexer import IndexReport, index_folder
 from bot.lock import index_lock
 from bot.search import SearchResult, search
-from bot.settings import Settings, load_settings
+from bot.settings import SEARCH_MODES, Settings, load_settings
 from bot.store import Store
 
 
@@ -155,23 +158,30 @@ def format_result(result: SearchResult) -> str:
 @cli.command("ask")
 @click.argument("question")
 @click.option("-k", "k", type=click.IntRange(1, 50), help="How many passages (default: KB_TOP_K).")
+@click.option("--mode", type=click.Choice(SEARCH_MODES), help="How to rank (default: KB_SEARCH_MODE).")
 @db_option
 @knowledge_option
 @json_option
 @click.pass_context
 @user_errors
-def ask_cmd(ctx: click.Context, question: str, k: int | None, db: Path | None, knowledge: Path | None, json_: bool) -> None:
+def ask_cmd(
+    ctx: click.Context, question: str, k: int | None, mode: str | None, db: Path | None, knowledge: Path | None, json_: bool
+) -> None:
     """Print the passages that best answer QUESTION, with their scores."""
-    settings = _settings(ctx, db_path=db, knowledge_dir=knowledge)
+    settings = _settings(ctx, db_path=db, knowledge_dir=knowledge, search_mode=mode)
     embedder = make_embedder(settings)
+    ask = functools.partial(
+        search, embedder=embedder, query=question, k=k or settings.top_k,
+        min_score=settings.min_score, mode=settings.search_mode,
+    )
     with Store(settings.db_path) as store:
         try:
-            result = search(store, embedder, question, k or settings.top_k, min_score=settings.min_score)
+            result = ask(store)
         except IndexNotBuiltError:
             click.echo(f"No index for this model yet: indexing {settings.knowledge_dir} first…", err=True)
             report = index_folder(store, embedder, settings)
             click.echo(format_report(report), err=True)
-            result = search(store, embedder, question, k or settings.top_k, min_score=settings.min_score)
+            result = ask(store)
     click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) if json_ else format_result(result))
 
 
@@ -220,6 +230,142 @@ def embed_cmd(ctx: click.Context, text: str, per_word: bool, values: int, json_:
     for row in rows:
         head = ", ".join(f"{x:.4f}" for x in row["vector"][:values])
         click.echo(f"{row['text']!r}: {row['model']} dim={row['dim']} [{head}, …]")
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Measure retrieval quality on a BEIR benchmark or a golden set."""
+
+
+modes_option = click.option(
+    "--mode", "modes", type=click.Choice(SEARCH_MODES), multiple=True, help="Mode to score; repeatable (default: all)."
+)
+
+
+def format_scores(title: str, results: dict[str, dict[str, float]]) -> str:
+    metrics = [m for m in next(iter(results.values())) if m != "queries"]
+    lines = [title, f"{'mode':<8}" + "".join(f"{m:>12}" for m in metrics)]
+    for mode, scores in results.items():
+        lines.append(f"{mode:<8}" + "".join(f"{scores[m]:>12.4f}" for m in metrics))
+    return "\n".join(lines)
+
+
+@eval_group.command("beir")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--split", default="test", show_default=True, help="Which qrels/{split}.tsv to score.")
+@modes_option
+@click.option("--limit", type=click.IntRange(1), help="Score a fixed sample of N queries.")
+@click.option("--docs", type=click.IntRange(0), help="Index only the judged documents and N others (easier; quick checks).")
+@click.option(
+    "--cache-db", type=click.Path(path_type=Path), default=Path("data/eval-cache.sqlite3"), show_default=True,
+    help="Embedding cache kept between runs, so reruns embed only the queries.",
+)
+@json_option
+@click.pass_context
+@user_errors
+def eval_beir_cmd(
+    ctx: click.Context, folder: Path, split: str, modes: tuple[str, ...], limit: int | None, docs: int | None,
+    cache_db: Path, json_: bool,
+) -> None:
+    """Index the BEIR folder FOLDER into a temporary database; print nDCG@10 and recall@100."""
+    settings = _settings(ctx)
+    data = load_beir(folder, split).subset(queries=limit, other_docs=docs)
+    embedder = make_embedder(settings)
+    click.echo(f"Indexing {len(data.corpus)} documents with {embedder.model} (cache: {cache_db})…", err=True)
+    results = run_beir(data, embedder, settings, cache_db, modes or SEARCH_MODES)
+    title = f"{folder.name} {split}: {len(data.queries)} queries, {len(data.corpus)} documents, {embedder.model}"
+    click.echo(json.dumps(results, indent=2) if json_ else format_scores(title, results))
+
+
+@eval_group.command("golden")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@modes_option
+@db_option
+@json_option
+@click.pass_context
+@user_errors
+def eval_golden_cmd(ctx: click.Context, file: Path, modes: tuple[str, ...], db: Path | None, json_: bool) -> None:
+    """Score the index on FILE, JSONL lines {"q": question, "file": path}: hit@1, hit@3, MRR."""
+    settings = _settings(ctx, db_path=db)
+    items = load_golden(file)
+    embedder = make_embedder(settings)
+    with Store(settings.db_path) as store:
+        results = {mode: evaluate_golden(store, embedder, items, mode) for mode in modes or SEARCH_MODES}
+    title = f"{file.name}: {len(items)} questions, {embedder.model}"
+    click.echo(json.dumps(results, indent=2) if json_ else format_scores(title, results))
+
+
+@cli.group("dupes")
+def dupes_group() -> None:
+    """Find repeated questions in the watched Slack channels."""
+
+
+def format_pairs(pairs: list[Pair], dry_run: bool) -> str:
+    if not pairs:
+        return "No repeated questions found." if dry_run else "Nothing new to flag."
+    lines = [f"{'Would flag' if dry_run else 'Flagged'} {len(pairs)} repeated question(s):"]
+    for pair in pairs:
+        lines.append(f"[{pair.score:.2f}] {pair.later.channel} {pair.later.ts}: {pair.later.text[:120]}")
+        lines.append(f"       looks like {pair.earlier.channel} {pair.earlier.ts}: {pair.earlier.text[:120]}")
+    return "\n".join(lines)
+
+
+def _slack_client(settings: Settings) -> WebClient:
+    """The Web API client `kb-bot serve` uses (rate limits waited out)."""
+    from bot.server import BOT_TOKEN_HELP, make_web_client  # Slack libraries load only when needed
+
+    if not settings.slack_bot_token:
+        raise SettingsError(BOT_TOKEN_HELP)
+    return make_web_client(settings)
+
+
+@dupes_group.command("scan")
+@db_option
+@click.option("--dry-run", is_flag=True, help="Only list the pairs: no Slack, nothing flagged or marked scanned.")
+@json_option
+@click.pass_context
+@user_errors
+def dupes_scan_cmd(ctx: click.Context, db: Path | None, dry_run: bool, json_: bool) -> None:
+    """Run the duplicate scan once, as the scheduler of `kb-bot serve` does."""
+    settings = _settings(ctx, db_path=db)
+    client = None if dry_run else _slack_client(settings)
+    embedder = make_embedder(settings)
+    with Store(settings.db_path) as store:
+        if client is None:
+            pairs = find_duplicates(store, embedder, settings, settings.dup_channels or None).pairs
+        else:
+            pairs = scan_and_flag(store, embedder, settings, client)
+    if json_:
+        click.echo(json.dumps({"pairs": [p.as_dict() for p in pairs]}, ensure_ascii=False))
+    else:
+        click.echo(format_pairs(pairs, dry_run))
+
+
+@dupes_group.command("backfill")
+@db_option
+@click.pass_context
+@user_errors
+def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
+    """Fetch the watched channels' history since the last fetch (nothing is flagged)."""
+    settings = _settings(ctx, db_path=db)
+    client = _slack_client(settings)
+    with Store(settings.db_path) as store:
+        channels = watched_channels(client, settings)
+        added = backfill(store, client, settings, channels)
+    click.echo(f"Fetched {added} new message(s) from {len(channels)} channel(s).")
+
+
+@cli.command("serve")
+@click.option("--port", type=click.IntRange(1, 65535), help="HTTP port (default: PORT, 3000); unused in Socket Mode.")
+@db_option
+@knowledge_option
+@click.pass_context
+@user_errors
+def serve_cmd(ctx: click.Context, port: int | None, db: Path | None, knowledge: Path | None) -> None:
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on --port."""
+    from bot.server import serve  # Slack libraries load only for this command
+
+    serve(_settings(ctx, port=port, db_path=db, knowledge_dir=knowledge))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ hide it from every later comparison.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from bot.db import transaction
@@ -42,12 +43,28 @@ def record_message(
     store: Store, *, channel: str, ts: str, user: str | None, text: str, thread_ts: str | None = None
 ) -> None:
     """Keep a message (idempotent: a redelivered event changes nothing)."""
+    record_messages(store, [Message(channel, ts, thread_ts, user, text, float(ts))])
+
+
+def record_messages(
+    store: Store, messages: Iterable[Message], *, scanned_at: float | None = None
+) -> int:
+    """Keep messages in one transaction; return how many were new.
+
+    `scanned_at` stores them as already scanned: context for later messages
+    that is never flagged itself (the backfill's first look at a channel).
+    """
+    rows = [
+        (m.channel, m.ts, m.thread_ts if m.thread_ts != m.ts else None, m.user, m.text, m.posted_at, scanned_at)
+        for m in messages
+    ]
     with transaction(store.conn):
-        store.conn.execute(
-            "INSERT INTO messages (channel, ts, thread_ts, user, text, posted_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(channel, ts) DO NOTHING",
-            (channel, ts, thread_ts if thread_ts != ts else None, user, text, float(ts)),
+        cursor = store.conn.executemany(
+            "INSERT INTO messages (channel, ts, thread_ts, user, text, posted_at, scanned_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(channel, ts) DO NOTHING",
+            rows,
         )
+    return cursor.rowcount if rows else 0
 
 
 def edit_message(store: Store, *, channel: str, ts: str, text: str) -> None:
@@ -89,3 +106,68 @@ def remember_event(store: Store, event_id: str) -> bool:
             "DELETE FROM slack_events WHERE received_at < ?", (time.time() - 7 * 86400,)
         )
     return cursor.rowcount == 1
+
+
+_COLUMNS = "channel, ts, thread_ts, user, text, posted_at"
+
+
+def _in_channels(channels: Collection[str] | None) -> tuple[str, list[str]]:
+    """An `AND channel IN (...)` clause and its arguments; nothing for every channel."""
+    if channels is None:
+        return "", []
+    return f" AND channel IN ({','.join('?' * len(channels))})", list(channels)
+
+
+def unscanned_messages(store: Store, channels: Collection[str] | None = None) -> list[Message]:
+    """Messages the duplicate scan has not judged yet, oldest first."""
+    clause, args = _in_channels(channels)
+    return [
+        Message(*row)
+        for row in store.conn.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE scanned_at IS NULL AND deleted = 0{clause} "
+            "ORDER BY posted_at, ts",
+            args,
+        )
+    ]
+
+
+def messages_between(
+    store: Store, start: float, end: float, channels: Collection[str] | None = None
+) -> list[Message]:
+    """Live messages posted in [start, end], oldest first: a scan's comparison window."""
+    clause, args = _in_channels(channels)
+    return [
+        Message(*row)
+        for row in store.conn.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE deleted = 0 AND posted_at BETWEEN ? AND ?{clause} "
+            "ORDER BY posted_at, ts",
+            [start, end, *args],
+        )
+    ]
+
+
+def mark_scanned(store: Store, messages: Iterable[Message]) -> None:
+    """Record that the scan judged these texts; a message edited since stays new."""
+    now = time.time()
+    with transaction(store.conn):
+        store.conn.executemany(
+            "UPDATE messages SET scanned_at = ? WHERE channel = ? AND ts = ? AND text = ?",
+            [(now, m.channel, m.ts, m.text) for m in messages],
+        )
+
+
+def channel_cursor(store: Store, channel: str) -> str | None:
+    """The newest ts the backfill has fetched from `channel`, if it ever has."""
+    row = store.conn.execute(
+        "SELECT last_ts FROM channel_cursors WHERE channel = ?", (channel,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def set_channel_cursor(store: Store, channel: str, last_ts: str) -> None:
+    with transaction(store.conn):
+        store.conn.execute(
+            "INSERT INTO channel_cursors (channel, last_ts, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(channel) DO UPDATE SET last_ts = excluded.last_ts, updated_at = excluded.updated_at",
+            (channel, last_ts, time.time()),
+        )

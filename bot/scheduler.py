@@ -1,0 +1,77 @@
+"""Run the duplicate scan in the background of `kb-bot serve`.
+
+APScheduler's BackgroundScheduler runs the scan on its own thread every
+DUP_SCAN_MINUTES, or on DUP_SCAN_CRON when set, and once at start-up so
+messages posted while the bot was down are caught up at once. max_instances=1
+means a slow scan is never overlapped by the next one, and coalesce=True folds
+runs missed meanwhile into one. A run that fails is logged by APScheduler and
+the schedule goes on; the scan marks scanned only what it handled, so the next
+run retries the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from slack_sdk import WebClient
+
+from bot.duplicates import check_action, scan_and_flag
+from bot.embeddings import Embedder
+from bot.errors import SettingsError
+from bot.settings import Settings
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "dupes-scan"
+
+
+def scan_trigger(settings: Settings) -> BaseTrigger:
+    """DUP_SCAN_CRON (a five-field crontab line) when set, else every DUP_SCAN_MINUTES."""
+    if settings.dup_scan_cron:
+        try:
+            return CronTrigger.from_crontab(settings.dup_scan_cron)
+        except ValueError as exc:
+            raise SettingsError(f"DUP_SCAN_CRON {settings.dup_scan_cron!r} is not a crontab line: {exc}") from None
+    return IntervalTrigger(minutes=settings.dup_scan_minutes)
+
+
+def scan_job(settings: Settings, embedder: Embedder, client: WebClient) -> Callable[[], None]:
+    """One scheduled scan, with its own database connection (it runs on the scheduler's thread)."""
+
+    def run() -> None:
+        with Store(settings.db_path) as store:
+            scan_and_flag(store, embedder, settings, client)
+
+    return run
+
+
+def build_scheduler(settings: Settings, embedder: Embedder, client: WebClient) -> BackgroundScheduler:
+    """The scheduler with the scan job, not started yet; the first run comes as soon as it starts."""
+    check_action(settings)
+    scheduler = BackgroundScheduler()
+    scheduler.add_job(
+        scan_job(settings, embedder, client),
+        scan_trigger(settings),
+        id=JOB_ID,
+        name="duplicate scan",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,  # late is better than skipped: the scan catches up whatever it missed
+        next_run_time=datetime.now(UTC),
+    )
+    return scheduler
+
+
+def start_scheduler(settings: Settings, embedder: Embedder, client: WebClient) -> BackgroundScheduler:
+    """Start scanning in the background; the caller shuts the scheduler down on exit."""
+    scheduler = build_scheduler(settings, embedder, client)
+    scheduler.start()
+    log.info("dupes scheduler started trigger=%s", scheduler.get_job(JOB_ID).trigger)
+    return scheduler

@@ -1,0 +1,235 @@
+"""The duplicate scan without Slack: normalisation, candidates, and who is compared with whom.
+
+Real SQLite files and the real bundled model; Slack-facing behaviour is in
+tests/test_dupes_slack.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.duplicates import candidate_text, find_duplicates, normalize_text
+from bot.embeddings import LocalEmbedder
+from bot.errors import SettingsError
+from bot.messages import delete_message, edit_message, mark_scanned, record_message, unscanned_messages
+from bot.scheduler import scan_trigger
+from bot.settings import Settings
+from bot.store import Store
+from tests.conftest import make_settings
+
+VPN = "How do I reset my VPN password? It expired over the weekend."
+VPN_AGAIN = "my vpn password expired, how do I reset it?"
+VPN_LONG = "How do I reset my VPN password? It expired over the weekend and the portal says invalid token."
+OFFSITE = "Who is going to the offsite in Lisbon? Trying to coordinate flights."
+T0 = 1_717_000_000.0
+MINUTE, DAY = 60.0, 86400.0
+
+
+def ts(offset: float) -> str:
+    return f"{T0 + offset:.6f}"
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    with Store(settings.db_path) as store:
+        yield store
+
+
+def post(store: Store, offset: float, text: str, *, user: str = "U1", channel: str = "C1",
+         thread: float | None = None) -> str:
+    stamp = ts(offset)
+    record_message(store, channel=channel, ts=stamp, user=user, text=text,
+                   thread_ts=ts(thread) if thread is not None else None)
+    return stamp
+
+
+def found(store: Store, embedder: LocalEmbedder, settings: Settings, **overrides: object) -> list[tuple[str, str]]:
+    """(later ts, earlier ts) of each pair the scan would flag."""
+    if overrides:
+        settings = make_settings(settings.db_path.parent, **overrides)
+    return [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, embedder, settings).pairs]
+
+
+# --- normalisation and candidates -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "plain"),
+    [
+        ("hi <@U04>, quick question", "hi , quick question"),
+        ("see the <https://wiki.example.com/vpn|wiki page> for mac", "see the wiki page for mac"),
+        ("see <https://wiki.example.com/vpn> for mac", "see for mac"),
+        ("reposting from <#C456|eng>: anyone?", "reposting from #eng: anyone?"),
+        ("<!here> deploy at 5", "deploy at 5"),
+        ("run `alembic upgrade head` and it hangs", "run alembic upgrade head and it hangs"),
+        ("fails with\n```\nKeyError: 'REDIS_URL'\n```\nany idea?", "fails with KeyError: 'REDIS_URL' any idea?"),
+        ("help :pray: :+1::skin-tone-2: please", "help please"),
+        ("standup moved to 10:15:30 today", "standup moved to 10:15:30 today"),
+        ("*really* _urgent_ ~not~ test_payment_retry", "really urgent not test_payment_retry"),
+        ("R&amp;D asks: is 3 &lt; 4?", "R&D asks: is 3 < 4?"),
+    ],
+)
+def test_normalize_turns_slack_markup_into_plain_text(raw: str, plain: str) -> None:
+    assert normalize_text(raw) == plain
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ":tada: :tada:",
+        "<https://example.com/docs/q2-okr-summary>",
+        "https://example.com/docs/q2-okr-summary",
+        "thanks!",
+        "standup in 5",  # three words
+        "ok ok ok ok",  # four words but eleven characters
+        "<@U1> <@U2> <@U3> <@U4> :wave:",
+    ],
+)
+def test_short_emoji_and_link_only_messages_are_not_candidates(text: str, settings: Settings) -> None:
+    assert candidate_text(text, settings) is None
+
+
+def test_emoji_and_link_only_stay_out_even_without_length_limits(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, dup_min_words=0, dup_min_chars=0)
+    assert candidate_text(":tada:", settings) is None
+    assert candidate_text("<https://status.example.com>", settings) is None
+    assert candidate_text("ok", settings) == "ok"
+
+
+def test_a_labelled_link_counts_its_words(settings: Settings) -> None:
+    text = "roadmap: <https://docs.example.com/q3|Q3 roadmap doc for comments>"
+    assert candidate_text(text, settings) == "roadmap: Q3 roadmap doc for comments"
+
+
+# --- who is compared with whom ---------------------------------------------------------
+
+
+def test_a_repeat_pairs_with_the_earlier_message(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
+    first = post(store, 0, VPN)
+    post(store, 60, OFFSITE, user="U2")
+    again = post(store, 120, VPN_AGAIN, user="U3", channel="C2")  # other channels count too
+    [pair] = find_duplicates(store, embedder, settings).pairs
+    assert (pair.later.ts, pair.earlier.ts) == (again, first)
+    assert pair.later.channel == "C2" and pair.score >= settings.dup_threshold
+    assert pair.as_dict() == {
+        "earlier": {"channel": "C1", "ts": first, "text": VPN},
+        "later": {"channel": "C2", "ts": again, "text": VPN_AGAIN},
+        "score": round(pair.score, 4),
+    }
+
+
+def test_a_later_message_pairs_with_its_single_best_match(
+    store: Store, embedder: LocalEmbedder, settings: Settings
+) -> None:
+    long_one = post(store, 0, VPN_LONG)
+    short_one = post(store, 60, VPN, user="U2")
+    again = post(store, 120, VPN_AGAIN, user="U3")
+    pairs = found(store, embedder, settings)
+    assert pairs == [(short_one, long_one), (again, short_one)]
+
+
+def test_replies_in_the_same_thread_are_not_repeats(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
+    root = post(store, 0, VPN)
+    post(store, 60, VPN_AGAIN, user="U2", thread=0)
+    post(store, 120, VPN_LONG, user="U3", thread=0)
+    assert found(store, embedder, settings) == []
+    later = post(store, 180, VPN, user="U4")  # a new top-level post is a repeat
+    assert found(store, embedder, settings) == [(later, root)]
+
+
+def test_same_author_reposts_are_ignored_only_when_asked(
+    store: Store, embedder: LocalEmbedder, settings: Settings
+) -> None:
+    first = post(store, 0, VPN)
+    again = post(store, 10 * MINUTE, VPN_AGAIN)
+    assert found(store, embedder, settings) == [(again, first)]
+    assert found(store, embedder, settings, dup_same_author_minutes=15) == []
+    assert found(store, embedder, settings, dup_same_author_minutes=5) == [(again, first)]
+
+
+def test_only_the_window_counts(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
+    post(store, 0, VPN)
+    again = post(store, 31 * DAY, VPN_AGAIN, user="U2")
+    assert found(store, embedder, settings) == []
+    assert found(store, embedder, settings, dup_window_days=40) == [(again, ts(0))]
+
+
+def test_a_deleted_earlier_twin_is_not_a_match(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
+    first = post(store, 0, VPN)
+    post(store, 60, VPN_AGAIN, user="U2")
+    delete_message(store, channel="C1", ts=first)
+    assert found(store, embedder, settings) == []
+
+
+def test_only_new_messages_are_judged(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
+    post(store, 0, VPN)
+    post(store, 60, OFFSITE, user="U2")
+    mark_scanned(store, unscanned_messages(store))
+    assert find_duplicates(store, embedder, settings).examined == []
+    again = post(store, 120, VPN_AGAIN, user="U3")  # new, compared with scanned ones
+    findings = find_duplicates(store, embedder, settings)
+    assert [m.ts for m in findings.examined] == [again]
+    assert [(p.later.ts, p.earlier.ts) for p in findings.pairs] == [(again, ts(0))]
+
+
+def test_an_edit_makes_a_message_new_again(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
+    post(store, 0, VPN)
+    later = post(store, 60, OFFSITE, user="U2")
+    mark_scanned(store, unscanned_messages(store))
+    edit_message(store, channel="C1", ts=later, text=VPN_AGAIN)
+    assert found(store, embedder, settings) == [(later, ts(0))]
+
+
+def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None:
+    later = post(store, 0, OFFSITE)
+    judged = unscanned_messages(store)
+    edit_message(store, channel="C1", ts=later, text=VPN)  # arrives while the scan runs
+    mark_scanned(store, judged)
+    assert [m.text for m in unscanned_messages(store)] == [VPN]
+
+
+def test_dup_channels_limit_the_scan(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
+    post(store, 0, VPN, channel="C_OTHER")
+    post(store, 60, VPN_AGAIN, user="U2")
+    assert find_duplicates(store, embedder, settings, ["C1"]).pairs == []
+    assert len(find_duplicates(store, embedder, settings).pairs) == 1
+
+
+# --- schedule and CLI -----------------------------------------------------------------
+
+
+def test_the_trigger_is_the_interval_or_the_cron_line(tmp_path: Path) -> None:
+    assert scan_trigger(make_settings(tmp_path)).interval.total_seconds() == 15 * 60
+    cron = scan_trigger(make_settings(tmp_path, dup_scan_cron="*/10 9-18 * * mon-fri"))
+    assert {f.name: str(f) for f in cron.fields}["hour"] == "9-18"
+    with pytest.raises(SettingsError, match="DUP_SCAN_CRON"):
+        scan_trigger(make_settings(tmp_path, dup_scan_cron="every ten minutes"))
+
+
+def test_dry_run_lists_pairs_as_json_without_slack(settings: Settings, embedder: LocalEmbedder) -> None:
+    with Store(settings.db_path) as store:
+        first = post(store, 0, VPN)
+        again = post(store, 60, VPN_AGAIN, user="U2")
+    result = CliRunner().invoke(
+        cli, ["--env-file", "/nonexistent", "dupes", "scan", "--dry-run", "--json", "--db", str(settings.db_path)]
+    )
+    assert result.exit_code == 0, result.output
+    [pair] = json.loads(result.output)["pairs"]
+    assert set(pair) == {"earlier", "later", "score"}
+    assert pair["earlier"] == {"channel": "C1", "ts": first, "text": VPN}
+    assert pair["later"] == {"channel": "C1", "ts": again, "text": VPN_AGAIN}
+    assert isinstance(pair["score"], float)
+    with Store(settings.db_path) as store:  # a dry run marks nothing
+        assert len(unscanned_messages(store)) == 2
+
+
+def test_flagging_needs_a_bot_token(settings: Settings) -> None:
+    result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "dupes", "scan", "--db", str(settings.db_path)])
+    assert result.exit_code == 1
+    assert "SLACK_BOT_TOKEN" in result.output
