@@ -133,7 +133,42 @@ def m003_keyword_index(conn: Connection) -> None:
         )
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [m001_create_tables, m002_slack_state, m003_keyword_index]
+def m004_vector_sync(conn: Connection) -> None:
+    """Let in-memory vector copies (`bot.vector_index`) follow the store cheaply.
+
+    `generations.vectors_version` counts the writes to a generation's vectors,
+    so a reader notices a change with one lookup. Chunk ids become
+    AUTOINCREMENT so an id is never reused: a chunk id seen before always names
+    the same vector, and a reader catches up by comparing id sets.
+    """
+    _execute_all(
+        conn,
+        """
+        ALTER TABLE generations ADD COLUMN vectors_version INTEGER NOT NULL DEFAULT 0;
+
+        CREATE TABLE chunks_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            generation INTEGER NOT NULL,
+            ordinal INTEGER NOT NULL,
+            heading TEXT,
+            text TEXT NOT NULL,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL
+        );
+        INSERT INTO chunks_new SELECT id, document_id, generation, ordinal, heading, text,
+            start_line, end_line FROM chunks;
+        DROP TABLE chunks;
+        ALTER TABLE chunks_new RENAME TO chunks;
+        CREATE INDEX chunks_document ON chunks(document_id);
+        CREATE INDEX chunks_generation ON chunks(generation)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    m001_create_tables, m002_slack_state, m003_keyword_index, m004_vector_sync,
+]
 
 
 def applied(conn: Connection) -> list[str]:

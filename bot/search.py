@@ -24,6 +24,7 @@ from bot.errors import IndexNotBuiltError, QueryError
 from bot.keyword import match_expression
 from bot.settings import SEARCH_MODES
 from bot.store import Generation, Store
+from bot.vector_index import nearest
 
 # A question is embedded from its first 256 word pieces (the model's window);
 # cutting the raw text first keeps a 50 KB paste from costing a 50 KB tokenisation.
@@ -133,7 +134,7 @@ class Ranked:
 
 
 def rank_vector(store: Store, gen: Generation, text: str, vector: np.ndarray, k: int) -> list[Ranked]:
-    return [Ranked(chunk_id, cos, cos) for chunk_id, cos in store.nearest(gen, vector, k)]
+    return [Ranked(chunk_id, cos, cos) for chunk_id, cos in nearest(store, gen, vector, k)]
 
 
 def rank_keyword(store: Store, gen: Generation, text: str, vector: np.ndarray, k: int) -> list[Ranked]:
@@ -160,7 +161,7 @@ def rank_hybrid(store: Store, gen: Generation, text: str, vector: np.ndarray, k:
     """
     pool = max(k, CANDIDATES)
     match = match_expression(text)
-    cosines = dict(store.nearest(gen, vector, pool))
+    cosines = dict(nearest(store, gen, vector, pool))
     bm25 = dict(store.keyword_top(gen, match, pool)) if match else {}
     cosines.update(store.similarities(gen, vector, set(bm25) - set(cosines)))
     if match:

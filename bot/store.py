@@ -250,6 +250,9 @@ class Store:
             self._delete_document(gen, path)
 
     def _delete_document(self, gen: Generation, path: str) -> None:
+        self.conn.execute(
+            "UPDATE generations SET vectors_version = vectors_version + 1 WHERE id = ?", (gen.id,)
+        )
         # vec0 and FTS5 tables have no foreign keys (and vec0 fails INSERT OR
         # REPLACE): delete their rows first.
         for table, key in ((gen.vec_table, "chunk_id"), (gen.keyword_table, "rowid")):
@@ -264,6 +267,38 @@ class Store:
         )
 
     # --- reading -----------------------------------------------------------
+
+    def vectors_version(self, gen: Generation) -> int:
+        """A number that changes whenever the generation's vectors do (`bot.vector_index`)."""
+        row = self.conn.execute(
+            "SELECT vectors_version FROM generations WHERE id = ?", (gen.id,)
+        ).fetchone()
+        return int(row[0]) if row else -1
+
+    def chunk_ids(self, gen: Generation) -> np.ndarray:
+        """Every chunk id of the generation, ascending (ids are never reused)."""
+        rows = self.conn.execute(
+            "SELECT id FROM chunks WHERE generation = ? ORDER BY id", (gen.id,)
+        ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def vectors(self, gen: Generation, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, float32 vectors) of the chunks in `ids`, or of all of them."""
+        if ids is None:
+            rows = self.conn.execute(f"SELECT chunk_id, embedding FROM {gen.vec_table}").fetchall()
+        else:
+            rows = []
+            wanted = [int(i) for i in ids]
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                rows += self.conn.execute(
+                    f"SELECT chunk_id, embedding FROM {gen.vec_table} "
+                    f"WHERE chunk_id IN ({','.join('?' * len(part))})",
+                    part,
+                ).fetchall()
+        found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), gen.dim)
+        return found, matrix
 
     def nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """The `k` chunks closest to `vector` as (chunk_id, cosine similarity)."""

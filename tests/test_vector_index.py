@@ -1,0 +1,151 @@
+"""The in-memory vector copy: same hits as exact search on real embeddings, and in step with the store."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from bot import vector_index
+from bot.indexer import index_folder
+from bot.store import Store
+from bot.vector_index import QuantizedVectors, in_memory, nearest
+from tests.conftest import SHARED_EVAL, make_settings
+
+
+def sentences() -> list[str]:
+    """~2,000 real sentences: STS Benchmark when ../shared/eval is there, else the handbook's lines."""
+    sts = SHARED_EVAL / "stsbenchmark" / "sts-test.csv"
+    if sts.exists():
+        seen: dict[str, None] = {}
+        for line in sts.read_text(encoding="utf-8").splitlines():
+            for sentence in line.split("\t")[5:7]:
+                seen.setdefault(sentence)
+        return list(seen)[:2000]
+    from benchmarks.common import knowledge_sentences
+
+    return knowledge_sentences(2000)
+
+
+@pytest.fixture(scope="module")
+def real_vectors(embedder) -> tuple[np.ndarray, np.ndarray]:
+    """(corpus, queries): real MiniLM vectors, the last 100 sentences held out as queries."""
+    vectors = embedder.embed(sentences(), truncate=True)
+    return vectors[:-100], vectors[-100:]
+
+
+def exact_top(corpus: np.ndarray, query: np.ndarray, k: int) -> set[int]:
+    return set(np.argsort(-(corpus @ query))[:k].tolist())
+
+
+def test_hamming_shortlist_keeps_the_true_neighbours_of_real_embeddings(real_vectors):
+    """With candidates at 10% of the corpus the coarse scan really filters, and still finds the top 10."""
+    corpus, queries = real_vectors
+    ids = np.arange(len(corpus))
+    quantized = QuantizedVectors.build(ids, corpus)
+    candidates = len(corpus) // 10
+    found = total = 0
+    for query in queries:
+        shortlist, _ = quantized.search(query, 30, candidates=candidates)
+        best = sorted(shortlist.tolist(), key=lambda i: -float(corpus[i] @ query))[:10]
+        found += len(set(best) & exact_top(corpus, query, 10))
+        total += 10
+    recall = found / total
+    print(f"\nrecall@10 with {candidates} of {len(corpus)} candidates: {recall:.3f}")
+    assert recall >= 0.98
+
+
+def test_int8_estimates_are_close_to_exact_cosines(real_vectors):
+    corpus, queries = real_vectors
+    quantized = QuantizedVectors.build(np.arange(len(corpus)), corpus)
+    ids, estimates = quantized.search(queries[0], 50, candidates=len(corpus))
+    exact = corpus[ids] @ queries[0]
+    assert np.max(np.abs(estimates - exact)) < 0.01
+    assert len(set(ids[:10].tolist()) & exact_top(corpus, queries[0], 10)) >= 9
+
+
+def test_edits_return_copies_with_the_same_answers_as_a_rebuild(real_vectors):
+    corpus, queries = real_vectors
+    ids = np.arange(100, 100 + len(corpus))
+    whole = QuantizedVectors.build(ids, corpus)
+    edited = QuantizedVectors.build(ids[:500], corpus[:500]).plus(ids[500:], corpus[500:])
+    edited = edited.without(ids[::7])
+    rebuilt = QuantizedVectors.build(np.delete(ids, np.s_[::7]), np.delete(corpus, np.s_[::7], axis=0))
+    assert len(whole) == len(corpus)
+    assert np.array_equal(edited.ids, rebuilt.ids)
+    for query in queries[:10]:
+        a, b = edited.search(query, 10, candidates=200), rebuilt.search(query, 10, candidates=200)
+        assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1])
+    assert not set(edited.search(queries[0], 50)[0].tolist()) & set(ids[::7].tolist())
+
+
+def test_empty_and_tiny_collections():
+    empty = QuantizedVectors.empty(384)
+    assert len(empty) == 0 and empty.search(np.ones(384, np.float32) / 384**0.5, 5)[0].size == 0
+    one = QuantizedVectors.build(np.array([7]), np.eye(1, 384, dtype=np.float32))
+    assert one.search(np.eye(1, 384, dtype=np.float32)[0], 5)[0].tolist() == [7]
+    with pytest.raises(ValueError):
+        QuantizedVectors.build(np.array([1]), np.ones((1, 100), np.float32))
+
+
+def test_nearest_matches_sqlite_vec_exact_search(sample_store, embedder):
+    gen = sample_store.active_generation()
+    for question in ["how do I get reimbursed for a taxi", "vpn keeps disconnecting", "parental leave weeks"]:
+        query = embedder.embed([question])[0]
+        fast = nearest(sample_store, gen, query, 10)
+        exact = sample_store.nearest(gen, query, 10)
+        assert [i for i, _ in fast] == [i for i, _ in exact]
+        assert np.allclose([s for _, s in fast], [s for _, s in exact], atol=1e-6)
+
+
+def test_copy_follows_reindex_edits_and_deletes(knowledge_copy, tmp_path, embedder):
+    settings = make_settings(tmp_path, knowledge_dir=knowledge_copy)
+    with Store(settings.db_path) as store:
+        index_folder(store, embedder, settings)
+        gen = store.active_generation()
+        before = in_memory(store, gen)
+        assert np.array_equal(before.ids, store.chunk_ids(gen))
+
+        (knowledge_copy / "it" / "zebra.md").write_text("# Zebra crossings\n\nThe office zebra is called Marlowe.\n")
+        shutil.rmtree(knowledge_copy / "hr")
+        index_folder(store, embedder, settings)
+        after = in_memory(store, gen)
+        assert after is not before
+        assert np.array_equal(after.ids, store.chunk_ids(gen))
+        hits = nearest(store, gen, embedder.embed(["what is the office zebra called"])[0], 1)
+        assert store.chunks_by_id([hits[0][0]])[hits[0][0]].path == "it/zebra.md"
+        assert in_memory(store, gen) is after, "no change, no new copy"
+
+
+def test_one_copy_per_generation_shared_by_threads(sample_db, embedder):
+    results: list[QuantizedVectors] = []
+
+    def load() -> None:
+        with Store(sample_db) as store:
+            results.append(in_memory(store, store.active_generation()))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(r is results[0] for r in results)
+    assert len([k for k in vector_index._copies if k[0] == sample_db.resolve()]) == 1
+
+
+def test_chunk_ids_are_never_reused(tmp_path, knowledge_copy, embedder):
+    settings = make_settings(tmp_path, knowledge_dir=knowledge_copy)
+    with Store(settings.db_path) as store:
+        index_folder(store, embedder, settings)
+        gen = store.active_generation()
+        last = int(store.chunk_ids(gen).max())
+        newest = store.conn.execute(
+            "SELECT d.path FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ?", (last,)
+        ).fetchone()[0]
+        (knowledge_copy / newest).unlink()
+        index_folder(store, embedder, settings)
+        (knowledge_copy / "new.md").write_text("# New\n\nA brand new page about onboarding buddies.\n")
+        index_folder(store, embedder, settings)
+        assert int(store.chunk_ids(gen).max()) > last
