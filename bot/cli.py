@@ -356,7 +356,10 @@ def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
 
 
 @cli.command("serve")
-@click.option("--port", type=click.IntRange(1, 65535), help="HTTP port (default: PORT, 3000); unused in Socket Mode.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535),
+    help="HTTP port (default: PORT, 3000); in Socket Mode only GET /healthz is served there.",
+)
 @db_option
 @knowledge_option
 @click.pass_context

@@ -1,7 +1,8 @@
 """`kb-bot serve`: run the Slack app over Socket Mode or HTTP.
 
 Socket Mode (SLACK_APP_TOKEN set) needs no public URL; otherwise waitress
-serves POST /slack/events (commands, events, interactivity) and GET /healthz.
+serves POST /slack/events (commands, events, interactivity). Both serve
+GET /healthz on the port, for Docker and load balancers.
 
 `Services` is what every listener and background job shares: the settings,
 the embedder (loaded once; onnxruntime sessions are thread-safe), the Slack
@@ -37,6 +38,7 @@ from bot.search import SearchResult, search
 from bot.settings import Settings
 from bot.slack.app import build_app
 from bot.store import Store
+from bot.vector_index import in_memory
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +156,14 @@ def create_app(services: Services) -> App:
         raise KbError(f"cannot reach the Slack API at {services.settings.slack_api_url}: {exc}") from None
 
 
-def wsgi_app(app: App) -> WSGIApp:
-    """POST /slack/events goes to Bolt; GET /healthz answers load balancers."""
-    slack = SlackRequestHandler(app, path=EVENTS_PATH)
+def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+    return [b"not found\n"]
+
+
+def wsgi_app(app: App | None) -> WSGIApp:
+    """POST /slack/events goes to Bolt (when `app` is given); GET /healthz answers load balancers."""
+    slack = SlackRequestHandler(app, path=EVENTS_PATH) if app else _not_found
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
@@ -167,8 +174,11 @@ def wsgi_app(app: App) -> WSGIApp:
     return route
 
 
-def http_server(app: App, host: str, port: int) -> BaseWSGIServer:
-    """A waitress server bound to host:port (port 0 picks a free one); `run()` serves."""
+def http_server(app: App | None, host: str, port: int) -> BaseWSGIServer:
+    """A waitress server bound to host:port (port 0 picks a free one); `run()` serves.
+
+    Without an app it serves only GET /healthz: Socket Mode's health check.
+    """
     return waitress.create_server(wsgi_app(app), host=host, port=port, threads=HTTP_THREADS, ident="kb-bot")
 
 
@@ -200,10 +210,14 @@ def serve(settings: Settings, host: str = "0.0.0.0") -> None:
                  settings.db_path, stats["documents"], stats["chunks"], stats["model"])
         if not stats["chunks"]:
             log.warning("the index is empty: run `kb-bot index`, or `%s reindex` as an admin", settings.ask_command)
-        # --- background jobs (duplicate detection scheduler) start here ---
+        gen = services.store().active_generation()
+        if gen:  # load the fast-search copy now rather than on the first question
+            in_memory(services.store(), gen)
         start_background_jobs(services)
         if settings.slack_app_token:
-            log.info("connecting to Slack in Socket Mode")
+            health = http_server(None, host, settings.port)
+            threading.Thread(target=health.run, name="healthz", daemon=True).start()
+            log.info("connecting to Slack in Socket Mode (GET /healthz on port %s)", health.effective_port)
             socket_mode_handler(app, settings).start()
         else:
             server = http_server(app, host, settings.port)

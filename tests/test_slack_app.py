@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -461,6 +465,31 @@ def test_socket_mode_receives_a_command_acks_the_envelope_and_answers(
         handler.close()
         app.listener_runner.listener_executor.shutdown(wait=True)
         services.close()
+
+
+def test_kb_bot_serve_in_socket_mode_connects_and_answers_healthz(fake: FakeSlack, bot_db: Path, tmp_path: Path) -> None:
+    """The real command in a child process: Socket Mode has no Slack port, but Docker's health check needs one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN, "SLACK_API_URL": fake.api_url,
+        "KB_DB": str(bot_db), "PORT": str(port), "DUP_SCAN_MINUTES": "60",
+    }
+    child = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        fake.wait_calls("socket.connected", timeout=60)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert response.status == 200 and response.read() == b"ok\n"
+        with pytest.raises(HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/slack/events", timeout=10)
+        assert missing.value.code == 404
+    finally:
+        child.terminate()
+        output = child.communicate(timeout=30)[0].decode()
+    assert child.returncode == 0, output
+    assert "Socket Mode" in output and APP_TOKEN not in output and BOT_TOKEN not in output
 
 
 def test_a_rejected_bot_token_is_explained_without_showing_it(
