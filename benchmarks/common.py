@@ -6,8 +6,9 @@ import json
 import re
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWLEDGE = ROOT / "knowledge"
@@ -66,6 +67,18 @@ def timed(fn: Callable[[], object], repeats: int) -> list[float]:
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def timed_each(fn: Callable[[Any], object], inputs: Iterable[Any]) -> list[float]:
+    """Milliseconds of `fn(x)` for each input, after one warm-up call on the first."""
+    inputs = list(inputs)
+    fn(inputs[0])
+    out = []
+    for x in inputs:
+        start = time.perf_counter()
+        fn(x)
         out.append((time.perf_counter() - start) * 1000)
     return out
 

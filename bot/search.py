@@ -24,7 +24,7 @@ from bot.errors import IndexNotBuiltError, QueryError
 from bot.keyword import match_expression
 from bot.settings import SEARCH_MODES
 from bot.store import Generation, Store
-from bot.vector_index import nearest
+from bot.vector_index import nearest, similarities
 
 # A question is embedded from its first 256 word pieces (the model's window);
 # cutting the raw text first keeps a 50 KB paste from costing a 50 KB tokenisation.
@@ -141,7 +141,7 @@ def rank_keyword(store: Store, gen: Generation, text: str, vector: np.ndarray, k
     """Passages by BM25, each with its cosine so `score` and `confident` mean what they mean elsewhere."""
     match = match_expression(text)
     found = store.keyword_top(gen, match, k) if match else []
-    cosines = store.similarities(gen, vector, (chunk_id for chunk_id, _ in found))
+    cosines = similarities(store, gen, vector, (chunk_id for chunk_id, _ in found))
     return [Ranked(chunk_id, cosines[chunk_id], bm25) for chunk_id, bm25 in found if chunk_id in cosines]
 
 
@@ -163,7 +163,7 @@ def rank_hybrid(store: Store, gen: Generation, text: str, vector: np.ndarray, k:
     match = match_expression(text)
     cosines = dict(nearest(store, gen, vector, pool))
     bm25 = dict(store.keyword_top(gen, match, pool)) if match else {}
-    cosines.update(store.similarities(gen, vector, set(bm25) - set(cosines)))
+    cosines.update(similarities(store, gen, vector, set(bm25) - set(cosines)))
     if match:
         bm25.update(store.keyword_scores(gen, match, set(cosines) - set(bm25)))
     top_bm25 = max(bm25.values(), default=0.0)

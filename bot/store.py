@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,23 +282,23 @@ class Store:
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def vectors(self, gen: Generation, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids, float32 vectors) of the chunks in `ids`, or of all of them."""
+    def vector_pages(
+        self, gen: Generation, ids: np.ndarray | None = None, page: int = 20_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(chunk ids, float32 vectors) of the chunks in `ids`, or of all of them, `page` rows at a time."""
         if ids is None:
-            rows = self.conn.execute(f"SELECT chunk_id, embedding FROM {gen.vec_table}").fetchall()
-        else:
-            rows = []
-            wanted = [int(i) for i in ids]
-            for start in range(0, len(wanted), 500):
-                part = wanted[start : start + 500]
-                rows += self.conn.execute(
-                    f"SELECT chunk_id, embedding FROM {gen.vec_table} "
-                    f"WHERE chunk_id IN ({','.join('?' * len(part))})",
-                    part,
-                ).fetchall()
-        found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), gen.dim)
-        return found, matrix
+            cursor = self.conn.execute(f"SELECT chunk_id, embedding FROM {gen.vec_table}")
+            while rows := cursor.fetchmany(page):
+                yield _id_vector_arrays(rows, gen.dim)
+            return
+        wanted = [int(i) for i in ids]
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            rows = self.conn.execute(
+                f"SELECT chunk_id, embedding FROM {gen.vec_table} WHERE chunk_id IN ({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+            yield _id_vector_arrays(rows, gen.dim)
 
     def nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """The `k` chunks closest to `vector` as (chunk_id, cosine similarity)."""
@@ -308,19 +308,6 @@ class Store:
             (np.asarray(vector, dtype=np.float32).tobytes(), k),
         ).fetchall()
         return [(int(chunk_id), 1.0 - float(distance)) for chunk_id, distance in rows]
-
-    def similarities(self, gen: Generation, vector: np.ndarray, ids: Iterable[int]) -> dict[int, float]:
-        """Cosine similarity of `vector` to each stored chunk in `ids` (for hits found by keyword)."""
-        ids = list(ids)
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.conn.execute(
-            f"SELECT chunk_id, vec_distance_cosine(embedding, ?) FROM {gen.vec_table} "
-            f"WHERE chunk_id IN ({marks})",
-            (np.asarray(vector, dtype=np.float32).tobytes(), *ids),
-        )
-        return {int(chunk_id): 1.0 - float(distance) for chunk_id, distance in rows}
 
     def keyword_top(self, gen: Generation, match: str, k: int) -> list[tuple[int, float]]:
         """The `k` chunks with the best BM25 score for FTS5 query `match`, as (chunk_id, score).
@@ -382,6 +369,11 @@ class Store:
             "cache_entries": count("SELECT count(*) FROM embedding_cache").fetchone()[0],
             "schema_version": SCHEMA_VERSION,
         }
+
+
+def _id_vector_arrays(rows: list[tuple[int, bytes]], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
 
 
 def _file_size(path: Path) -> int:

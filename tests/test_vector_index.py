@@ -11,7 +11,7 @@ import pytest
 from bot import vector_index
 from bot.indexer import index_folder
 from bot.store import Store
-from bot.vector_index import QuantizedVectors, in_memory, nearest
+from bot.vector_index import CompactVectors, in_memory, nearest
 from tests.conftest import SHARED_EVAL, make_settings
 
 
@@ -44,7 +44,7 @@ def test_hamming_shortlist_keeps_the_true_neighbours_of_real_embeddings(real_vec
     """With candidates at 10% of the corpus the coarse scan really filters, and still finds the top 10."""
     corpus, queries = real_vectors
     ids = np.arange(len(corpus))
-    quantized = QuantizedVectors.build(ids, corpus)
+    quantized = CompactVectors.build(ids, corpus)
     candidates = len(corpus) // 10
     found = total = 0
     for query in queries:
@@ -57,22 +57,28 @@ def test_hamming_shortlist_keeps_the_true_neighbours_of_real_embeddings(real_vec
     assert recall >= 0.98
 
 
-def test_int8_estimates_are_close_to_exact_cosines(real_vectors):
+def test_cosines_are_exact_and_rank_alike(real_vectors):
     corpus, queries = real_vectors
-    quantized = QuantizedVectors.build(np.arange(len(corpus)), corpus)
-    ids, estimates = quantized.search(queries[0], 50, candidates=len(corpus))
-    exact = corpus[ids] @ queries[0]
-    assert np.max(np.abs(estimates - exact)) < 0.01
-    assert len(set(ids[:10].tolist()) & exact_top(corpus, queries[0], 10)) >= 9
+    compact = CompactVectors.build(np.arange(len(corpus)), corpus)
+    for query in queries[:20]:
+        ids, cosines = compact.search(query, 50, candidates=len(corpus))
+        assert np.allclose(cosines, corpus[ids] @ query, atol=1e-6)
+        assert set(ids[:10].tolist()) == exact_top(corpus, query, 10)
+        some = [int(i) for i in ids[::5]] + [10**9]  # and one id that is not there
+        assert compact.cosines(query, some) == pytest.approx(dict(zip(some[:-1], cosines[::5].tolist())))
 
 
 def test_edits_return_copies_with_the_same_answers_as_a_rebuild(real_vectors):
     corpus, queries = real_vectors
     ids = np.arange(100, 100 + len(corpus))
-    whole = QuantizedVectors.build(ids, corpus)
-    edited = QuantizedVectors.build(ids[:500], corpus[:500]).plus(ids[500:], corpus[500:])
+    whole = CompactVectors.build(ids, corpus)
+    pages = [(ids[i : i + 300], corpus[i : i + 300]) for i in range(0, len(ids), 300)][::-1]
+    paged = CompactVectors.from_pages(corpus.shape[1], pages)
+    assert np.array_equal(paged.ids, whole.ids) and np.array_equal(paged.vectors, whole.vectors)
+    edited = CompactVectors.joined([CompactVectors.build(ids[:500], corpus[:500]),
+                                      CompactVectors.build(ids[500:], corpus[500:])])
     edited = edited.without(ids[::7])
-    rebuilt = QuantizedVectors.build(np.delete(ids, np.s_[::7]), np.delete(corpus, np.s_[::7], axis=0))
+    rebuilt = CompactVectors.build(np.delete(ids, np.s_[::7]), np.delete(corpus, np.s_[::7], axis=0))
     assert len(whole) == len(corpus)
     assert np.array_equal(edited.ids, rebuilt.ids)
     for query in queries[:10]:
@@ -82,12 +88,12 @@ def test_edits_return_copies_with_the_same_answers_as_a_rebuild(real_vectors):
 
 
 def test_empty_and_tiny_collections():
-    empty = QuantizedVectors.empty(384)
+    empty = CompactVectors.empty(384)
     assert len(empty) == 0 and empty.search(np.ones(384, np.float32) / 384**0.5, 5)[0].size == 0
-    one = QuantizedVectors.build(np.array([7]), np.eye(1, 384, dtype=np.float32))
+    one = CompactVectors.build(np.array([7]), np.eye(1, 384, dtype=np.float32))
     assert one.search(np.eye(1, 384, dtype=np.float32)[0], 5)[0].tolist() == [7]
     with pytest.raises(ValueError):
-        QuantizedVectors.build(np.array([1]), np.ones((1, 100), np.float32))
+        CompactVectors.build(np.array([1]), np.ones((1, 100), np.float32))
 
 
 def test_nearest_matches_sqlite_vec_exact_search(sample_store, embedder):
@@ -97,7 +103,7 @@ def test_nearest_matches_sqlite_vec_exact_search(sample_store, embedder):
         fast = nearest(sample_store, gen, query, 10)
         exact = sample_store.nearest(gen, query, 10)
         assert [i for i, _ in fast] == [i for i, _ in exact]
-        assert np.allclose([s for _, s in fast], [s for _, s in exact], atol=1e-6)
+        assert np.allclose([s for _, s in fast], [s for _, s in exact], atol=1e-5)
 
 
 def test_copy_follows_reindex_edits_and_deletes(knowledge_copy, tmp_path, embedder):
@@ -120,7 +126,7 @@ def test_copy_follows_reindex_edits_and_deletes(knowledge_copy, tmp_path, embedd
 
 
 def test_one_copy_per_generation_shared_by_threads(sample_db, embedder):
-    results: list[QuantizedVectors] = []
+    results: list[CompactVectors] = []
 
     def load() -> None:
         with Store(sample_db) as store:
