@@ -155,3 +155,32 @@ def test_chunk_ids_are_never_reused(tmp_path, knowledge_copy, embedder):
         (knowledge_copy / "new.md").write_text("# New\n\nA brand new page about onboarding buddies.\n")
         index_folder(store, embedder, settings)
         assert int(store.chunk_ids(gen).max()) > last
+
+
+def test_migration_keeps_chunks_of_an_existing_database(tmp_path, monkeypatch, embedder):
+    """A database made before m004 keeps its chunks, then searches through the copy."""
+    from bot import migrations
+    from bot.chunking import Chunk
+
+    path = tmp_path / "old.sqlite3"
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
+    with Store(path) as old:
+        gen = old.create_generation(embedder.model, embedder.dim, "knowledge")
+        doc = old.conn.execute(
+            "INSERT INTO documents (generation, path, sha256, size, mtime, title, indexed_at) "
+            "VALUES (?, 'a.md', '', 0, 0, 'A', 0)", (gen.id,)).lastrowid
+        chunk = Chunk(text="Badges are replaced at the front desk.", heading="Badges", start_line=1, end_line=2)
+        chunk_id = old.conn.execute(
+            "INSERT INTO chunks (document_id, generation, ordinal, heading, text, start_line, end_line) "
+            "VALUES (?, ?, 0, ?, ?, 1, 2)", (doc, gen.id, chunk.heading, chunk.text)).lastrowid
+        old.conn.execute(f"INSERT INTO {gen.vec_table} (chunk_id, embedding) VALUES (?, ?)",
+                         (chunk_id, embedder.embed([chunk.text])[0].tobytes()))
+        old.activate(gen)
+    monkeypatch.undo()
+    with Store(path) as store:
+        (sql,) = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'chunks'").fetchone()
+        assert "AUTOINCREMENT" in sql and store.vectors_version(gen) == 0
+        assert nearest(store, gen, embedder.embed(["lost my badge"])[0], 1)[0][0] == chunk_id
+        store.replace_document(gen, path="b.md", sha256="", size=0, mtime=0, title="B", chunks=[chunk],
+                               vectors=embedder.embed([chunk.text]))
+        assert store.vectors_version(gen) == 1 and len(in_memory(store, gen)) == 2
