@@ -12,7 +12,7 @@ and timed, over the same queries:
   `vector_index.nearest` (the same, through the store-synced copy);
 with recall@10 against exact brute force, the copy's load time and memory.
 At 100k, `search()` end to end with the bundled model (vector and hybrid).
-Then real MiniLM vectors at 100k (benchmarks/real_vectors.py, when computed):
+Then real MiniLM vectors (benchmarks/real_vectors.py, when computed):
 recall@10 and latency by number of Hamming candidates.
 """
 
@@ -133,17 +133,17 @@ def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path) -> lis
 
 
 def real_run(queries: int) -> list[list[object]]:
-    loaded = real_vectors.load(100_995)
+    loaded = real_vectors.load()
     if loaded is None:
         print("\nno real vectors: run benchmarks/real_vectors.py first for the real-embedding table")
         return []
-    corpus, qs = loaded[0][:100_000], loaded[1][:queries]
+    corpus, qs = loaded[0], loaded[1][:queries]
     truth = [set(np.argpartition(-(corpus @ q), 10)[:10].tolist()) for q in qs]
     compact = CompactVectors.build(np.arange(len(corpus)), corpus)
     rows: list[list[object]] = []
     for candidates in (100, 200, 500, 1000, 2000, 4000):
         found = [compact.search(q, 10, candidates)[0].tolist() for q in qs]
-        rows.append(["100,000 real", candidates, summary(timed_each(
+        rows.append([f"{len(corpus):,} real", candidates, summary(timed_each(
             lambda q, c=candidates: compact.search(q, 10, c), qs)), f"{recall_at_10(found, truth):.3f}"])
     return rows
 

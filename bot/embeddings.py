@@ -34,6 +34,9 @@ TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f41157
 BUNDLED_ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 BUNDLED_MODEL_ID = "all-MiniLM-L6-v2-int8"
 BUNDLED_MAX_TOKENS = 256
+# Padded word pieces per local batch (see LocalEmbedder._batches): 16 passages of
+# 256 pieces, while short sentences still go EMBED_BATCH_SIZE at a time.
+BATCH_TOKENS = 4096
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
@@ -113,6 +116,7 @@ class LocalEmbedder(Embedder):
         self.model = model
         self.max_tokens = max_tokens
         self.batch_size = batch_size
+        self.batch_tokens = BATCH_TOKENS
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
@@ -185,16 +189,30 @@ class LocalEmbedder(Embedder):
                     f"text {i} has {len(enc.ids)} word pieces; {self.model} accepts "
                     f"{self.max_tokens}. Split it first."
                 )
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out: np.ndarray | None = None
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        for batch in self._batches([len(e.ids) for e in encodings]):
             vectors = self._run([encodings[i] for i in batch])
             if out is None:
                 out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
             out[batch] = vectors
         assert out is not None
         return out
+
+    def _batches(self, lengths: list[int]) -> Iterator[list[int]]:
+        """Indexes of texts of similar length, at most `batch_size` texts and `batch_tokens` padded tokens.
+
+        Sorting by length wastes little on padding; the token cap keeps long
+        passages in small batches, where attention's memory grows with
+        batch × length² (64 × 256 pieces took gigabytes of arena).
+        """
+        batch: list[int] = []
+        for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+            if batch and (len(batch) == self.batch_size or (len(batch) + 1) * lengths[i] > self.batch_tokens):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
 
     def _run(self, encodings: list) -> np.ndarray:
         width = max(len(e.ids) for e in encodings)

@@ -111,6 +111,16 @@ def test_rows_stay_in_input_order(embedder: LocalEmbedder) -> None:
         np.testing.assert_allclose(together[i], embedder.embed([text])[0], atol=BATCH_TOLERANCE)
 
 
+def test_batches_are_capped_by_count_and_padded_tokens(embedder: LocalEmbedder) -> None:
+    lengths = [256] * 40 + [10] * 200 + [100, 7, 256, 3]
+    batches = list(embedder._batches(lengths))
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= embedder.batch_size
+        assert len(batch) * max(lengths[i] for i in batch) <= max(embedder.batch_tokens, max(lengths))
+    assert max(len(b) for b in batches if lengths[b[-1]] == 256) == embedder.batch_tokens // 256
+
+
 def test_matches_sentence_transformers_reference(embedder: LocalEmbedder, reference: tuple[list[str], np.ndarray]) -> None:
     sentences, expected = reference
     ours = embedder.embed(sentences, truncate=True)
