@@ -171,3 +171,22 @@ def test_empty_input(fake: OpenAIFake, tmp_path: Path) -> None:
         out = embed_many(embedder_for(fake, dim=64), store, [])
     assert out.shape == (0, 64)
     assert fake.request_count == 0
+
+
+def test_m005_keeps_cached_vectors(tmp_path, monkeypatch):
+    """A cache written before m005 (WITHOUT ROWID) is carried over to the rowid table intact."""
+    from bot import migrations
+
+    path = tmp_path / "old.sqlite3"
+    vectors = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:4])
+    with Store(path) as old:
+        old.cache_vectors("m", ["a", "b", "c"], vectors)
+    monkeypatch.undo()
+    with Store(path) as store:
+        (sql,) = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'embedding_cache'").fetchone()
+        assert "WITHOUT ROWID" not in sql
+        found = store.cached_vectors("m", ["a", "b", "c", "d"])
+        assert set(found) == {"a", "b", "c"} and np.array_equal(found["b"], vectors[1])
+        store.cache_vectors("m", ["a"], vectors[2:])  # INSERT OR IGNORE still sees the unique key
+        assert np.array_equal(store.cached_vectors("m", ["a"])["a"], vectors[0])
