@@ -101,7 +101,7 @@ def test_golden_set_quality_floors(sample_store, embedder):
     items = load_golden(DATA / "golden.jsonl")
     results = {mode: evaluate_golden(sample_store, embedder, items, mode) for mode in MODES}
     print("\ngolden set:", json.dumps(results))
-    assert results["hybrid"]["hit@3"] >= 0.95 and results["hybrid"]["mrr"] >= 0.85
+    assert results["hybrid"]["hit@3"] >= 0.925 and results["hybrid"]["mrr"] >= 0.88  # measured 0.95, 0.936
     assert results["vector"]["hit@3"] >= 0.9
     assert results["keyword"]["hit@3"] >= 0.85
 

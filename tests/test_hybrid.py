@@ -44,9 +44,15 @@ def chunk_rows(store: Store) -> int:
 def test_match_expression_ors_quoted_words():
     assert match_expression("reset VPN password") == '"reset" OR "vpn" OR "password"'
     assert match_expression('NEAR(a b) -x "y" col:z* AND vpn vpn') == (
-        '"near" OR "a" OR "b" OR "x" OR "y" OR "col" OR "z" OR "and" OR "vpn"'
+        '"near" OR "b" OR "x" OR "y" OR "col" OR "z" OR "vpn"'
     )
     assert match_expression(" -- ?! * ") is None
+
+
+def test_match_expression_drops_stopwords_unless_nothing_else_is_left():
+    assert match_expression("How do I reset the VPN?") == '"reset" OR "vpn"'
+    assert match_expression("Who are we?") == '"who" OR "are" OR "we"'
+
 
 
 @pytest.mark.parametrize(
