@@ -92,7 +92,7 @@ def search(
     query: str,
     k: int = 5,
     *,
-    min_score: float = 0.2,
+    min_score: float = 0.25,
     mode: str = "hybrid",
 ) -> SearchResult:
     """The top-`k` passages for `query`, best first, ranked as `mode` says."""

@@ -55,7 +55,7 @@ class Settings:
     chunk_tokens: int = 256
     chunk_overlap_tokens: int = 32
     top_k: int = 5
-    min_score: float = 0.2
+    min_score: float = 0.25
     search_mode: str = "hybrid"
 
     # Slack

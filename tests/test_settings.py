@@ -89,7 +89,7 @@ def test_blank_value_means_default(tmp_path: Path) -> None:
     settings = load_settings(environ={"PORT": "", "EMBED_DIM": "  ", "KB_MIN_SCORE": ""}, env_file=None)
     assert settings.port == 3000
     assert settings.embed_dim is None
-    assert settings.min_score == 0.2
+    assert settings.min_score == 0.25
 
 
 def test_blank_list_clears_it() -> None:

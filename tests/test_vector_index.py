@@ -41,11 +41,11 @@ def exact_top(corpus: np.ndarray, query: np.ndarray, k: int) -> set[int]:
 
 
 def test_hamming_shortlist_keeps_the_true_neighbours_of_real_embeddings(real_vectors):
-    """With candidates at 10% of the corpus the coarse scan really filters, and still finds the top 10."""
+    """With candidates at 20% of the corpus the coarse scan really filters, and still finds the top 10."""
     corpus, queries = real_vectors
     ids = np.arange(len(corpus))
     quantized = CompactVectors.build(ids, corpus)
-    candidates = len(corpus) // 10
+    candidates = len(corpus) // 5
     found = total = 0
     for query in queries:
         shortlist, _ = quantized.search(query, 30, candidates=candidates)
