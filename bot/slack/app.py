@@ -14,6 +14,7 @@ no setting to skip those, so answers to events are keyed on the event id
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LISTENER_THREADS = 8  # searches are CPU-bound on the embedder; Slack calls wait on the network
+# Answers are CPU-bound (embedding, scoring): more threads than cores only compete
+# with the request threads that must ack within Slack's 3 s. Measured with 20
+# concurrent /ask on 2 cores (benchmarks/serving.py): 8 threads, ack p99 101-201 ms;
+# one per core with onnxruntime spin-waiting off, 25 ms, and more answers/s.
+LISTENER_THREADS = max(2, os.cpu_count() or 2)
 WORKING_REACTION = "eyes"
 NOT_A_MEMBER = {"not_in_channel", "channel_not_found", "is_archived"}
 
