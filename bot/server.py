@@ -205,14 +205,15 @@ def serve(settings: Settings, host: str = "0.0.0.0") -> None:
     services = Services.start(settings)
     try:
         app = create_app(services)
-        stats = services.store().stats()
+        store = services.store()
+        stats = store.stats()
         log.info("answering from %s: %s documents, %s chunks, model %s",
                  settings.db_path, stats["documents"], stats["chunks"], stats["model"])
         if not stats["chunks"]:
             log.warning("the index is empty: run `kb-bot index`, or `%s reindex` as an admin", settings.ask_command)
-        gen = services.store().active_generation()
+        gen = store.active_generation()
         if gen:  # load the fast-search copy now rather than on the first question
-            in_memory(services.store(), gen)
+            in_memory(store, gen)
         start_background_jobs(services)
         if settings.slack_app_token:
             health = http_server(None, host, settings.port)
