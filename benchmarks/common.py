@@ -39,7 +39,7 @@ def knowledge_sentences(limit: int = 1000) -> list[str]:
     return sentences[:limit]
 
 
-def scifact_passages(limit: int = 300) -> list[str] | None:
+def scifact_passages(limit: int | None = 300) -> list[str] | None:
     """SciFact documents (title + text): the mixed-length passages the issue measures."""
     corpus = SHARED_EVAL / "scifact" / "corpus.jsonl"
     if not corpus.exists():
@@ -49,7 +49,7 @@ def scifact_passages(limit: int = 300) -> list[str] | None:
         for line in f:
             doc = json.loads(line)
             out.append(f"{doc['title']} {doc['text']}")
-            if len(out) >= limit:
+            if limit is not None and len(out) >= limit:
                 break
     return out
 

@@ -19,6 +19,7 @@ recall@10 and latency by number of Hamming candidates.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -29,7 +30,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import real_vectors  # noqa: E402
-from benchmarks.common import print_table, summary, timed_each  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    SHARED_EVAL,
+    knowledge_sentences,
+    print_table,
+    scifact_passages,
+    summary,
+    timed_each,
+)
 from bot.db import transaction  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.search import search  # noqa: E402
@@ -37,8 +46,28 @@ from bot.store import Generation, Store  # noqa: E402
 from bot.vector_index import CANDIDATES, CompactVectors, in_memory, nearest  # noqa: E402
 
 DIM = 384
-WORDS = ["vpn", "expense", "laptop", "badge", "parking", "leave", "payroll", "deploy", "rollback", "incident",
-         "oncall", "printer", "wifi", "password", "invoice", "travel", "visa", "office", "kitchen", "backup"]
+PASSAGE_WORDS = 120
+
+
+def real_texts() -> tuple[list[str], list[str]]:
+    """Passages and questions with real word statistics, so FTS5 matches as many rows as it would.
+
+    SciFact abstracts cut into 120-word passages, with SciFact's claims as
+    questions, when ../shared/eval is there; else the sample handbook's
+    sentences and the golden questions.
+    """
+    abstracts = scifact_passages(limit=None)
+    if abstracts is None:
+        sentences = knowledge_sentences(limit=100_000)
+        golden = ROOT / "tests" / "data" / "golden.jsonl"
+        questions = [json.loads(line)["q"] for line in golden.read_text().splitlines() if line.strip()]
+        return [" ".join(sentences[i:i + 6]) for i in range(0, len(sentences), 6)], questions
+    passages = []
+    for abstract in abstracts:
+        words = abstract.split()
+        passages += [" ".join(words[i:i + PASSAGE_WORDS]) for i in range(0, len(words), PASSAGE_WORDS)]
+    queries = SHARED_EVAL / "scifact" / "queries.jsonl"
+    return passages, [json.loads(line)["text"] for line in queries.read_text().splitlines() if line.strip()]
 
 
 def clustered_unit_vectors(n: int, rng: np.random.Generator, clusters: int = 2000) -> np.ndarray:
@@ -52,10 +81,13 @@ def clustered_unit_vectors(n: int, rng: np.random.Generator, clusters: int = 200
     return out
 
 
-def fill_store(store: Store, model: str, vectors: np.ndarray, with_keywords: bool) -> Generation:
-    """One generation of len(vectors) chunks, 100 per document, written as the indexer would."""
+def fill_store(store: Store, model: str, vectors: np.ndarray, texts: list[str] | None) -> Generation:
+    """One generation of len(vectors) chunks, 100 per document, written as the indexer would.
+
+    Chunk i's text is texts[i % len(texts)], also indexed for keywords (no
+    keyword index when `texts` is None).
+    """
     gen = store.create_generation(model, DIM, "synthetic")
-    rng = np.random.default_rng(1)
     conn = store.conn
     with transaction(conn):
         for doc in range(0, len(vectors), 100):
@@ -65,8 +97,7 @@ def fill_store(store: Store, model: str, vectors: np.ndarray, with_keywords: boo
             ).lastrowid
             rows = []
             for i in range(doc, min(doc + 100, len(vectors))):
-                text = " ".join(rng.choice(WORDS, 40))
-                rows.append((i + 1, doc_id, gen.id, i - doc, text))
+                rows.append((i + 1, doc_id, gen.id, i - doc, texts[i % len(texts)] if texts else ""))
             conn.executemany(
                 "INSERT INTO chunks (id, document_id, generation, ordinal, heading, text, start_line, end_line) "
                 "VALUES (?, ?, ?, ?, NULL, ?, 1, 1)", rows,
@@ -75,7 +106,7 @@ def fill_store(store: Store, model: str, vectors: np.ndarray, with_keywords: boo
                 f"INSERT INTO {gen.vec_table} (chunk_id, embedding) VALUES (?, ?)",
                 ((r[0], vectors[r[0] - 1].tobytes()) for r in rows),
             )
-            if with_keywords:
+            if texts:
                 conn.executemany(
                     f"INSERT INTO {gen.keyword_table} (rowid, title, heading, body) VALUES (?, ?, NULL, ?)",
                     ((r[0], f"Document {doc}", r[4]) for r in rows),
@@ -89,7 +120,8 @@ def recall_at_10(found: list[list[int]], truth: list[set[int]]) -> float:
     return sum(len(set(f[:10]) & t) for f, t in zip(found, truth)) / (10 * len(truth))
 
 
-def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path) -> list[list[object]]:
+def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path,
+             texts: tuple[list[str], list[str]]) -> list[list[object]]:
     rng = np.random.default_rng(n)
     vectors = clustered_unit_vectors(n, rng)
     picks = vectors[rng.integers(0, n, queries)] + 0.05 * rng.standard_normal((queries, DIM), dtype=np.float32)
@@ -99,7 +131,7 @@ def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path) -> lis
 
     started = time.perf_counter()
     store = Store(folder / f"synthetic-{n}.sqlite3")
-    gen = fill_store(store, embedder.model, vectors, with_keywords=n <= 100_000)
+    gen = fill_store(store, embedder.model, vectors, texts[0] if n <= 100_000 else None)
     print(f"{n:,} chunks written in {time.perf_counter() - started:.0f} s", flush=True)
 
     rows.append([f"{n:,}", "numpy float32 brute force", summary(timed_each(
@@ -124,8 +156,8 @@ def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path) -> lis
         lambda q: nearest(store, gen, q, 10), qs)), f"{recall_at_10(found, truth):.3f}", ""])
 
     if n == 100_000:
+        questions = texts[1][:queries]
         for mode in ("vector", "hybrid"):
-            questions = [f"how do I fix the {WORDS[i % len(WORDS)]} problem {mode} {i}" for i in range(queries)]
             rows.append([f"{n:,}", f"search() end to end, {mode}, query embedded", summary(timed_each(
                 lambda text, m=mode: search(store, embedder, text, k=5, mode=m), questions)), "", ""])
     store.close()
@@ -154,10 +186,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
     embedder = LocalEmbedder.bundled()
+    texts = real_texts()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for n in args.sizes:
-            rows += one_size(n, args.queries, embedder, Path(folder))
+            rows += one_size(n, args.queries, embedder, Path(folder), texts)
     print_table("KNN top-10 over 384-d vectors (synthetic, clustered); 2 cores",
                 ["chunks", "method", "latency", "recall@10", "memory"], rows)
     real = real_run(args.queries)

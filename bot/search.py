@@ -15,6 +15,7 @@ and show the best guesses anyway.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -162,11 +163,10 @@ def rank_hybrid(store: Store, gen: Generation, text: str, vector: np.ndarray, k:
     pool = max(k, CANDIDATES)
     match = match_expression(text)
     cosines = dict(nearest(store, gen, vector, pool))
-    bm25 = dict(store.keyword_top(gen, match, pool)) if match else {}
-    cosines.update(similarities(store, gen, vector, set(bm25) - set(cosines)))
-    if match:
-        bm25.update(store.keyword_scores(gen, match, set(cosines) - set(bm25)))
-    top_bm25 = max(bm25.values(), default=0.0)
+    bm25 = store.keyword_scores(gen, match) if match else {}
+    keyword_best = heapq.nlargest(pool, bm25, key=bm25.__getitem__)
+    cosines.update(similarities(store, gen, vector, set(keyword_best) - set(cosines)))
+    top_bm25 = bm25[keyword_best[0]] if keyword_best else 0.0
     scale = KEYWORD_WEIGHT / top_bm25 if top_bm25 > 0 else 0.0
     fused = {chunk_id: cos + scale * bm25.get(chunk_id, 0.0) for chunk_id, cos in cosines.items()}
     best = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
