@@ -4,21 +4,22 @@ One scan (run by `bot.scheduler` and by `kb-bot dupes scan`):
 
 1. backfill — fetch each watched channel's history since its cursor with
    conversations.history, so messages posted while the bot was down are seen;
-2. find — normalise the messages not scanned yet, embed them through the
-   embedding cache, and compare each with the earlier messages of the window;
+2. find — prepare the window's messages not prepared yet (normalise, embed
+   through the embedding cache, keep the vector's cache key on the message;
+   the Slack app does this as messages arrive), then compare each new message
+   with the earlier messages of the window;
 3. flag — a threaded reply and/or a digest, each later message at most once
    (`flagged_pairs`), then mark scanned exactly what was handled.
 
 Cost as the window grows: a scan compares only the k new messages with the n
 messages of the window (n ≈ messages a day × DUP_WINDOW_DAYS), never all pairs.
-It re-reads the window's vectors from the embedding cache (n keyed lookups,
-n × 1.5 KB for the 384-dimension model, nothing embedded twice) into one numpy
-matrix and multiplies the new rows by it in blocks of 256: O(n) to load plus
-O(k·n·d) to compare, O(n·d) memory. Measured on a shared 2-core VM: n = 3,000 →
-0.25 s; n = 15,000 (500 messages a day for 30 days) → 1.2 s and ~25 MB for 50
-new messages, 2 s for 1,000. Past a few hundred thousand window messages, keep
-the matrix in memory between scans or move to an approximate-nearest-neighbour
-index.
+Each message is normalised and embedded once; a scan reads the window's
+vectors in one join (n × 1.5 KB for the 384-dimension model) into one numpy
+matrix and multiplies the new rows by it in blocks of 64, each block only by
+the columns its rows can reach: O(n) to load plus O(k·n·d) to compare, O(n·d)
+memory. Measured on 2 cores (benchmarks/dupes.py), 1,000 new messages prepared
+on arrival against 100,000 earlier: 2.0 s, +208 MB peak; against 10,000: 0.24 s.
+New messages the scan must embed itself add ~6 ms each.
 """
 
 from __future__ import annotations
@@ -40,19 +41,22 @@ from bot.embeddings import Embedder
 from bot.errors import SettingsError
 from bot.messages import (
     Message,
+    WindowRow,
     channel_cursor,
     delete_message,
     get_message,
     is_user_post,
     mark_scanned,
-    messages_between,
+    prepared_window,
     record_messages,
     set_channel_cursor,
+    set_prepared,
+    unprepared_messages,
     unscanned_messages,
 )
 from bot.settings import Settings
 from bot.slack.format import from_slack
-from bot.store import Store
+from bot.store import Store, cache_key
 
 log = logging.getLogger(__name__)
 
@@ -124,61 +128,123 @@ class Findings:
     examined: list[Message] = field(default_factory=list)
 
 
+def prepared_as(embedder: Embedder, settings: Settings) -> str:
+    """What a message's preparation depends on: the model and the candidate rules."""
+    return f"{embedder.model} words>={settings.dup_min_words} chars>={settings.dup_min_chars}"
+
+
+def prepare_messages(store: Store, embedder: Embedder, settings: Settings, messages: Iterable[Message]) -> None:
+    """Normalise and embed messages for the scan, once: each keeps its vector's cache key.
+
+    Run by the scan for whatever it finds unprepared, and by the Slack app as
+    messages arrive, so a scan rarely waits for the model. Batches of
+    PREPARE_BATCH keep memory flat on a first scan of a long backfill.
+    """
+    messages = list(messages)
+    label = prepared_as(embedder, settings)
+    for start in range(0, len(messages), PREPARE_BATCH):
+        batch = messages[start : start + PREPARE_BATCH]
+        texts = [candidate_text(m.text, settings) for m in batch]
+        # a long message is judged by its opening (the model's window): where a question usually is
+        embed_many(embedder, store, [t for t in texts if t is not None], truncate=True)
+        keys = [cache_key(embedder.model, t) if t is not None else None for t in texts]
+        set_prepared(store, zip(batch, keys), label)
+
+
+PREPARE_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Window:
+    """The messages a scan compares, oldest first, with their vectors as one matrix."""
+
+    rows: list[WindowRow]
+    vectors: np.ndarray
+
+
 def find_duplicates(
     store: Store, embedder: Embedder, settings: Settings, channels: Collection[str] | None = None
 ) -> Findings:
     """Pair each unscanned message with its single best earlier match at or above the threshold.
 
-    Writes nothing but the embedding cache, so it is also the dry run.
+    Writes nothing but the messages' preparation and the embedding cache, so it
+    is also the dry run.
     """
     new = unscanned_messages(store, channels)
     if not new:
         return Findings()
-    window = messages_between(
-        store, new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at, channels
-    )
-    texts = [candidate_text(m.text, settings) for m in window]
-    rows = [i for i, t in enumerate(texts) if t is not None]
-    pool = [window[i] for i in rows]
-    # a long message is judged by its opening (the model's window): where a question usually is
-    vectors = embed_many(embedder, store, [texts[i] for i in rows], truncate=True)
+    start, end = new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at
+    label = prepared_as(embedder, settings)
+    prepare_messages(store, embedder, settings, unprepared_messages(store, start, end, label, channels))
+    window = _window(store, embedder, settings, prepared_window(store, start, end, label, channels))
     flagged = _flagged_laters(store)
-    is_new = {(m.channel, m.ts) for m in new}
-    judge = [i for i, m in enumerate(pool) if (m.channel, m.ts) in is_new and (m.channel, m.ts) not in flagged]
-    pairs = [
-        Pair(pool[j], pool[i], score)
-        for i, j, score in _best_earlier(pool, vectors, judge, settings)
-        if score >= settings.dup_threshold
-    ]
+    by_key = {(m.channel, m.ts): m for m in new}
+    judge = [i for i, r in enumerate(window.rows) if (r.channel, r.ts) in by_key and (r.channel, r.ts) not in flagged]
+    pairs = []
+    for i, j, score in _best_earlier(window, judge, settings):
+        earlier = get_message(store, window.rows[j].channel, window.rows[j].ts)
+        if score >= settings.dup_threshold and earlier is not None:
+            pairs.append(Pair(earlier, by_key[(window.rows[i].channel, window.rows[i].ts)], score))
     return Findings(pairs, new)
 
 
+def _window(
+    store: Store, embedder: Embedder, settings: Settings, prepared: Iterable[tuple[WindowRow, bytes | None]]
+) -> Window:
+    """The prepared rows and their vectors as one matrix; vectors deleted from the cache are embedded again."""
+    rows: list[WindowRow] = []
+    matrix = bytearray()
+    lost: list[Message] = []
+    for row, vector in prepared:
+        if vector is not None:
+            rows.append(row)
+            matrix += vector
+        elif (message := get_message(store, row.channel, row.ts)) is not None:
+            lost.append(message)
+    vectors = np.frombuffer(matrix, dtype=np.float32).reshape(len(rows), embedder.dim)
+    if not lost:
+        return Window(rows, vectors)
+    log.warning("dupes: %d message vectors missing from the embedding cache: embedding them again", len(lost))
+    texts = {m: t for m in lost if (t := candidate_text(m.text, settings)) is not None}
+    rows += [WindowRow(m.channel, m.ts, m.thread_ts, m.user, m.posted_at) for m in texts]
+    vectors = np.vstack([vectors, embed_many(embedder, store, list(texts.values()), truncate=True)])
+    order = sorted(range(len(rows)), key=lambda i: (rows[i].posted_at, rows[i].ts))
+    return Window([rows[i] for i in order], vectors[order])
+
+
 def _best_earlier(
-    pool: list[Message], vectors: np.ndarray, judge: list[int], settings: Settings, block: int = 256
+    window: Window, judge: list[int], settings: Settings, block: int = 64
 ) -> Iterable[tuple[int, int, float]]:
-    """(row, best earlier row, similarity) for each row in `judge`, `block` rows per product.
+    """(row, best earlier row, similarity) for each row in `judge` (ascending), `block` rows per product.
 
     Earlier means before in posting order, within the window, outside the
     row's own thread, and — when DUP_SAME_AUTHOR_MINUTES > 0 — not the same
-    author re-posting within that many minutes.
+    author re-posting within that many minutes. Each block is compared only
+    with the columns its rows can reach: from the window start of its first
+    row to its last row.
     """
-    posted = np.array([m.posted_at for m in pool])
-    family = _codes([(m.channel, m.thread_ts or m.ts) for m in pool])
-    author = _codes([m.user for m in pool])
-    order = np.arange(len(pool))
+    posted = np.array([r.posted_at for r in window.rows])
+    family = _codes([(r.channel, r.thread_ts or r.ts) for r in window.rows])
+    author = _codes([r.user for r in window.rows])
+    span = settings.dup_window_days * DAY
     same_author = settings.dup_same_author_minutes * 60.0
     for start in range(0, len(judge), block):
         rows = np.array(judge[start : start + block])
-        allowed = order[None, :] < rows[:, None]
-        allowed &= posted[None, :] >= posted[rows, None] - settings.dup_window_days * DAY
-        allowed &= family[None, :] != family[rows, None]
+        lo, hi = int(np.searchsorted(posted, posted[rows[0]] - span)), int(rows[-1])
+        if hi <= lo:
+            continue
+        allowed = np.arange(lo, hi)[None, :] < rows[:, None]
+        allowed &= posted[None, lo:hi] >= posted[rows, None] - span
+        allowed &= family[None, lo:hi] != family[rows, None]
         if same_author > 0:
-            allowed &= ~((author[None, :] == author[rows, None]) & (posted[None, :] >= posted[rows, None] - same_author))
-        scores = np.where(allowed, vectors[rows] @ vectors.T, -np.inf)
+            allowed &= ~((author[None, lo:hi] == author[rows, None])
+                         & (posted[None, lo:hi] >= posted[rows, None] - same_author))
+        scores = window.vectors[rows] @ window.vectors[lo:hi].T
+        np.copyto(scores, -np.inf, where=~allowed)
         best = scores.argmax(axis=1)
         for k, (row, j) in enumerate(zip(rows, best)):
             if allowed[k, j]:
-                yield int(row), int(j), float(scores[k, j])
+                yield int(row), lo + int(j), float(scores[k, j])
 
 
 def _codes(keys: list[object]) -> np.ndarray:

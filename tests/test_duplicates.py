@@ -10,14 +10,22 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.duplicates import candidate_text, find_duplicates, normalize_text
+from bot.duplicates import candidate_text, find_duplicates, normalize_text, prepared_as
 from bot.embeddings import LocalEmbedder
 from bot.errors import SettingsError
-from bot.messages import delete_message, edit_message, mark_scanned, record_message, unscanned_messages
+from bot.messages import (
+    delete_message,
+    edit_message,
+    mark_scanned,
+    record_message,
+    unprepared_messages,
+    unscanned_messages,
+)
 from bot.scheduler import scan_trigger
 from bot.settings import Settings
 from bot.store import Store
@@ -184,6 +192,70 @@ def test_an_edit_makes_a_message_new_again(store: Store, embedder: LocalEmbedder
     mark_scanned(store, unscanned_messages(store))
     edit_message(store, channel="C1", ts=later, text=VPN_AGAIN)
     assert found(store, embedder, settings) == [(later, ts(0))]
+
+
+def test_an_edit_after_a_scan_is_judged_by_its_new_text(
+    store: Store, embedder: LocalEmbedder, settings: Settings
+) -> None:
+    first = post(store, 0, VPN)
+    later = post(store, 60, VPN_AGAIN, user="U2")
+    assert found(store, embedder, settings) == [(later, first)]  # both prepared with these texts
+    mark_scanned(store, unscanned_messages(store))
+    edit_message(store, channel="C1", ts=later, text=OFFSITE)
+    assert found(store, embedder, settings) == []
+    mark_scanned(store, unscanned_messages(store))
+    edit_message(store, channel="C1", ts=first, text=OFFSITE)
+    edit_message(store, channel="C1", ts=later, text=VPN)
+    assert found(store, embedder, settings) == []  # the earlier one no longer asks about the VPN
+
+
+class CountingEmbedder:
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: LocalEmbedder) -> None:
+        self.inner, self.texts = inner, 0
+        self.model, self.dim, self.batch_size = inner.model, inner.dim, inner.batch_size
+
+    def embed(self, texts: list[str], truncate: bool = False) -> np.ndarray:
+        self.texts += len(texts)
+        return self.inner.embed(texts, truncate=truncate)
+
+
+def test_a_scan_prepares_each_message_once(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
+    counting = CountingEmbedder(embedder)
+    post(store, 0, VPN)
+    post(store, 60, OFFSITE, user="U2")
+    post(store, 90, "thanks!", user="U3")  # not worth judging: prepared without a vector
+    assert find_duplicates(store, counting, settings).pairs == []
+    assert counting.texts == 2
+    label = prepared_as(embedder, settings)
+    assert unprepared_messages(store, 0, T0 + DAY, label) == []
+    again = post(store, 120, VPN_AGAIN, user="U4")
+    assert [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, counting, settings).pairs] == [(again, ts(0))]
+    assert counting.texts == 3  # only the new message went through the model
+
+
+def test_new_candidate_rules_prepare_messages_again(
+    store: Store, embedder: LocalEmbedder, settings: Settings
+) -> None:
+    first = post(store, 0, "vpn password reset?")
+    again = post(store, 60, "reset my vpn password", user="U2")
+    assert found(store, embedder, settings) == []  # under 4 words: not judged
+    assert found(store, embedder, settings, dup_min_words=3, dup_min_chars=10) == [(again, first)]
+
+
+def test_a_vector_missing_from_the_cache_is_embedded_again(
+    store: Store, embedder: LocalEmbedder, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = post(store, 0, VPN)
+    assert found(store, embedder, settings) == []
+    mark_scanned(store, unscanned_messages(store))
+    with store.conn:
+        store.conn.execute("DELETE FROM embedding_cache")  # e.g. a cache cleared by hand
+    again = post(store, 60, VPN_AGAIN, user="U2")
+    assert found(store, embedder, settings) == [(again, first)]
+    assert "missing from the embedding cache" in caplog.text
+    assert found(store, embedder, settings) == [(again, first)]  # and cached again
 
 
 def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None:

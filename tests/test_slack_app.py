@@ -27,13 +27,14 @@ from slack_bolt import App
 from waitress.wasyncore import close_all
 
 from bot.cli import cli
+from bot.duplicates import prepared_as
 from bot.embeddings import LocalEmbedder
 from bot.errors import LockHeldError, SettingsError
 from bot.lock import index_lock
-from bot.messages import get_message
+from bot.messages import get_message, unprepared_messages
 from bot.server import Services, create_app, http_server, make_web_client, socket_mode_handler
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Store, cache_key
 from tests.conftest import make_settings
 from tests.slack_fake import (
     Call,
@@ -383,15 +384,16 @@ def test_channel_messages_are_stored_edited_and_deleted(start_bot: Callable[...,
                 "text": "How do I reset my VPN password?", "ts": "1700000300.000100"}
     reply = {**question, "user": "U2", "text": "see the VPN page", "ts": "1700000301.000100",
              "thread_ts": question["ts"]}
+    kept = {**question, "user": "U3", "text": "Where do I find the guest wifi password?", "ts": "1700000305.000100"}
     ignored = [
         {**question, "ts": "1700000302.000100", "subtype": "bot_message", "bot_id": "B9", "user": None},
         {**question, "ts": "1700000303.000100", "subtype": "channel_join"},
         {**question, "ts": "1700000304.000100", "channel": "C0002"},  # not a watched channel
     ]
-    for number, event in enumerate([question, reply, *ignored]):
+    for number, event in enumerate([question, reply, kept, *ignored]):
         assert bot.event(event, f"EvM{number}").status == 200
     store = bot.services.store()
-    wait_until(lambda: get_message(store, "C0001", reply["ts"]) and get_message(store, "C0001", question["ts"]))
+    wait_until(lambda: all(get_message(store, "C0001", e["ts"]) for e in (question, reply, kept)))
 
     bot.event({"type": "message", "subtype": "message_changed", "channel": "C0001", "channel_type": "channel",
                "message": {**question, "text": "How do I reset my VPN password on a Mac?"},
@@ -402,6 +404,13 @@ def test_channel_messages_are_stored_edited_and_deleted(start_bot: Callable[...,
 
     assert get_message(store, "C0001", question["ts"]).text == "How do I reset my VPN password on a Mac?"
     assert get_message(store, "C0001", reply["ts"]) is None
+    # each stored text was prepared for the duplicate scan as it arrived, the edit by its new text
+    label = prepared_as(bot.services.embedder, bot.services.settings)
+    assert unprepared_messages(store, 0, 2e9, label) == []
+    keys = dict(store.conn.execute("SELECT ts, vector_key FROM messages WHERE deleted = 0"))
+    model = bot.services.embedder.model
+    assert keys == {question["ts"]: cache_key(model, "How do I reset my VPN password on a Mac?"),
+                    kept["ts"]: cache_key(model, kept["text"])}
     assert all(get_message(store, e["channel"], e["ts"]) is None for e in ignored)
     assert not bot.fake.calls_to("chat.postMessage")
 

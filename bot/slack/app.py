@@ -26,8 +26,17 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.cli import format_report
+from bot.duplicates import prepare_messages
 from bot.errors import KbError
-from bot.messages import delete_message, edit_message, is_user_post, record_message, remember_event
+from bot.messages import (
+    Message,
+    delete_message,
+    edit_message,
+    get_message,
+    is_user_post,
+    record_message,
+    remember_event,
+)
 from bot.slack import format as fmt
 
 if TYPE_CHECKING:
@@ -119,6 +128,7 @@ def build_app(services: Services) -> App:
             edited = event.get("message") or {}
             if is_user_post(edited):
                 edit_message(store, channel=channel, ts=edited["ts"], text=edited.get("text") or "")
+                _prepare(services, get_message(store, channel, edited["ts"]))
         elif subtype == "message_deleted":
             delete_message(store, channel=channel, ts=event["deleted_ts"])
         elif is_user_post(event):
@@ -126,6 +136,7 @@ def build_app(services: Services) -> App:
                 store, channel=channel, ts=event["ts"], user=event["user"],
                 text=event.get("text") or "", thread_ts=event.get("thread_ts"),
             )
+            _prepare(services, get_message(store, channel, event["ts"]))
 
     app.command(settings.ask_command)(ack=_ack, lazy=[answer_command])
     app.action(fmt.SHARE_ACTION)(ack=_ack, lazy=[share_answer])
@@ -176,6 +187,19 @@ def _deliver(reply: Reply, message: fmt.Message) -> None:
         reply(message)
     except Exception:
         log.exception("could not deliver an error reply")
+
+
+def _prepare(services: Services, message: Message | None) -> None:
+    """Embed a message for the duplicate scan as it arrives, so the scan rarely waits for the model.
+
+    Best effort: the message is stored already, and a scan prepares whatever this missed.
+    """
+    if message is None:
+        return
+    try:
+        prepare_messages(services.store(), services.embedder, services.settings, [message])
+    except Exception as exc:  # noqa: BLE001 - e.g. the embeddings API down: the scan retries
+        log.warning("dupes: preparing a message on arrival failed (%s); the next scan will", type(exc).__name__)
 
 
 def _logged(listener: Callable[..., None]) -> Callable[..., None]:
