@@ -283,7 +283,7 @@ class Store:
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def vector_pages(
-        self, gen: Generation, ids: np.ndarray | None = None, page: int = 20_000
+        self, gen: Generation, ids: np.ndarray | None = None, page: int = 5_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(chunk ids, float32 vectors) of the chunks in `ids`, or of all of them, `page` rows at a time."""
         if ids is None:

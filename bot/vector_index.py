@@ -7,15 +7,13 @@ truth; beside it each process keeps, per generation, a compact copy:
 
 - sign bits (48 bytes for 384 dimensions) for a coarse Hamming scan of every
   vector, which keeps the `candidates` nearest by angle;
-- the float32 vectors, to give those candidates their exact cosine.
+- the vectors in half precision, to give those candidates their cosine
+  (within 0.00025 of the float32 one).
 
-That is 1,584 bytes per 384-d vector (158 MB at 100k chunks, 1.6 GB at 1M),
-3% more than the float32 matrix of a plain numpy brute force, for a scan 5-10x
-faster at 100k. Scoring candidates from float16 or int8 copies would halve or
-quarter the memory, but costs more time in numpy's conversions than it saves
-(measured) and makes the shown score an estimate. Recall@10 against exact
-search, the speed of each step and the choice of `CANDIDATES` are measured by
-`benchmarks/search.py`.
+That is 816 bytes per 384-d vector (79 MB at 100k chunks, 0.8 GB at 1M), half
+the float32 matrix of a plain numpy brute force, for a scan 5-10x faster at
+100k. Recall@10 against exact search, the speed of each step and the choice of
+`CANDIDATES` are measured by `benchmarks/search.py`.
 
 The copy follows the store: every write to a generation's vectors bumps
 `generations.vectors_version`, one cheap lookup per search notices it, and the
@@ -26,7 +24,7 @@ the vectors it lacks.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,13 +38,21 @@ from bot.store import Generation, Store
 CANDIDATES = 1000
 
 
+# How the copy keeps each vector for scoring. Half precision puts a cosine within
+# 0.00025 of float32's (|error| <= 2^-12 for unit vectors) for half the memory:
+# 79 MB at 100k chunks instead of 158, the difference between a serving process
+# under and over 400 MB (benchmarks/serving.py). Only the candidates are widened
+# to float32 for scoring, so it costs no measurable time.
+STORED = np.float16
+
+
 @dataclass(frozen=True)
 class CompactVectors:
     """Sign bits and copies of unit vectors, by ascending chunk id. Immutable: edits return a copy."""
 
     ids: np.ndarray  # (n,) int64, ascending
     bits: np.ndarray  # (dim // 64, n) uint64: one contiguous row per 64-dimension word
-    vectors: np.ndarray  # (n, dim) float32
+    vectors: np.ndarray  # (n, dim) STORED
 
     @classmethod
     def empty(cls, dim: int) -> CompactVectors:
@@ -54,27 +60,47 @@ class CompactVectors:
 
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray) -> CompactVectors:
+        return cls._sorted(np.asarray(ids, np.int64), np.asarray(vectors, STORED))
+
+    @classmethod
+    def from_pages(cls, dim: int, pages: Iterable[tuple[np.ndarray, np.ndarray]], expected: int = 0) -> CompactVectors:
+        """Filled page by page into arrays sized for `expected` rows, grown if more come.
+
+        One matrix in memory, never a list of pages plus their concatenation.
+        """
+        ids = np.empty(expected, np.int64)
+        vectors = np.empty((expected, dim), STORED)
+        filled = 0
+        for page_ids, page_vectors in pages:
+            end = filled + len(page_ids)
+            if end > len(ids):  # more than counted: a writer added some meanwhile
+                ids, vectors = _with_room(ids, filled, 2 * end), _with_room(vectors, filled, 2 * end)
+            ids[filled:end] = page_ids
+            vectors[filled:end] = page_vectors
+            filled = end
+        return cls._sorted(ids[:filled], vectors[:filled])
+
+    @classmethod
+    def joined(cls, kept: CompactVectors, keep: np.ndarray, added: CompactVectors) -> CompactVectors:
+        """The rows of `kept` where `keep` is true, and all of `added`, with no intermediate copy."""
+        count = int(keep.sum())
+        ids = np.concatenate([kept.ids[keep], added.ids])
+        vectors = np.empty((count + len(added), kept.vectors.shape[1]), STORED)
+        np.compress(keep, kept.vectors, axis=0, out=vectors[:count])
+        vectors[count:] = added.vectors
+        return cls._sorted(ids, vectors)
+
+    @classmethod
+    def _sorted(cls, ids: np.ndarray, vectors: np.ndarray) -> CompactVectors:
         if vectors.shape[1] % 64:
             raise ValueError(f"dimension {vectors.shape[1]} is not a multiple of 64")
-        order = np.argsort(ids, kind="stable")
-        ids, vectors = ids[order], vectors[order]
-        bits = np.ascontiguousarray(np.packbits(vectors > 0, axis=1).view(np.uint64).T)
-        return cls(ids.astype(np.int64), bits, np.ascontiguousarray(vectors, dtype=np.float32))
-
-    @classmethod
-    def from_pages(cls, dim: int, pages: Iterable[tuple[np.ndarray, np.ndarray]]) -> CompactVectors:
-        """Built page by page, so a million float32 vectors never sit in memory at once."""
-        return cls.joined([cls.empty(dim), *(cls.build(ids, vectors) for ids, vectors in pages)])
-
-    @classmethod
-    def joined(cls, parts: Sequence[CompactVectors]) -> CompactVectors:
-        ids = np.concatenate([p.ids for p in parts])
-        order = np.argsort(ids, kind="stable")
-        return cls(
-            ids[order],
-            np.ascontiguousarray(np.concatenate([p.bits for p in parts], axis=1)[:, order]),
-            np.concatenate([p.vectors for p in parts])[order],
-        )
+        if np.any(ids[1:] < ids[:-1]):  # pages come in store order, which is id order but for edits
+            order = np.argsort(ids, kind="stable")
+            ids, vectors = ids[order], vectors[order]
+        bits = np.empty((len(ids), vectors.shape[1] // 64), np.uint64)
+        for start in range(0, len(ids), 20_000):  # the sign matrix 20,000 rows at a time: 7 MB, not 38
+            bits[start : start + 20_000] = np.packbits(vectors[start : start + 20_000] > 0, axis=1).view(np.uint64)
+        return cls(ids, np.ascontiguousarray(bits.T), np.ascontiguousarray(vectors))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -83,10 +109,6 @@ class CompactVectors:
     def nbytes(self) -> int:
         return self.ids.nbytes + self.bits.nbytes + self.vectors.nbytes
 
-    def without(self, ids: np.ndarray) -> CompactVectors:
-        keep = ~np.isin(self.ids, ids)
-        return CompactVectors(self.ids[keep], np.ascontiguousarray(self.bits[:, keep]), self.vectors[keep])
-
     def search(self, query: np.ndarray, k: int, candidates: int = CANDIDATES) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, cosines) of the `k` best, best first."""
         query = np.asarray(query, dtype=np.float32)
@@ -94,7 +116,7 @@ class CompactVectors:
             rows = self._nearest_by_hamming(query, candidates)
         else:
             rows = np.arange(len(self.ids))
-        cosines = self.vectors[rows] @ query
+        cosines = self.vectors[rows].astype(np.float32) @ query
         best = np.argsort(-cosines, kind="stable")[:k]
         return self.ids[rows[best]], cosines[best]
 
@@ -103,7 +125,7 @@ class CompactVectors:
         wanted = np.fromiter(ids, dtype=np.int64)
         rows = np.clip(np.searchsorted(self.ids, wanted), 0, max(len(self.ids) - 1, 0))
         found = rows[self.ids[rows] == wanted] if len(self.ids) else rows[:0]
-        scores = self.vectors[found] @ np.asarray(query, dtype=np.float32)
+        scores = self.vectors[found].astype(np.float32) @ np.asarray(query, dtype=np.float32)
         return dict(zip(self.ids[found].tolist(), scores.tolist()))
 
     def _nearest_by_hamming(self, query: np.ndarray, count: int) -> np.ndarray:
@@ -151,12 +173,19 @@ def in_memory(store: Store, gen: Generation) -> CompactVectors:
 
 
 def _caught_up(store: Store, gen: Generation, vectors: CompactVectors) -> CompactVectors:
-    if not len(vectors):
-        return CompactVectors.from_pages(gen.dim, store.vector_pages(gen))
     ids = store.chunk_ids(gen)
-    gone = np.setdiff1d(vectors.ids, ids, assume_unique=True)
-    new = CompactVectors.from_pages(gen.dim, store.vector_pages(gen, np.setdiff1d(ids, vectors.ids)))
-    return CompactVectors.joined([vectors.without(gone), new])
+    if not len(vectors):
+        return CompactVectors.from_pages(gen.dim, store.vector_pages(gen), expected=len(ids))
+    added = np.setdiff1d(ids, vectors.ids, assume_unique=True)
+    new = CompactVectors.from_pages(gen.dim, store.vector_pages(gen, added), expected=len(added))
+    return CompactVectors.joined(vectors, np.isin(vectors.ids, ids, assume_unique=True), new)
+
+
+def _with_room(array: np.ndarray, filled: int, rows: int) -> np.ndarray:
+    """A copy of `array`'s first `filled` rows with room for `rows`."""
+    grown = np.empty((rows, *array.shape[1:]), array.dtype)
+    grown[:filled] = array[:filled]
+    return grown
 
 
 def nearest(store: Store, gen: Generation, query: np.ndarray, k: int) -> list[tuple[int, float]]:

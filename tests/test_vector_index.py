@@ -57,13 +57,24 @@ def test_hamming_shortlist_keeps_the_true_neighbours_of_real_embeddings(real_vec
     assert recall >= 0.98
 
 
-def test_cosines_are_exact_and_rank_alike(real_vectors):
+# A half-precision copy puts each cosine within 2^-12 of the exact one (unit vectors).
+HALF = 2.5e-4
+
+
+def assert_near_exact_top(found: list[int], exact: dict[int, float], k: int) -> None:
+    """`found` is the exact top k but for swaps among cosines closer than twice HALF."""
+    kth = sorted(exact.values(), reverse=True)[k - 1]
+    assert len(found) == k and all(exact[i] >= kth - 2 * HALF for i in found), (found, kth)
+
+
+def test_cosines_are_within_half_precision_and_rank_alike(real_vectors):
     corpus, queries = real_vectors
     compact = CompactVectors.build(np.arange(len(corpus)), corpus)
     for query in queries[:20]:
         ids, cosines = compact.search(query, 50, candidates=len(corpus))
-        assert np.allclose(cosines, corpus[ids] @ query, atol=1e-6)
-        assert set(ids[:10].tolist()) == exact_top(corpus, query, 10)
+        exact = corpus @ query
+        assert np.abs(cosines - exact[ids]).max() <= HALF
+        assert_near_exact_top(ids[:10].tolist(), dict(enumerate(exact.tolist())), 10)
         some = [int(i) for i in ids[::5]] + [10**9]  # and one id that is not there
         assert compact.cosines(query, some) == pytest.approx(dict(zip(some[:-1], cosines[::5].tolist())))
 
@@ -73,18 +84,22 @@ def test_edits_return_copies_with_the_same_answers_as_a_rebuild(real_vectors):
     ids = np.arange(100, 100 + len(corpus))
     whole = CompactVectors.build(ids, corpus)
     pages = [(ids[i : i + 300], corpus[i : i + 300]) for i in range(0, len(ids), 300)][::-1]
-    paged = CompactVectors.from_pages(corpus.shape[1], pages)
-    assert np.array_equal(paged.ids, whole.ids) and np.array_equal(paged.vectors, whole.vectors)
-    edited = CompactVectors.joined([CompactVectors.build(ids[:500], corpus[:500]),
-                                      CompactVectors.build(ids[500:], corpus[500:])])
-    edited = edited.without(ids[::7])
+    for expected in (0, 100, len(ids), 2 * len(ids)):  # grown, exact, trimmed; out-of-order pages sorted
+        paged = CompactVectors.from_pages(corpus.shape[1], pages, expected)
+        assert np.array_equal(paged.ids, whole.ids) and np.array_equal(paged.vectors, whole.vectors)
+        assert np.array_equal(paged.bits, whole.bits)
+    dropped = ids[::7]
+    first = CompactVectors.build(ids[:500], corpus[:500])
+    rest = ~np.isin(ids[500:], dropped)
+    edited = CompactVectors.joined(first, ~np.isin(first.ids, dropped),
+                                   CompactVectors.build(ids[500:][rest], corpus[500:][rest]))
     rebuilt = CompactVectors.build(np.delete(ids, np.s_[::7]), np.delete(corpus, np.s_[::7], axis=0))
     assert len(whole) == len(corpus)
-    assert np.array_equal(edited.ids, rebuilt.ids)
+    assert np.array_equal(edited.ids, rebuilt.ids) and np.array_equal(edited.bits, rebuilt.bits)
     for query in queries[:10]:
         a, b = edited.search(query, 10, candidates=200), rebuilt.search(query, 10, candidates=200)
         assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1])
-    assert not set(edited.search(queries[0], 50)[0].tolist()) & set(ids[::7].tolist())
+    assert not set(edited.search(queries[0], 50)[0].tolist()) & set(dropped.tolist())
 
 
 def test_empty_and_tiny_collections():
@@ -100,10 +115,10 @@ def test_nearest_matches_sqlite_vec_exact_search(sample_store, embedder):
     gen = sample_store.active_generation()
     for question in ["how do I get reimbursed for a taxi", "vpn keeps disconnecting", "parental leave weeks"]:
         query = embedder.embed([question])[0]
-        fast = nearest(sample_store, gen, query, 10)
-        exact = sample_store.nearest(gen, query, 10)
-        assert [i for i, _ in fast] == [i for i, _ in exact]
-        assert np.allclose([s for _, s in fast], [s for _, s in exact], atol=1e-5)
+        fast = dict(nearest(sample_store, gen, query, 10))
+        exact = dict(sample_store.nearest(gen, query, 1000))  # the whole sample index
+        assert_near_exact_top(list(fast), exact, 10)
+        assert all(abs(cosine - exact[i]) <= HALF for i, cosine in fast.items())
 
 
 def test_copy_follows_reindex_edits_and_deletes(knowledge_copy, tmp_path, embedder):
