@@ -44,13 +44,15 @@ def create_table(conn: Connection, generation_id: int) -> None:
     )
 
 
-def match_expression(query: str) -> str | None:
-    """An FTS5 query matching any word of `query` but stopwords (None when it has no words).
+def query_words(query: str) -> list[str]:
+    """The words of `query` a keyword search looks for: lowercase, once each, stopwords dropped.
 
-    Every word is quoted, so user input cannot be read as FTS5 syntax (`-`,
-    `:`, `*`, `NEAR`, `AND`…), and the words are OR-ed: a bare `a b` is an AND,
-    which would drop every passage missing one word.
+    A question made only of stopwords ("who are we?") keeps them all.
     """
     words = dict.fromkeys(w.lower() for w in _WORD.findall(query))
-    meaningful = [w for w in words if w not in STOPWORDS] or list(words)  # "who are we?" keeps its words
-    return " OR ".join(f'"{w}"' for w in meaningful) or None
+    return [w for w in words if w not in STOPWORDS] or list(words)
+
+
+def phrase(word: str) -> str:
+    """`word` as an FTS5 query: quoted, so user input is never read as FTS5 syntax (`-`, `:`, `*`, `NEAR`…)."""
+    return '"' + word.replace('"', '""') + '"'

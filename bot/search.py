@@ -15,14 +15,13 @@ and show the best guesses anyway.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from bot.embeddings import Embedder
 from bot.errors import IndexNotBuiltError, QueryError
-from bot.keyword import match_expression
+from bot.keyword_index import keyword_scores
 from bot.settings import SEARCH_MODES
 from bot.store import Generation, Store
 from bot.vector_index import nearest, similarities
@@ -140,8 +139,7 @@ def rank_vector(store: Store, gen: Generation, text: str, vector: np.ndarray, k:
 
 def rank_keyword(store: Store, gen: Generation, text: str, vector: np.ndarray, k: int) -> list[Ranked]:
     """Passages by BM25, each with its cosine so `score` and `confident` mean what they mean elsewhere."""
-    match = match_expression(text)
-    found = store.keyword_top(gen, match, k) if match else []
+    found = keyword_scores(store, gen, text).top(k)
     cosines = similarities(store, gen, vector, (chunk_id for chunk_id, _ in found))
     return [Ranked(chunk_id, cosines[chunk_id], bm25) for chunk_id, bm25 in found if chunk_id in cosines]
 
@@ -161,14 +159,14 @@ def rank_hybrid(store: Store, gen: Generation, text: str, vector: np.ndarray, k:
     score does not depend on `k`.
     """
     pool = max(k, CANDIDATES)
-    match = match_expression(text)
     cosines = dict(nearest(store, gen, vector, pool))
-    bm25 = store.keyword_scores(gen, match) if match else {}
-    keyword_best = heapq.nlargest(pool, bm25, key=bm25.__getitem__)
-    cosines.update(similarities(store, gen, vector, set(keyword_best) - set(cosines)))
-    top_bm25 = bm25[keyword_best[0]] if keyword_best else 0.0
+    keyword = keyword_scores(store, gen, text)
+    keyword_best = keyword.top(pool)
+    cosines.update(similarities(store, gen, vector, {chunk_id for chunk_id, _ in keyword_best} - set(cosines)))
+    bm25 = keyword.of(cosines)
+    top_bm25 = keyword_best[0][1] if keyword_best else 0.0
     scale = KEYWORD_WEIGHT / top_bm25 if top_bm25 > 0 else 0.0
-    fused = {chunk_id: cos + scale * bm25.get(chunk_id, 0.0) for chunk_id, cos in cosines.items()}
+    fused = {chunk_id: cos + scale * bm25[chunk_id] for chunk_id, cos in cosines.items()}
     best = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
     return [Ranked(chunk_id, cosines[chunk_id], fused[chunk_id]) for chunk_id in best]
 

@@ -309,31 +309,20 @@ class Store:
         ).fetchall()
         return [(int(chunk_id), 1.0 - float(distance)) for chunk_id, distance in rows]
 
-    def keyword_top(self, gen: Generation, match: str, k: int) -> list[tuple[int, float]]:
-        """The `k` chunks with the best BM25 score for FTS5 query `match`, as (chunk_id, score).
+    def word_scores(self, gen: Generation, word: str) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, BM25 scores) of the chunks holding `word` as the keyword table stems it, ids ascending.
 
-        Scores are FTS5's bm25() negated, so higher is better.
-        """
-        rows = self.conn.execute(
-            f"SELECT rowid, -bm25({gen.keyword_table}) AS score FROM {gen.keyword_table} "
-            f"WHERE {gen.keyword_table} MATCH ? ORDER BY score DESC LIMIT ?",
-            (match, k),
-        )
-        return [(int(chunk_id), float(score)) for chunk_id, score in rows]
-
-    def keyword_scores(self, gen: Generation, match: str) -> dict[int, float]:
-        """BM25 score of every chunk matching FTS5 query `match`, as {chunk_id: score} (higher is better).
-
-        One pass over the matches: asking for the scores of given ids instead
-        (`MATCH ? AND rowid IN (...)`) re-runs the query once per id, 80 ms for
-        100 ids at 100k chunks where this whole pass takes 50 ms.
+        Scores are FTS5's bm25() negated, so higher is better; a query's BM25 is
+        the sum of its words' (`bot.keyword_index`).
         """
         rows = self.conn.execute(
             f"SELECT rowid, -bm25({gen.keyword_table}) FROM {gen.keyword_table} "
-            f"WHERE {gen.keyword_table} MATCH ?",
-            (match,),
-        )
-        return dict(rows)
+            f"WHERE {gen.keyword_table} MATCH ? ORDER BY rowid",
+            (keyword.phrase(word),),
+        ).fetchall()
+        # fromiter: 3 ms for 33,000 rows where np.array(rows) takes 13-20
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        return ids, np.fromiter((row[1] for row in rows), dtype=np.float64, count=len(rows))
 
     def chunks_by_id(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
         ids = list(ids)

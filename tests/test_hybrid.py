@@ -15,7 +15,7 @@ from bot.chunking import Chunk, embedding_text
 from bot.cli import cli
 from bot.errors import QueryError
 from bot.indexer import index_folder
-from bot.keyword import match_expression
+from bot.keyword import phrase, query_words
 from bot.search import search
 from bot.store import Store
 from tests.conftest import make_settings
@@ -41,17 +41,16 @@ def chunk_rows(store: Store) -> int:
     return store.conn.execute("SELECT count(*) FROM chunks WHERE generation = ?", (gen.id,)).fetchone()[0]
 
 
-def test_match_expression_ors_quoted_words():
-    assert match_expression("reset VPN password") == '"reset" OR "vpn" OR "password"'
-    assert match_expression('NEAR(a b) -x "y" col:z* AND vpn vpn') == (
-        '"near" OR "b" OR "x" OR "y" OR "col" OR "z" OR "vpn"'
-    )
-    assert match_expression(" -- ?! * ") is None
+def test_query_words_are_plain_words_once_each():
+    assert query_words("reset VPN password") == ["reset", "vpn", "password"]
+    assert query_words('NEAR(a b) -x "y" col:z* AND vpn vpn') == ["near", "b", "x", "y", "col", "z", "vpn"]
+    assert query_words(" -- ?! * ") == []
+    assert phrase("vpn") == '"vpn"' and phrase('say "hi"') == '"say ""hi"""'
 
 
-def test_match_expression_drops_stopwords_unless_nothing_else_is_left():
-    assert match_expression("How do I reset the VPN?") == '"reset" OR "vpn"'
-    assert match_expression("Who are we?") == '"who" OR "are" OR "we"'
+def test_query_words_drop_stopwords_unless_nothing_else_is_left():
+    assert query_words("How do I reset the VPN?") == ["reset", "vpn"]
+    assert query_words("Who are we?") == ["who", "are", "we"]
 
 
 
