@@ -133,6 +133,11 @@ def prepared_as(embedder: Embedder, settings: Settings) -> str:
     return f"{embedder.model} words>={settings.dup_min_words} chars>={settings.dup_min_chars}"
 
 
+# Messages normalised, embedded and recorded at a time: memory stays flat on a
+# first scan of a long backfill.
+PREPARE_BATCH = 5000
+
+
 def prepare_messages(store: Store, embedder: Embedder, settings: Settings, messages: Iterable[Message]) -> None:
     """Normalise and embed messages for the scan, once: each keeps its vector's cache key.
 
@@ -149,9 +154,6 @@ def prepare_messages(store: Store, embedder: Embedder, settings: Settings, messa
         embed_many(embedder, store, [t for t in texts if t is not None], truncate=True)
         keys = [cache_key(embedder.model, t) if t is not None else None for t in texts]
         set_prepared(store, zip(batch, keys), label)
-
-
-PREPARE_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,8 @@ def find_duplicates(
     judge = [i for i, r in enumerate(window.rows) if (r.channel, r.ts) in by_key and (r.channel, r.ts) not in flagged]
     pairs = []
     for i, j, score in _best_earlier(window, judge, settings):
-        earlier = get_message(store, window.rows[j].channel, window.rows[j].ts)
-        if score >= settings.dup_threshold and earlier is not None:
+        if score >= settings.dup_threshold and (earlier := get_message(store, window.rows[j].channel,
+                                                                        window.rows[j].ts)) is not None:
             pairs.append(Pair(earlier, by_key[(window.rows[i].channel, window.rows[i].ts)], score))
     return Findings(pairs, new)
 
