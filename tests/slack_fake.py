@@ -22,6 +22,7 @@ block_actions bodies, and the v0 signature headers.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -100,7 +101,8 @@ class FakeSlack:
     def __exit__(self, *exc: object) -> None:
         with self._socket_lock:
             if self._socket is not None:
-                self._socket.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):  # the client may have hung up first (ENOTCONN)
+                    self._socket.shutdown(socket.SHUT_RDWR)
         self._server.shutdown()
         self._server.server_close()
 
