@@ -44,7 +44,7 @@ from bot.db import transaction  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.search import search  # noqa: E402
 from bot.store import Generation, Store  # noqa: E402
-from bot.vector_index import CANDIDATES, CompactVectors, in_memory, nearest  # noqa: E402
+from bot.vector_index import CompactVectors, in_memory, nearest, shortlist_size  # noqa: E402
 
 DIM = 384
 PASSAGE_WORDS = 120
@@ -149,7 +149,7 @@ def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path,
     copy = in_memory(store, gen)
     load = time.perf_counter() - started
     found = [copy.search(q, 10)[0].tolist() for q in qs]
-    rows.append([f"{n:,}", f"in-memory copy: scan ({CANDIDATES} candidates)", summary(timed_each(
+    rows.append([f"{n:,}", f"in-memory copy: scan ({shortlist_size(n):,} candidates)", summary(timed_each(
         lambda q: copy.search(q, 10), qs)), f"{recall_at_10(found, truth):.3f}",
         f"{copy.nbytes / 2**20:.0f} MB, loaded in {load:.1f} s"])
     found = [[i for i, _ in nearest(store, gen, q, 10)] for q in qs]

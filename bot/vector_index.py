@@ -13,7 +13,7 @@ truth; beside it each process keeps, per generation, a compact copy:
 That is 816 bytes per 384-d vector (79 MB at 100k chunks, 0.8 GB at 1M), half
 the float32 matrix of a plain numpy brute force, for a scan 5-10x faster at
 100k. Recall@10 against exact search, the speed of each step and the choice of
-`CANDIDATES` are measured by `benchmarks/search.py`.
+the shortlist size are measured by `benchmarks/search.py`.
 
 The copy follows the store: every write to a generation's vectors bumps
 `generations.vectors_version`, one cheap lookup per search notices it, and the
@@ -32,10 +32,18 @@ import numpy as np
 
 from bot.store import Generation, Store
 
-# Vectors the Hamming scan keeps for exact scoring. Recall@10 on 30,000 real
-# MiniLM vectors: 0.984 from 200, 0.997 from 500, 0.999 from 1,000; synthetic
-# clustered vectors: 0.986 at 100k, 0.984 at 1M (benchmarks/search.py).
+# Vectors the Hamming scan keeps for scoring: CANDIDATES, or one in
+# SHORTLIST_SHARE of the collection when that is more. Recall@10 on 100,000 real
+# MiniLM vectors: 0.980 from 200, 0.995 from 500, 0.999 from 1,000; synthetic
+# clustered vectors at 1M: 0.970 from 1,000, 0.988 from 2,000 (+1.2 ms), 0.993
+# from 4,000 (benchmarks/search.py).
 CANDIDATES = 1000
+SHORTLIST_SHARE = 500
+
+
+def shortlist_size(count: int) -> int:
+    """How many Hamming-nearest vectors a search of `count` vectors scores."""
+    return max(CANDIDATES, count // SHORTLIST_SHARE)
 
 
 # How the copy keeps each vector for scoring. Half precision puts a cosine within
@@ -109,9 +117,10 @@ class CompactVectors:
     def nbytes(self) -> int:
         return self.ids.nbytes + self.bits.nbytes + self.vectors.nbytes
 
-    def search(self, query: np.ndarray, k: int, candidates: int = CANDIDATES) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids, cosines) of the `k` best, best first."""
+    def search(self, query: np.ndarray, k: int, candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, cosines) of the `k` best, best first, from `candidates` (default: `shortlist_size`)."""
         query = np.asarray(query, dtype=np.float32)
+        candidates = candidates or shortlist_size(len(self.ids))
         if len(self.ids) > candidates:
             rows = self._nearest_by_hamming(query, candidates)
         else:
