@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import print_table  # noqa: E402
 from bot.duplicates import (  # noqa: E402
     DAY,
+    WINDOW_CHUNK,
     _best_earlier,
     _flagged_laters,
     _window,
@@ -474,11 +475,12 @@ def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[s
     step("_best_earlier (masks + matmul + argmax)", lambda: list(_best_earlier(window, judge, settings)))
     vectors = window.vectors
 
-    def product() -> None:  # inside _best_earlier: the product alone, on all the columns
-        for s in range(0, len(judge), 256):
-            _ = vectors[np.array(judge[s : s + 256])] @ vectors.T
+    def product() -> None:  # inside _best_earlier: the products alone, every judged row by every column
+        questions = vectors[np.array(judge)].astype(np.float32)
+        for lo in range(0, len(vectors), WINDOW_CHUNK):
+            _ = questions @ vectors[lo : lo + WINDOW_CHUNK].astype(np.float32).T
 
-    step("  of it: the products alone (every column)", product)
+    step("  of it: the products alone (every judged row × every column)", product)
     return out
 
 
