@@ -258,6 +258,25 @@ def test_a_vector_missing_from_the_cache_is_embedded_again(
     assert found(store, embedder, settings) == [(again, first)]  # and cached again
 
 
+def test_messages_stored_before_m006_are_prepared_by_the_next_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: LocalEmbedder, settings: Settings
+) -> None:
+    from bot import migrations
+
+    path = tmp_path / "old.sqlite3"
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])
+    with Store(path) as old:
+        first = post(old, 0, VPN)
+        mark_scanned(old, unscanned_messages(old))
+    monkeypatch.undo()
+    with Store(path) as store:
+        assert "m006_prepared_messages" in migrations.applied(store.conn)
+        assert unprepared_messages(store, 0, T0 + DAY, prepared_as(embedder, settings))  # nothing prepared yet
+        again = post(store, 60, VPN_AGAIN, user="U2")
+        assert found(store, embedder, settings) == [(again, first)]
+        assert unprepared_messages(store, 0, T0 + DAY, prepared_as(embedder, settings)) == []
+
+
 def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None:
     later = post(store, 0, OFFSITE)
     judged = unscanned_messages(store)
