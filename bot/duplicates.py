@@ -159,7 +159,7 @@ class Window:
     """The messages a scan compares, oldest first, with their vectors as one float16 matrix.
 
     Half precision halves the scan's memory (100,000 messages: 74 MB, not 147)
-    and moves a similarity by at most 0.0005.
+    and moves a similarity by at most 0.001 (2 × 2^-11; 0.0001 measured).
     """
 
     rows: list[WindowRow]

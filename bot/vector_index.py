@@ -8,7 +8,7 @@ truth; beside it each process keeps, per generation, a compact copy:
 - sign bits (48 bytes for 384 dimensions) for a coarse Hamming scan of every
   vector, which keeps the `candidates` nearest by angle;
 - the vectors in half precision, to give those candidates their cosine
-  (within 0.00025 of the float32 one).
+  (within 0.0005 of the float32 one; 0.00007 at most on real vectors).
 
 That is 816 bytes per 384-d vector (79 MB at 100k chunks, 0.8 GB at 1M), half
 the float32 matrix of a plain numpy brute force, for a scan 5-10x faster at
@@ -47,7 +47,8 @@ def shortlist_size(count: int) -> int:
 
 
 # How the copy keeps each vector for scoring. Half precision puts a cosine within
-# 0.00025 of float32's (|error| <= 2^-12 for unit vectors) for half the memory:
+# 2^-11 ≈ 0.0005 of float32's for unit vectors (at most 0.00007 measured on
+# 100,000 real MiniLM vectors × 200 questions) for half the memory:
 # 79 MB at 100k chunks instead of 158, the difference between a serving process
 # under and over 400 MB (benchmarks/serving.py). Only the candidates are widened
 # to float32 for scoring, so it costs no measurable time.
