@@ -23,6 +23,7 @@ import numpy as np
 
 from bot.keyword import query_words
 from bot.store import Generation, Store
+from bot.vector_index import rows_of
 
 # Word lists kept per process: 8 bytes a (chunk id, score) kept as int32 and
 # float32; a word found in half of 100,000 chunks takes 0.4 MB.
@@ -48,11 +49,9 @@ class KeywordScores:
     def of(self, ids: Iterable[int]) -> dict[int, float]:
         """The score of each of `ids` (0.0 for a chunk that does not match)."""
         wanted = np.fromiter(ids, dtype=np.int64)
+        rows, hit = rows_of(self.ids, wanted)
         scores = np.zeros(len(wanted))
-        if len(self):
-            rows = np.clip(np.searchsorted(self.ids, wanted), 0, len(self) - 1)
-            hit = self.ids[rows] == wanted
-            scores[hit] = self.scores[rows[hit]]
+        scores[hit] = self.scores[rows[hit]]
         return dict(zip(wanted.tolist(), scores.tolist()))
 
 

@@ -132,9 +132,8 @@ class CompactVectors:
 
     def cosines(self, query: np.ndarray, ids: Iterable[int]) -> dict[int, float]:
         """Cosine of `query` with each of `ids` that is here."""
-        wanted = np.fromiter(ids, dtype=np.int64)
-        rows = np.clip(np.searchsorted(self.ids, wanted), 0, max(len(self.ids) - 1, 0))
-        found = rows[self.ids[rows] == wanted] if len(self.ids) else rows[:0]
+        rows, hit = rows_of(self.ids, np.fromiter(ids, dtype=np.int64))
+        found = rows[hit]
         scores = self.vectors[found].astype(np.float32) @ np.asarray(query, dtype=np.float32)
         return dict(zip(self.ids[found].tolist(), scores.tolist()))
 
@@ -144,6 +143,14 @@ class CompactVectors:
         for word in range(1, len(query_bits)):
             distance += np.bitwise_count(self.bits[word] ^ query_bits[word])
         return np.argpartition(distance, count)[:count]
+
+
+def rows_of(sorted_ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `wanted` sits in ascending `sorted_ids`, and whether it is there at all."""
+    if not len(sorted_ids):
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    rows = np.clip(np.searchsorted(sorted_ids, wanted), 0, len(sorted_ids) - 1)
+    return rows, sorted_ids[rows] == wanted
 
 
 class _Copy:
