@@ -57,8 +57,8 @@ class KeywordScores:
 
 def keyword_scores(store: Store, gen: Generation, query: str) -> KeywordScores:
     """BM25 scores for `query`'s words (`bot.keyword.query_words`), summed over its words."""
-    version = store.vectors_version(gen)
-    parts = [_word_scores(store, gen, version, word) for word in query_words(query)]
+    index = (store.path.resolve(), gen.id, store.vectors_version(gen))  # resolved once, not per word
+    parts = [_word_scores(store, gen, index, word) for word in query_words(query)]
     if not parts:
         return KeywordScores(np.zeros(0, np.int64), np.zeros(0))
     if len(parts) == 1:
@@ -80,9 +80,11 @@ def clear_cache() -> None:
         _cache_bytes = 0
 
 
-def _word_scores(store: Store, gen: Generation, version: int, word: str) -> tuple[np.ndarray, np.ndarray]:
+def _word_scores(
+    store: Store, gen: Generation, index: tuple[Path, int, int], word: str
+) -> tuple[np.ndarray, np.ndarray]:
     global _cache_bytes
-    key = (store.path.resolve(), gen.id, version, word)
+    key = (*index, word)
     with _cache_lock:
         found = _cache.get(key)
         if found is not None:
