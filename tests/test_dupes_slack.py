@@ -99,7 +99,7 @@ def serving(settings: Settings, embedder: LocalEmbedder) -> Iterator[tuple[Servi
     """What `kb-bot serve` runs over HTTP, on a free port; background jobs are started by the caller."""
     services = Services(settings, embedder, make_web_client(settings))
     services.store().stats()  # as serve does: the schema is migrated before listeners run
-    server = http_server(create_app(services), "127.0.0.1", 0)
+    server = http_server(create_app(services), "127.0.0.1", 0, SECRET)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
