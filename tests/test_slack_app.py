@@ -626,9 +626,7 @@ def test_socket_mode_receives_a_command_acks_the_envelope_and_answers(
 
 def test_kb_bot_serve_in_socket_mode_connects_and_answers_healthz(fake: FakeSlack, bot_db: Path, tmp_path: Path) -> None:
     """The real command in a child process: Socket Mode has no Slack port, but Docker's health check needs one."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN, "SLACK_API_URL": fake.api_url,
         "KB_DB": str(bot_db), "PORT": str(port), "DUP_SCAN_MINUTES": "60",
@@ -647,6 +645,54 @@ def test_kb_bot_serve_in_socket_mode_connects_and_answers_healthz(fake: FakeSlac
         output = child.communicate(timeout=30)[0].decode()
     assert child.returncode == 0, output
     assert "Socket Mode" in output and APP_TOKEN not in output and BOT_TOKEN not in output
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_serve_at_debug_logs_no_bodies_and_one_line_per_refused_request(
+    fake: FakeSlack, bot_db: Path, tmp_path: Path
+) -> None:
+    """`kb-bot serve` over HTTP at LOG_LEVEL=debug: questions, answers and response_urls stay out of the log."""
+    port = free_port()
+    env = {
+        **os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": fake.api_url,
+        "KB_DB": str(bot_db), "PORT": str(port), "DUP_SCAN_MINUTES": "60", "LOG_LEVEL": "debug",
+    }
+    child = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/slack/events"
+    marker = "zebra7731 taxi receipt"
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=60)
+        post_signed(url, form(command_payload(marker, response_url=fake.response_url("debug"))), SECRET)
+        fake.wait_responses("debug")
+        post_signed(url, json.dumps(event_envelope(mention(f"<@UBOT> {marker}"), event_id="EvDebug")), SECRET,
+                    content_type="application/json")
+        fake.wait_calls("reactions.remove")
+        forged = urllib.request.Request(url, data=b"payload={", method="POST")
+        with pytest.raises(HTTPError) as refused:
+            urllib.request.urlopen(forged, timeout=10)
+        assert refused.value.code == 401
+    finally:
+        child.terminate()
+        output = child.communicate(timeout=30)[0].decode()
+    assert child.returncode == 0, output
+    assert "zebra7731" not in output and fake.response_url("debug") not in output
+    assert "Traceback" not in output
+    assert output.count("refused a request without a valid Slack signature") == 1
+    assert BOT_TOKEN not in output and SECRET not in output
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def test_a_rejected_bot_token_is_explained_without_showing_it(
