@@ -1,8 +1,8 @@
 """The Bolt app: routes /ask, mentions, channel messages and the Share button.
 
 Every listener acks at once in the request thread (Slack waits 3 s at most) and
-does its work in a lazy listener on Bolt's thread pool, so neither a slow
-search nor a busy pool can delay an ack. Nothing is answered in silence: a
+does its work on the listener pool (a lazy listener, or for /ask the bounded
+`AskQueue`), so neither a slow search nor a busy pool can delay an ack. Nothing is answered in silence: a
 `KbError` is shown as written, anything else becomes a short apology carrying
 an error id, and the traceback goes to the log under that id.
 
