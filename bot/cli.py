@@ -18,7 +18,7 @@ from typing import Any
 import click
 from slack_sdk import WebClient
 
-from bot.duplicates import Pair, backfill, find_duplicates, scan_and_flag, watched_channels
+from bot.duplicates import Pair, backfill, dry_run_pairs, scan_and_flag, watched_channels
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
@@ -321,18 +321,18 @@ def _slack_client(settings: Settings) -> WebClient:
 
 @dupes_group.command("scan")
 @db_option
-@click.option("--dry-run", is_flag=True, help="Only list the pairs: no Slack, nothing flagged or marked scanned.")
+@click.option("--dry-run", is_flag=True, help="Only list the pairs: nothing posted, flagged or marked scanned.")
 @json_option
 @click.pass_context
 @user_errors
 def dupes_scan_cmd(ctx: click.Context, db: Path | None, dry_run: bool, json_: bool) -> None:
     """Run the duplicate scan once, as the scheduler of `kb-bot serve` does."""
     settings = _settings(ctx, db_path=db)
-    client = None if dry_run else _slack_client(settings)
+    client = _slack_client(settings)  # a dry run too: it asks which channels the bot is in
     embedder = make_embedder(settings)
     with Store(settings.db_path) as store:
-        if client is None:
-            pairs = find_duplicates(store, embedder, settings, settings.dup_channels or None).pairs
+        if dry_run:
+            pairs = dry_run_pairs(store, embedder, settings, client)
         else:
             pairs = scan_and_flag(store, embedder, settings, client)
     if json_:

@@ -43,6 +43,7 @@ from bot.messages import (
     channel_cursor,
     delete_message,
     get_message,
+    is_tombstone,
     is_user_post,
     mark_scanned,
     prepared_window,
@@ -404,11 +405,34 @@ def flag_pairs(store: Store, client: WebClient, settings: Settings, pairs: list[
 
 
 def watched_channels(client: WebClient, settings: Settings) -> list[str]:
-    """DUP_CHANNELS, or every public channel the bot is a member of."""
-    if settings.dup_channels:
-        return list(settings.dup_channels)
-    pages = client.users_conversations(types="public_channel", exclude_archived=True, limit=200)
-    return [channel["id"] for page in pages for channel in page["channels"]]
+    """The channels a scan reads: the public channels the bot is in, all of them or those in DUP_CHANNELS.
+
+    A private channel is watched only when DUP_CHANNELS names it and
+    DUP_ALLOW_PRIVATE=true: the scan links earlier messages from any watched
+    channel, so a private message would otherwise be linked in a public thread.
+    Any other id in DUP_CHANNELS is skipped with a warning.
+    """
+    private = settings.dup_allow_private and bool(settings.dup_channels)
+    pages = client.users_conversations(
+        types="public_channel,private_channel" if private else "public_channel", exclude_archived=True, limit=200
+    )
+    member = {channel["id"]: bool(channel.get("is_private")) for page in pages for channel in page["channels"]}
+    if not settings.dup_channels:
+        return [channel for channel, is_private in member.items() if not is_private]
+    for channel in (c for c in settings.dup_channels if c not in member):
+        log.warning("dupes: not watching %s from DUP_CHANNELS: not a public channel the bot is in%s", channel,
+                    "" if private else " (private channels need DUP_ALLOW_PRIVATE=true)")
+    return [channel for channel in settings.dup_channels if channel in member]
+
+
+def watches_event(settings: Settings, channel: str, channel_type: str | None) -> bool:
+    """Whether a message event is from a channel the scan may watch (the same rule as `watched_channels`).
+
+    An event without `channel_type` is not trusted to be from a public channel.
+    """
+    if channel_type == "group":
+        return settings.dup_allow_private and channel in settings.dup_channels
+    return channel_type == "channel" and (not settings.dup_channels or channel in settings.dup_channels)
 
 
 def backfill(store: Store, client: WebClient, settings: Settings, channels: Iterable[str]) -> int:
@@ -426,18 +450,21 @@ def backfill(store: Store, client: WebClient, settings: Settings, channels: Iter
         cursor = channel_cursor(store, channel)
         oldest = cursor or f"{time.time() - settings.dup_window_days * DAY:.6f}"
         try:
-            posts, newest = _history(client, channel, oldest)
+            posts, deleted, newest = _history(client, channel, oldest)
         except (SlackClientError, OSError) as exc:
             log.warning("dupes backfill failed channel=%s error=%s", channel, _slack_error(exc))
             continue
         added += record_messages(store, posts, scanned_at=None if cursor else time.time())
+        for ts in deleted:
+            delete_message(store, channel=channel, ts=ts)
         set_channel_cursor(store, channel, newest or oldest)  # an empty channel is known from now on
     return added
 
 
-def _history(client: WebClient, channel: str, oldest: str) -> tuple[list[Message], str | None]:
-    """The people's posts after `oldest` (all pages), and the newest ts of any message seen."""
+def _history(client: WebClient, channel: str, oldest: str) -> tuple[list[Message], list[str], str | None]:
+    """The people's posts after `oldest` (all pages), the deleted thread parents', and the newest ts seen."""
     posts: list[Message] = []
+    deleted: list[str] = []
     stamps: list[str] = []
     for page in client.conversations_history(channel=channel, oldest=oldest, limit=HISTORY_PAGE):
         for event in page["messages"]:
@@ -445,7 +472,9 @@ def _history(client: WebClient, channel: str, oldest: str) -> tuple[list[Message
             if is_user_post(event):
                 posts.append(Message(channel, event["ts"], event.get("thread_ts"), event["user"],
                                      event.get("text") or "", float(event["ts"])))
-    return posts, max(stamps, key=float, default=None)
+            elif is_tombstone(event):
+                deleted.append(event["ts"])
+    return posts, deleted, max(stamps, key=float, default=None)
 
 
 # --- the job -------------------------------------------------------------------------
@@ -454,6 +483,12 @@ def _history(client: WebClient, channel: str, oldest: str) -> tuple[list[Message
 def check_action(settings: Settings) -> None:
     if settings.dup_action != "thread" and not settings.dup_report_channel:
         raise SettingsError(f"DUP_ACTION={settings.dup_action} needs DUP_REPORT_CHANNEL (a channel id)")
+
+
+def dry_run_pairs(store: Store, embedder: Embedder, settings: Settings, client: WebClient) -> list[Pair]:
+    """The pairs a scan would flag now, from the messages already stored: the same channels, nothing
+    fetched, posted or marked (Slack is only asked which channels the bot is in)."""
+    return find_duplicates(store, embedder, settings, watched_channels(client, settings)).pairs
 
 
 def scan_and_flag(store: Store, embedder: Embedder, settings: Settings, client: WebClient) -> list[Pair]:

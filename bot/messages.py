@@ -39,6 +39,11 @@ def is_user_post(event: dict) -> bool:
     )
 
 
+def is_tombstone(message: dict) -> bool:
+    """A deleted thread parent: Slack keeps it as a "This message was deleted." placeholder."""
+    return message.get("subtype") == "tombstone"
+
+
 def record_message(
     store: Store, *, channel: str, ts: str, user: str | None, text: str, thread_ts: str | None = None
 ) -> None:

@@ -37,6 +37,7 @@ from bot.scheduler import start_scheduler
 from bot.search import SearchResult, search
 from bot.settings import Settings
 from bot.slack.app import build_app
+from bot.slack.gate import MAX_BODY_BYTES, guarded
 from bot.store import Store
 from bot.vector_index import in_memory
 
@@ -46,6 +47,8 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 HTTP_THREADS = 8  # waitress threads only verify and ack; the work runs on Bolt's pool
 RATE_LIMIT_RETRIES = 3  # a 429 is retried after its Retry-After, this many times
+# Their DEBUG lines carry request and message bodies (questions, answers, response_urls): kept at INFO at most.
+BODY_LOGGERS = ("slack_bolt", "slack_sdk", "waitress")
 
 BOT_TOKEN_HELP = (
     "SLACK_BOT_TOKEN is not set: create the app from slack/manifest.yml, install it, "
@@ -161,9 +164,10 @@ def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> I
     return [b"not found\n"]
 
 
-def wsgi_app(app: App | None) -> WSGIApp:
-    """POST /slack/events goes to Bolt (when `app` is given); GET /healthz answers load balancers."""
-    slack = SlackRequestHandler(app, path=EVENTS_PATH) if app else _not_found
+def wsgi_app(app: App | None, signing_secret: str = "") -> WSGIApp:
+    """POST /slack/events goes to Bolt (when `app` is given) once `bot.slack.gate` lets it; GET /healthz
+    answers load balancers."""
+    slack = guarded(SlackRequestHandler(app, path=EVENTS_PATH), EVENTS_PATH, signing_secret) if app else _not_found
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
@@ -174,12 +178,16 @@ def wsgi_app(app: App | None) -> WSGIApp:
     return route
 
 
-def http_server(app: App | None, host: str, port: int) -> BaseWSGIServer:
+def http_server(app: App | None, host: str, port: int, signing_secret: str = "") -> BaseWSGIServer:
     """A waitress server bound to host:port (port 0 picks a free one); `run()` serves.
 
     Without an app it serves only GET /healthz: Socket Mode's health check.
+    Requests larger than MAX_BODY_BYTES are refused (413) before their body is read.
     """
-    return waitress.create_server(wsgi_app(app), host=host, port=port, threads=HTTP_THREADS, ident="kb-bot")
+    return waitress.create_server(
+        wsgi_app(app, signing_secret), host=host, port=port, threads=HTTP_THREADS, ident="kb-bot",
+        max_request_body_size=MAX_BODY_BYTES + 1,  # waitress refuses a length >= its limit
+    )
 
 
 def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
@@ -196,10 +204,17 @@ def start_background_jobs(services: Services) -> None:
     services.at_close(scheduler.shutdown)  # waits for a scan in progress to finish
 
 
+def set_log_level(level: str) -> None:
+    """LOG_LEVEL for kb-bot's own logs; the libraries that would log bodies never go below INFO."""
+    logging.getLogger().setLevel(level)
+    for name in BODY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
 def serve(settings: Settings, host: str = "0.0.0.0") -> None:
     """Run until interrupted: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on settings.port."""
     check_tokens(settings)
-    logging.getLogger().setLevel(settings.log_level)
+    set_log_level(settings.log_level)
     # SIGTERM (docker stop, systemd) unwinds like Ctrl+C, so background jobs and the database close cleanly
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     services = Services.start(settings)
@@ -221,7 +236,7 @@ def serve(settings: Settings, host: str = "0.0.0.0") -> None:
             log.info("connecting to Slack in Socket Mode (GET /healthz on port %s)", health.effective_port)
             socket_mode_handler(app, settings).start()
         else:
-            server = http_server(app, host, settings.port)
+            server = http_server(app, host, settings.port, settings.slack_signing_secret)
             log.info("listening on http://%s:%s%s", server.effective_host, server.effective_port, EVENTS_PATH)
             server.run()
     except KeyboardInterrupt:

@@ -80,6 +80,9 @@ class Settings:
     dup_min_words: int = 4
     dup_min_chars: int = 15
     dup_same_author_minutes: int = 0
+    # Private channels are watched only when named in DUP_CHANNELS and this is true: a repeat can
+    # link an earlier message from any watched channel, so private text could surface publicly.
+    dup_allow_private: bool = False
 
     def __repr__(self) -> str:  # secrets never reach logs
         parts = []
@@ -128,6 +131,13 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"must be true or false, got {raw!r}")
+    return value in ("true", "1", "yes")
 
 
 def _csv(raw: str) -> tuple[str, ...]:
@@ -199,6 +209,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DUP_MIN_WORDS": ("dup_min_words", _int_at_least(0)),
     "DUP_MIN_CHARS": ("dup_min_chars", _int_at_least(0)),
     "DUP_SAME_AUTHOR_MINUTES": ("dup_same_author_minutes", _int_at_least(0)),
+    "DUP_ALLOW_PRIVATE": ("dup_allow_private", _bool),
 }
 
 ENV_NAMES = tuple(_PARSERS)

@@ -11,9 +11,11 @@
 
 Canned data: `fake.history[channel] = [message, ...]` (conversations.history,
 newest first, `oldest`/`latest` exclusive, paginated by `limit` with
-response_metadata.next_cursor) and `fake.channels` (users.conversations).
+response_metadata.next_cursor) and `fake.channels` (users.conversations; a channel
+with "is_private": true is listed only when `types` asks for private_channel).
 Faults: `fake.fail(method, error)` answers ok=false; `fake.rate_limit(method)`
-answers HTTP 429 with Retry-After; each is used up by one call.
+answers HTTP 429 with Retry-After; each is used up by one call. `with fake.holding_responses():`
+keeps response_url posts waiting until the block ends.
 
 The second half builds what Slack sends to an app: slash-command, event and
 block_actions bodies, and the v0 signature headers.
@@ -82,6 +84,8 @@ class FakeSlack:
         self.channels: list[dict[str, Any]] = []
         self.socket_received: list[dict[str, Any]] = []
         self._faults: dict[str, deque[_Fault]] = {}
+        self._responses_open = threading.Event()
+        self._responses_open.set()
         self._ts = itertools.count(1)
         self._changed = threading.Condition()
         self._socket: socket.socket | None = None
@@ -131,6 +135,15 @@ class FakeSlack:
             self._faults.setdefault(method, deque()).append(
                 _Fault(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
             )
+
+    @contextlib.contextmanager
+    def holding_responses(self) -> Iterator[None]:
+        """Posts to response_urls wait (unanswered, unrecorded) until the block ends: a slow Slack."""
+        self._responses_open.clear()
+        try:
+            yield
+        finally:
+            self._responses_open.set()
 
     # --- what was called -------------------------------------------------------
 
@@ -212,7 +225,10 @@ class FakeSlack:
             messages = [m for m in messages if oldest < float(m["ts"]) < latest]
             return self._page("messages", messages, params)
         if method == "users.conversations":
-            return self._page("channels", self.channels, params)
+            types = str(params.get("types") or "public_channel").split(",")
+            kinds = {True: "private_channel", False: "public_channel"}
+            return self._page("channels", [c for c in self.channels if kinds[bool(c.get("is_private"))] in types],
+                              params)
         if method == "apps.connections.open":
             return {"ok": True, "url": self.url.replace("http://", "ws://") + "socket"}
         return {"ok": False, "error": "unknown_method"}
@@ -243,6 +259,7 @@ class FakeSlack:
                 params = _parse_params(raw, self.headers.get("Content-Type", ""), urlsplit(self.path).query)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 if path.startswith("/response/"):
+                    fake._responses_open.wait()
                     fake._record(Call("response_url", path, params, headers))
                     self._send(200, b"ok", "text/plain")
                     return

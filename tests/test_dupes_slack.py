@@ -99,12 +99,14 @@ def serving(settings: Settings, embedder: LocalEmbedder) -> Iterator[tuple[Servi
     """What `kb-bot serve` runs over HTTP, on a free port; background jobs are started by the caller."""
     services = Services(settings, embedder, make_web_client(settings))
     services.store().stats()  # as serve does: the schema is migrated before listeners run
-    server = http_server(create_app(services), "127.0.0.1", 0)
+    app = create_app(services)
+    server = http_server(app, "127.0.0.1", 0, SECRET)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         yield services, f"http://127.0.0.1:{server.effective_port}{EVENTS_PATH}"
     finally:
+        app.listener_runner.listener_executor.shutdown(wait=True)  # events delivered are handled
         services.close()  # stops the scheduler, waiting for a scan in progress
         server.close()
         server.task_dispatcher.shutdown()
@@ -287,13 +289,83 @@ def test_backfill_pages_through_history_and_waits_out_rate_limits(
     assert calls[-1].params["oldest"] == stamp(44)
 
 
-def test_dup_channels_replace_the_membership_lookup(tmp_path: Path, fake: FakeSlack, embedder: LocalEmbedder) -> None:
-    settings = slack_settings(tmp_path, fake, dup_channels=("C2",))
+def test_dup_channels_narrow_the_channels_the_bot_is_in(tmp_path: Path, fake: FakeSlack, embedder: LocalEmbedder) -> None:
+    settings = slack_settings(tmp_path, fake, dup_channels=("C2", "C5"))  # the bot is not in C5
     post(settings, "C1", stamp(20), VPN, "U1")
     post(settings, "C2", stamp(10), VPN_AGAIN, "U2")
     assert scan(settings, embedder) == []  # C1 is not watched
-    assert fake.calls_to("users.conversations") == []
     assert {c.params["channel"] for c in fake.calls_to("conversations.history")} == {"C2"}
+
+
+def tombstone(channel: str, ts: str) -> dict:
+    """What Slack leaves of a deleted message that has replies."""
+    return {"type": "message", "subtype": "tombstone", "text": "This message was deleted.", "user": "USLACKBOT",
+            "hidden": True, "ts": ts, "thread_ts": ts, "reply_count": 1}
+
+
+@pytest.mark.parametrize("seen_by", ["event", "backfill"])
+def test_a_deleted_thread_parent_is_never_linked_as_the_earlier_question(
+    settings: Settings, fake: FakeSlack, embedder: LocalEmbedder, seen_by: str
+) -> None:
+    parent, later = stamp(30), stamp(10)
+    with serving(settings, embedder) as (services, url):
+        deliver(url, message_event("C1", parent, VPN, "U1"), "EvParent")
+        if seen_by == "event":
+            deliver(url, {"type": "message", "subtype": "message_changed", "channel": "C1", "channel_type": "channel",
+                          "hidden": True, "message": tombstone("C1", parent), "ts": stamp(11)}, "EvDeleted")
+        else:  # deleted while the bot was down: the history shows the placeholder
+            fake.history["C1"] = [tombstone("C1", parent)]
+        deliver(url, message_event("C2", later, VPN_AGAIN, "U2"), "EvLater")
+        wait_until(lambda: later in unscanned(settings))
+    assert scan(settings, embedder) == []
+    assert replies(fake) == [] and unscanned(settings) == []
+
+
+@pytest.mark.usefixtures("slack_env")
+def test_dry_run_lists_exactly_what_a_scan_flags(settings: Settings, fake: FakeSlack, embedder: LocalEmbedder) -> None:
+    post(settings, "C9", stamp(30), VPN, "U1")  # a channel the bot has left
+    post(settings, "C1", stamp(20), VPN_AGAIN, "U2")
+    post(settings, "C2", stamp(10), VPN_THIRD, "U3")
+    with serving(settings, embedder) as (services, url):  # a private channel's event without channel_type
+        private = message_event("G7", stamp(25), VPN, "U4")
+        del private["channel_type"]
+        deliver(url, private, "EvPrivate")
+    args = ["--env-file", "/nonexistent", "dupes", "scan", "--json", "--db", str(settings.db_path)]
+
+    dry = CliRunner().invoke(cli, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert replies(fake) == [] and len(unscanned(settings)) == 3  # nothing posted or marked
+    real = CliRunner().invoke(cli, args)
+
+    assert real.exit_code == 0, real.output
+    assert json.loads(dry.output) == json.loads(real.output)
+    [pair] = json.loads(dry.output)["pairs"]
+    assert pair["later"] == {"channel": "C2", "ts": stamp(10), "text": VPN_THIRD}
+    assert pair["earlier"] == {"channel": "C1", "ts": stamp(20), "text": VPN_AGAIN}
+    assert "G7" not in dry.output and "C9" not in dry.output
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_a_private_channel_in_dup_channels_is_watched_only_when_allowed(
+    tmp_path: Path, fake: FakeSlack, embedder: LocalEmbedder, caplog: pytest.LogCaptureFixture, allowed: bool
+) -> None:
+    fake.channels.append({"id": "G1", "name": "hr-private", "is_private": True})
+    settings = slack_settings(tmp_path, fake, dup_channels=("C1", "G1"), **({"dup_allow_private": True} if allowed else {}))
+    private = {**message_event("G1", stamp(30), VPN, "U1"), "channel_type": "group"}
+    fake.history["G1"] = [private]
+    with serving(settings, embedder) as (services, url):
+        deliver(url, private, "EvPrivate")
+        deliver(url, message_event("C1", stamp(10), VPN_AGAIN, "U2"), "EvPublic")
+        wait_until(lambda: stamp(10) in unscanned(settings))
+    scan(settings, embedder)
+
+    links = [c.params["text"] for c in replies(fake)]
+    if allowed:
+        assert len(links) == 1 and "/archives/G1/" in links[0]
+    else:
+        assert links == []
+        assert {c.params["channel"] for c in fake.calls_to("conversations.history")} == {"C1"}
+        assert "not watching G1 from DUP_CHANNELS" in caplog.text and "DUP_ALLOW_PRIVATE=true" in caplog.text
 
 
 def test_a_channel_that_fails_does_not_stop_the_others(

@@ -6,7 +6,6 @@ tests/test_dupes_slack.py.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -301,23 +300,6 @@ def test_the_trigger_is_the_interval_or_the_cron_line(tmp_path: Path) -> None:
     assert {f.name: str(f) for f in cron.fields}["hour"] == "9-18"
     with pytest.raises(SettingsError, match="DUP_SCAN_CRON"):
         scan_trigger(make_settings(tmp_path, dup_scan_cron="every ten minutes"))
-
-
-def test_dry_run_lists_pairs_as_json_without_slack(settings: Settings, embedder: LocalEmbedder) -> None:
-    with Store(settings.db_path) as store:
-        first = post(store, 0, VPN)
-        again = post(store, 60, VPN_AGAIN, user="U2")
-    result = CliRunner().invoke(
-        cli, ["--env-file", "/nonexistent", "dupes", "scan", "--dry-run", "--json", "--db", str(settings.db_path)]
-    )
-    assert result.exit_code == 0, result.output
-    [pair] = json.loads(result.output)["pairs"]
-    assert set(pair) == {"earlier", "later", "score"}
-    assert pair["earlier"] == {"channel": "C1", "ts": first, "text": VPN}
-    assert pair["later"] == {"channel": "C1", "ts": again, "text": VPN_AGAIN}
-    assert isinstance(pair["score"], float)
-    with Store(settings.db_path) as store:  # a dry run marks nothing
-        assert len(unscanned_messages(store)) == 2
 
 
 def test_flagging_needs_a_bot_token(settings: Settings) -> None:

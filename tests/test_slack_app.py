@@ -30,10 +30,14 @@ from bot.cli import cli
 from bot.duplicates import prepared_as
 from bot.embeddings import LocalEmbedder
 from bot.errors import LockHeldError, SettingsError
+from bot.indexer import index_folder
 from bot.lock import index_lock
 from bot.messages import get_message, unprepared_messages
 from bot.server import Services, create_app, http_server, make_web_client, socket_mode_handler
 from bot.settings import Settings
+from bot.slack import app as slack_app
+from bot.slack.app import ASK_QUEUE_LIMIT
+from bot.slack.gate import MAX_BODY_BYTES
 from bot.store import Store, cache_key
 from tests.conftest import make_settings
 from tests.slack_fake import (
@@ -44,6 +48,7 @@ from tests.slack_fake import (
     event_envelope,
     form,
     interaction_form,
+    iter_blocks_text,
     post_signed,
     share_click_payload,
 )
@@ -121,7 +126,7 @@ def start_bot(
         settings = bot_settings(tmp_path, fake, bot_db, **overrides)
         services = Services(settings, embedder, make_web_client(settings))
         app = create_app(services)
-        server = http_server(app, "127.0.0.1", 0)
+        server = http_server(app, "127.0.0.1", 0, SECRET)
         thread = threading.Thread(target=server.run, name="waitress", daemon=True)
         thread.start()
 
@@ -448,6 +453,149 @@ def test_healthz_and_unknown_paths(bot: Bot) -> None:
     assert missing.value.code == 404
 
 
+# --- hostile input --------------------------------------------------------------------------------
+
+# What someone types: Slack sends &, < and > escaped, so the question decodes to a mention and a link
+HOSTILE_TYPED = "&lt;!channel&gt; taxi receipts: fill in the &lt;https://evil.example|Expense form&gt;"
+
+
+def assert_inert(call: Call) -> None:
+    """No field Slack renders or notifies from carries the question's mention or link."""
+    for shown in [str(call.params.get("text", "")), *iter_blocks_text(call.params.get("blocks") or [])]:
+        assert "<!channel>" not in shown and "<https://evil.example" not in shown, shown
+    assert "&lt;!channel&gt;" in call.params["text"]
+
+
+def test_shared_and_mention_answers_escape_the_question_in_every_field(bot: Bot) -> None:
+    bot.ask(HOSTILE_TYPED, "ask")
+    private = only(bot.fake.wait_responses("ask"))
+    assert_inert(private)
+    bot.post(interaction_form(share_click_payload(share_button(private)["value"],
+                                                  response_url=bot.fake.response_url("click"))))
+    shared = only(bot.fake.wait_calls("chat.postMessage"))
+    bot.event(mention(f"<@UBOT> {HOSTILE_TYPED}"), "EvHostile")
+
+    mentioned = bot.fake.wait_calls("chat.postMessage", count=2)[1]
+    for call in (shared, mentioned):
+        assert_inert(call)
+        assert call.params["text"].startswith("<@U123> asked: &lt;!channel&gt; taxi receipts")
+
+
+def test_a_share_click_without_channel_or_container_gets_an_apology(bot: Bot) -> None:
+    payload = share_click_payload(TAXI, response_url=bot.fake.response_url("click"))
+    del payload["channel"], payload["container"]
+
+    assert bot.post(interaction_form(payload)).status == 200
+
+    assert "Error id" in only(bot.fake.wait_responses("click", timeout=10)).text
+    assert not bot.fake.calls_to("chat.postMessage")
+
+
+def test_a_file_name_with_a_newline_stays_on_the_header_line(
+    start_bot: Callable[..., Bot], embedder: LocalEmbedder, tmp_path: Path
+) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "taxi\n*2.* `0.99` fake.md").write_text("# Taxis\n\nFile the taxi receipt in Expensify within 30 days.\n")
+    settings = make_settings(tmp_path / "odd-db", knowledge_dir=folder)
+    settings.db_path.parent.mkdir()
+    with Store(settings.db_path) as store:
+        index_folder(store, embedder, settings)
+    bot = start_bot(db_path=settings.db_path)
+
+    bot.ask("taxi receipt", "odd")
+
+    passage = only(bot.fake.wait_responses("odd")).params["blocks"][1]["text"]["text"]
+    header, excerpt = passage.split("\n", 1)
+    assert header.startswith("*1.* `") and "*taxi\\n2. `0.99` fake.md" in header
+    assert excerpt.startswith("File the taxi receipt")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [("payload={", "application/x-www-form-urlencoded"), ("payload=[]", "application/x-www-form-urlencoded"),
+     ("{not json", "application/json"), ("\xff\xfe", "application/json")],
+)
+@pytest.mark.parametrize("timestamp", ["now", "abc", None])
+def test_unsigned_malformed_bodies_get_401_and_one_log_line(
+    bot: Bot, caplog: pytest.LogCaptureFixture, body: str, content_type: str, timestamp: str | None
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    headers = {"Content-Type": content_type}
+    if timestamp:
+        headers |= {"X-Slack-Request-Timestamp": str(int(time.time())) if timestamp == "now" else timestamp,
+                    "X-Slack-Signature": "v0=" + "0" * 64}
+    request = urllib.request.Request(bot.base_url + "slack/events", data=body.encode("latin-1"), method="POST",
+                                     headers=headers)
+
+    with pytest.raises(HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+
+    assert refused.value.code == 401
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"refused a request without a valid Slack signature ({len(body.encode('latin-1'))} bytes)"]
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_a_signed_malformed_body_gets_400_without_a_traceback(bot: Bot, caplog: pytest.LogCaptureFixture) -> None:
+    reply = bot.post("payload={")
+
+    assert reply.status == 400
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_a_body_over_the_cap_is_refused_before_it_is_read(bot: Bot) -> None:
+    port = int(bot.base_url.rsplit(":", 1)[1].strip("/"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 200000000\r\n\r\n" + b"x" * 65536)
+        answer = conn.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 413 ")
+    at_cap = bot.post("x" * MAX_BODY_BYTES, content_type="application/json")  # the cap itself is allowed
+    assert at_cap.status == 400
+
+
+def test_a_replayed_signed_ask_is_answered_once(bot: Bot) -> None:
+    body = form(command_payload(TAXI, response_url=bot.fake.response_url("once")))
+    sent_at = int(time.time())
+
+    first, replay = bot.post(body, timestamp=sent_at), bot.post(body, timestamp=sent_at)
+    again_later = bot.post(body, timestamp=sent_at - 1)  # a new timestamp is a new request (Slack signs each)
+    bot.finish()
+
+    assert first.status == replay.status == again_later.status == 200
+    assert len(bot.fake.responses("once")) == 2
+
+
+def test_an_ask_flood_beyond_the_queue_is_told_at_once_to_try_again(bot: Bot) -> None:
+    with bot.fake.holding_responses():  # the answers cannot be delivered: the queue stays full
+        acks = [bot.ask(f"{TAXI} {i}", f"f{i}") for i in range(ASK_QUEUE_LIMIT + 3)]
+        assert all(a.status == 200 and a.seconds < SLACK_LIMIT_SECONDS for a in acks)
+        assert [bool(a.body) for a in acks] == [False] * ASK_QUEUE_LIMIT + [True] * 3
+        assert all("busy" in json.loads(a.body)["text"] for a in acks[ASK_QUEUE_LIMIT:])
+    bot.fake.wait_responses(count=ASK_QUEUE_LIMIT)
+    bot.finish()
+    assert all("hr/expenses.md" in only(bot.fake.responses(f"f{i}")).text for i in range(ASK_QUEUE_LIMIT))
+    assert bot.fake.responses(f"f{ASK_QUEUE_LIMIT}") == []
+
+
+def test_an_answer_that_waited_too_long_says_busy_instead(
+    start_bot: Callable[..., Bot], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slack_app, "ASK_MAX_WAIT_SECONDS", 1.0)
+    bot = start_bot()
+    threads = slack_app.LISTENER_THREADS
+    with bot.fake.holding_responses():  # every listener thread blocks on delivering its answer
+        for i in range(threads + 2):
+            bot.ask(f"{TAXI} {i}", f"w{i}")
+        time.sleep(2.0)
+    bot.finish()
+
+    answers = [only(bot.fake.responses(f"w{i}")).text for i in range(threads + 2)]
+    assert ["hr/expenses.md" in a for a in answers] == [True] * threads + [False] * 2
+    assert all("busy" in a for a in answers[threads:])
+
+
 # --- run modes and start-up checks ----------------------------------------------------------------
 
 
@@ -478,9 +626,7 @@ def test_socket_mode_receives_a_command_acks_the_envelope_and_answers(
 
 def test_kb_bot_serve_in_socket_mode_connects_and_answers_healthz(fake: FakeSlack, bot_db: Path, tmp_path: Path) -> None:
     """The real command in a child process: Socket Mode has no Slack port, but Docker's health check needs one."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": APP_TOKEN, "SLACK_API_URL": fake.api_url,
         "KB_DB": str(bot_db), "PORT": str(port), "DUP_SCAN_MINUTES": "60",
@@ -499,6 +645,54 @@ def test_kb_bot_serve_in_socket_mode_connects_and_answers_healthz(fake: FakeSlac
         output = child.communicate(timeout=30)[0].decode()
     assert child.returncode == 0, output
     assert "Socket Mode" in output and APP_TOKEN not in output and BOT_TOKEN not in output
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_serve_at_debug_logs_no_bodies_and_one_line_per_refused_request(
+    fake: FakeSlack, bot_db: Path, tmp_path: Path
+) -> None:
+    """`kb-bot serve` over HTTP at LOG_LEVEL=debug: questions, answers and response_urls stay out of the log."""
+    port = free_port()
+    env = {
+        **os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": fake.api_url,
+        "KB_DB": str(bot_db), "PORT": str(port), "DUP_SCAN_MINUTES": "60", "LOG_LEVEL": "debug",
+    }
+    child = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/slack/events"
+    marker = "zebra7731 taxi receipt"
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=60)
+        post_signed(url, form(command_payload(marker, response_url=fake.response_url("debug"))), SECRET)
+        fake.wait_responses("debug")
+        post_signed(url, json.dumps(event_envelope(mention(f"<@UBOT> {marker}"), event_id="EvDebug")), SECRET,
+                    content_type="application/json")
+        fake.wait_calls("reactions.remove")
+        forged = urllib.request.Request(url, data=b"payload={", method="POST")
+        with pytest.raises(HTTPError) as refused:
+            urllib.request.urlopen(forged, timeout=10)
+        assert refused.value.code == 401
+    finally:
+        child.terminate()
+        output = child.communicate(timeout=30)[0].decode()
+    assert child.returncode == 0, output
+    assert "zebra7731" not in output and fake.response_url("debug") not in output
+    assert "Traceback" not in output
+    assert output.count("refused a request without a valid Slack signature") == 1
+    assert BOT_TOKEN not in output and SECRET not in output
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def test_a_rejected_bot_token_is_explained_without_showing_it(

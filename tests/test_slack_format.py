@@ -157,6 +157,26 @@ def test_the_question_is_escaped_when_echoed() -> None:
     assert texts(message)[0] == "*Question:* is &lt;b&gt; &amp; &lt;@U1&gt; ok?"
 
 
+HOSTILE = "<!channel> fill in the <https://evil.example|Expense form> & <@U1> *now*"
+
+
+@pytest.mark.parametrize("asker", [None, "U123"])
+def test_every_rendered_field_escapes_the_question(asker: str | None) -> None:
+    message = answer_message(result([hit()], query=HOSTILE), asker=asker, shareable=asker is None)
+
+    for shown in [message["text"], *texts(message)]:
+        assert balanced(shown.replace(f"<@{asker}>", "")), shown
+    assert "&lt;!channel&gt;" in message["text"] and "<!channel>" not in message["text"]
+
+
+def test_control_characters_in_a_path_or_heading_are_shown_as_escapes() -> None:
+    block = hit_block(1, hit(path="hr/Expenses\n*1.* `0.99` *evil*\u202e.md", heading="Expenses > Taxis\tand\x1b[31m rides"))
+    header, excerpt = block["text"]["text"].split("\n", 1)
+
+    assert header.endswith("*hr/Expenses\\n1. `0.99` evil\\u202e.md › Taxis\\tand\\x1b[31m rides*")
+    assert excerpt == "Submit the receipt in Expensify."
+
+
 def test_slack_text_in_becomes_plain_words() -> None:
     text = "<@UBOT> where is <https://x.test|the wiki> for <#C1|general>, <@U2|ann> &amp; me &lt;3 <!here>"
 

@@ -1,8 +1,8 @@
 """The Bolt app: routes /ask, mentions, channel messages and the Share button.
 
 Every listener acks at once in the request thread (Slack waits 3 s at most) and
-does its work in a lazy listener on Bolt's thread pool, so neither a slow
-search nor a busy pool can delay an ack. Nothing is answered in silence: a
+does its work on the listener pool (a lazy listener, or for /ask the bounded
+`AskQueue`), so neither a slow search nor a busy pool can delay an ack. Nothing is answered in silence: a
 `KbError` is shown as written, anything else becomes a short apology carrying
 an error id, and the traceback goes to the log under that id.
 
@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +28,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.cli import format_report
-from bot.duplicates import prepare_messages
+from bot.duplicates import prepare_messages, watches_event
 from bot.errors import KbError
 from bot.messages import (
     Message,
     delete_message,
     edit_message,
     get_message,
+    is_tombstone,
     is_user_post,
     record_message,
     remember_event,
@@ -49,6 +52,11 @@ log = logging.getLogger(__name__)
 # concurrent /ask on 2 cores (benchmarks/serving.py): 8 threads, ack p99 101-201 ms;
 # one per core with onnxruntime spin-waiting off, 25 ms, and more answers/s.
 LISTENER_THREADS = max(2, os.cpu_count() or 2)
+# A flood of /ask must not queue answers that arrive a minute late: at most ASK_QUEUE_LIMIT
+# answers wait or run at once (20 clients asking back to back need 20), the rest are told at
+# once to try again; an answer that could not start within ASK_MAX_WAIT_SECONDS says the same.
+ASK_QUEUE_LIMIT = 32
+ASK_MAX_WAIT_SECONDS = 10.0
 WORKING_REACTION = "eyes"
 NOT_A_MEMBER = {"not_in_channel", "channel_not_found", "is_archived"}
 
@@ -58,20 +66,37 @@ Reply = Callable[[fmt.Message], object]
 def build_app(services: Services) -> App:
     """A Bolt app wired to `services`; its client must carry a valid bot token (auth.test runs here)."""
     settings = services.settings
+    pool = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="kb-bot-listener")
+    asks = AskQueue(pool, ASK_QUEUE_LIMIT, ASK_MAX_WAIT_SECONDS)
+    # Under "slack_bolt", which bot.server keeps at INFO or above: Bolt's DEBUG lines carry bodies.
+    # Bolt copies this logger's own level (not its effective one) to the loggers it makes.
+    logger = logging.getLogger("slack_bolt.kb-bot")
+    logger.setLevel(logger.getEffectiveLevel())
     app = App(
         name="kb-bot",
         client=services.client,
+        logger=logger,
         signing_secret=settings.slack_signing_secret,
-        process_before_response=True,  # ack in the request thread; the work is in lazy listeners
-        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="kb-bot-listener"),
+        process_before_response=True,  # ack in the request thread; the work runs on `pool`
+        listener_executor=pool,
     )
 
-    def answer_command(command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+    def take_command(ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+        """/ask, in the request thread: queue the answer, or say at once that the bot is busy."""
+        if not asks.reserve():
+            ack(response_type="ephemeral", **fmt.busy_message())
+            return
+        ack()
+        asks.start(lambda in_time: answer_command(command, respond, context, in_time))
+
+    def answer_command(command: dict[str, Any], respond: Respond, context: BoltContext, in_time: bool) -> None:
         """/ask: usage, an admin's re-index, or a private answer with a Share button."""
         reply = _responder(respond)
         text = fmt.from_slack(command.get("text") or "").strip()
         with _errors_shown(reply, settings.ask_command):
-            if text.lower() in ("", "help"):
+            if not in_time:
+                reply(fmt.busy_message())
+            elif text.lower() in ("", "help"):
                 reply(fmt.usage_message(settings.ask_command, context.bot_user_id))
             elif text.lower() == "reindex":
                 reindex(command["user_id"], reply)
@@ -88,8 +113,8 @@ def build_app(services: Services) -> App:
     def share_answer(body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond) -> None:
         """Share in channel: the same answer, posted publicly for the person who asked."""
         reply = _responder(respond)
-        channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
         with _errors_shown(reply, settings.ask_command):
+            channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
             message = fmt.answer_message(services.search(action["value"]), asker=body["user"]["id"])
             client.chat_postMessage(channel=channel, **message)
             respond(delete_original=True)  # the private copy is no longer needed
@@ -118,15 +143,15 @@ def build_app(services: Services) -> App:
     def store_message(event: dict[str, Any]) -> None:
         """Channel messages feed duplicate detection: posts are kept, edits and deletions applied."""
         channel = event.get("channel", "")
-        if event.get("channel_type", "channel") != "channel":
-            return
-        if settings.dup_channels and channel not in settings.dup_channels:
+        if not watches_event(settings, channel, event.get("channel_type")):
             return
         store = services.store()
         subtype = event.get("subtype")
         if subtype == "message_changed":
             edited = event.get("message") or {}
-            if is_user_post(edited):
+            if is_tombstone(edited):  # a thread parent deleted: its replies keep a placeholder
+                delete_message(store, channel=channel, ts=edited.get("ts", ""))
+            elif is_user_post(edited):
                 edit_message(store, channel=channel, ts=edited["ts"], text=edited.get("text") or "")
                 _prepare(services, get_message(store, channel, edited["ts"]))
         elif subtype == "message_deleted":
@@ -138,7 +163,7 @@ def build_app(services: Services) -> App:
             )
             _prepare(services, get_message(store, channel, event["ts"]))
 
-    app.command(settings.ask_command)(ack=_ack, lazy=[answer_command])
+    app.command(settings.ask_command)(take_command)
     app.action(fmt.SHARE_ACTION)(ack=_ack, lazy=[share_answer])
     app.event("app_mention")(ack=_ack, lazy=[answer_mention])
     app.event("message")(ack=_ack, lazy=[_logged(store_message)])
@@ -147,6 +172,43 @@ def build_app(services: Services) -> App:
 
 def _ack(ack: Ack) -> None:
     ack()
+
+
+class AskQueue:
+    """Bounded admission of /ask answers to the listener pool; safe across threads."""
+
+    def __init__(self, pool: Executor, limit: int, max_wait: float) -> None:
+        self._pool = pool
+        self._limit = limit
+        self._max_wait = max_wait
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def reserve(self) -> bool:
+        """Take a place in the queue; False when it is full. Each place must be used by `start`."""
+        with self._lock:
+            if self._pending >= self._limit:
+                return False
+            self._pending += 1
+            return True
+
+    def start(self, work: Callable[[bool], object]) -> None:
+        """Run `work(in_time)` on the pool; `in_time` is False if it waited longer than `max_wait`."""
+        queued = time.monotonic()
+
+        def run() -> None:
+            try:
+                work(time.monotonic() - queued <= self._max_wait)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # the pool is shutting down: give the place back
+            with self._lock:
+                self._pending -= 1
+            raise
 
 
 def _responder(respond: Respond) -> Reply:

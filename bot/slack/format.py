@@ -173,7 +173,16 @@ def text_message(mrkdwn: str) -> Message:
 
 
 def _in_bold(text: str) -> str:
-    return escape(text).replace("*", "")  # a `*` would end the bold early
+    return escape(shown(text)).replace("*", "")  # a `*` would end the bold early
+
+
+def shown(text: str) -> str:
+    """`text` with each unprintable character (newline, tab, escape, bidi override…) written as its escape.
+
+    A file name is the document author's choice: a newline in it would break
+    the header line, an RTL override would disguise it.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def hit_block(rank: int, hit: Hit) -> Block:
@@ -231,9 +240,9 @@ def answer_message(result: SearchResult, *, asker: str | None = None, shareable:
         bottom.insert(0, _context(f"{len(hits) - room} more passages not shown."))
         hits = hits[:room]
     passages = [hit_block(rank, hit) for rank, hit in enumerate(hits, start=1)]
-    fallback = f"Answer to: {trim(result.query, FALLBACK_CHARS)}"
-    if asker:
-        fallback = f"<@{asker}> asked: {trim(result.query, FALLBACK_CHARS)}"
+    # the notification text is rendered and notifies like the blocks: the question is escaped here too
+    opening = f"<@{asker}> asked: " if asker else "Answer to: "
+    fallback = opening + fit(result.query, FALLBACK_CHARS - len(opening), escape)
     return _message([*top, *passages, *bottom], fallback)
 
 
@@ -261,6 +270,11 @@ def apology_message(error_id: str) -> Message:
         f":warning: Sorry, something went wrong on my side. Error id `{escape(error_id)}`: "
         "whoever runs kb-bot can find the details in its log."
     )
+
+
+def busy_message() -> Message:
+    """Too many questions at once: said at once, rather than answering a minute late."""
+    return text_message(":hourglass: I'm busy with other questions right now: please try again in a moment.")
 
 
 def not_in_channel_message(command: str) -> Message:
