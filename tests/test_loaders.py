@@ -104,9 +104,13 @@ def test_walk_ignores_hidden_unsupported_and_escaping_symlinks(tmp_path):
     outside.write_text("# Secret\n\nOutside the knowledge folder.")
     (folder / "link.md").symlink_to(outside)
     (folder / "linkdir").symlink_to(tmp_path)
-    files, unsupported = walk(folder)
-    assert [f.rel for f in files] == ["notes.md"]
-    assert unsupported == {".jpg": 1}
+    scan = walk(folder)
+    assert [f.rel for f in scan.files] == ["notes.md"]
+    assert scan.unsupported == {".jpg": 1}
+    assert scan.skipped == {
+        "link.md": "symlink to outside the knowledge folder (not followed)",
+        "linkdir": "symlink to outside the knowledge folder (not followed)",
+    }
 
 
 def test_bad_files_are_reported_and_the_rest_indexed(tmp_path, embedder):
