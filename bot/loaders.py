@@ -424,6 +424,8 @@ def _read(root_fd: int, source: SourceFile) -> bytes | Skipped:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return Skipped("replaced by a symlink since the folder scan: not read")
+        if exc.errno == errno.ENOTDIR:  # what O_DIRECTORY | O_NOFOLLOW says of a symlink
+            return Skipped("a folder on its path was replaced since the folder scan: not read")
         return Skipped(f"unreadable ({exc.strerror or type(exc).__name__})")
     try:
         with open(fd, "rb") as handle:
