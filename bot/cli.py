@@ -178,8 +178,10 @@ def ask_cmd(
         try:
             result = ask(store)
         except IndexNotBuiltError:
+            # Built as `kb-bot index` builds it: under the index lock (a second
+            # process says who is indexing instead of embedding the same texts), with progress.
             click.echo(f"No index for this model yet: indexing {settings.knowledge_dir} first…", err=True)
-            report = index_folder(store, embedder, settings)
+            report = run_index(settings, embedder, progress=sys.stderr.isatty())
             click.echo(format_report(report), err=True)
             result = ask(store)
     click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) if json_ else format_result(result))

@@ -83,10 +83,13 @@ def index_folder(
     if not folder.is_dir():
         raise KbError(f"knowledge folder not found: {folder} (set KB_KNOWLEDGE_DIR or --knowledge)")
     report = IndexReport(model=embedder.model, dry_run=dry_run)
-    files, report.unsupported = walk(folder)
+    scan = walk(folder)
+    files, report.unsupported = scan.files, scan.unsupported
 
     gen, report.rebuilt = _target_generation(store, embedder, folder, full=full, dry_run=dry_run)
     existing = store.documents(gen) if gen else {}
+    for path, reason in scan.skipped.items():
+        _skip(store, gen, report, path, reason, path in existing, dry_run)
     counts = EmbedCounts()
     pending: list[_Pending] = []
 
@@ -114,7 +117,7 @@ def index_folder(
 
     to_read = [s for s in files if full or not _unchanged_by_stat(existing.get(s.rel), s)]
     report.unchanged += len(files) - len(to_read)
-    for number, (source, data) in enumerate(iter_loaded(to_read), start=1):
+    for number, (source, data) in enumerate(iter_loaded(to_read, scan.root), start=1):
         if progress:
             progress(number, len(to_read), source.rel)
         old = existing.get(source.rel)
@@ -144,7 +147,7 @@ def index_folder(
             flush()
     flush()
 
-    seen = {s.rel for s in files}
+    seen = {s.rel for s in files} | set(scan.skipped)
     for path in sorted(set(existing) - seen):
         report.removed.append(path)
         if not dry_run and gen is not None:
@@ -189,17 +192,25 @@ def prepare_chunks(
 def _target_generation(
     store: Store, embedder: Embedder, folder: Path, *, full: bool, dry_run: bool
 ) -> tuple[Generation | None, bool]:
-    """The generation to write: the active one, or a new build when the model changed."""
+    """The generation to write: the active one, or a new build when the model changed (or `full`).
+
+    An unfinished build of the same model is resumed after a model change; any
+    other one (a killed `--full`, a build for another model) is dropped here, so
+    it does not linger beside the active generation.
+    """
     active = store.active_generation()
-    if active and not full and active.model == embedder.model and active.dim == embedder.dim:
-        return active, False
+    current = active is not None and active.model == embedder.model and active.dim == embedder.dim
     if dry_run:
-        return None, True
-    if not full:
+        return (active, False) if current and not full else (None, True)
+    if not full and not current:
         resumed = store.building_generation(embedder.model, embedder.dim)
         if resumed:
             log.info("resuming the unfinished build of generation %d", resumed.id)
             return resumed, True
+    if active:
+        store.drop_generations(except_id=active.id)
+    if current and not full:
+        return active, False
     return store.create_generation(embedder.model, embedder.dim, str(folder.resolve())), True
 
 

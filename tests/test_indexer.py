@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -197,3 +201,31 @@ def test_full_reindex_builds_fresh_generation(knowledge_copy, tmp_path, embedder
         assert report.rebuilt and store.active_generation().id != first_gen.id
         assert len(counting.texts) == embedded  # every vector came from the cache
         assert store.stats()["chunks"] == report.chunks
+
+
+def test_abandoned_full_build_is_dropped_by_the_next_incremental_run(indexed, knowledge_copy, tmp_path, embedder):
+    """`kb-bot index --full` killed mid-build leaves a 'building' generation; the next run removes it."""
+    store = indexed
+    active = store.active_generation()
+    store.conn.execute("DELETE FROM embedding_cache")  # so the full build has to embed, and is slow enough to kill
+    command = [sys.executable, "-m", "bot", "--env-file", "/nonexistent", "index", "--full",
+               "--knowledge", str(knowledge_copy), "--db", str(store.path)]
+    build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    building = "SELECT g.id FROM generations g JOIN documents d ON d.generation = g.id WHERE g.status = 'building'"
+    deadline = time.monotonic() + 300
+    while (row := store.conn.execute(building).fetchone()) is None:
+        assert build.poll() is None, build.stderr.read().decode()
+        assert time.monotonic() < deadline, "the full build wrote no document in 300 s"
+        time.sleep(0.05)
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    abandoned = row[0]
+
+    counting = CountingEmbedder(embedder)
+    report = run(store, counting, knowledge_copy, tmp_path)
+    assert not report.rebuilt and not report.added and not report.changed
+    assert [tuple(row) for row in store.conn.execute("SELECT id, status FROM generations")] == [(active.id, "active")]
+    tables = {row[0] for row in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert not any(name.endswith(f"_{abandoned}") for name in tables)
+    assert store.conn.execute("SELECT count(*) FROM chunks WHERE generation = ?", (abandoned,)).fetchone()[0] == 0
+    assert "hr/expenses.md" in top_paths(store, embedder, "how do I get reimbursed for a taxi")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+
+from pypdf import PdfReader, PdfWriter
 
 from bot.indexer import index_folder
 from bot.loaders import LoadedDocument, Skipped, SourceFile, html_to_markdown, load, rst_to_markdown, walk
@@ -104,9 +107,13 @@ def test_walk_ignores_hidden_unsupported_and_escaping_symlinks(tmp_path):
     outside.write_text("# Secret\n\nOutside the knowledge folder.")
     (folder / "link.md").symlink_to(outside)
     (folder / "linkdir").symlink_to(tmp_path)
-    files, unsupported = walk(folder)
-    assert [f.rel for f in files] == ["notes.md"]
-    assert unsupported == {".jpg": 1}
+    scan = walk(folder)
+    assert [f.rel for f in scan.files] == ["notes.md"]
+    assert scan.unsupported == {".jpg": 1}
+    assert scan.skipped == {
+        "link.md": "symlink to outside the knowledge folder (not followed)",
+        "linkdir": "symlink to outside the knowledge folder (not followed)",
+    }
 
 
 def test_bad_files_are_reported_and_the_rest_indexed(tmp_path, embedder):
@@ -130,3 +137,35 @@ def test_bad_files_are_reported_and_the_rest_indexed(tmp_path, embedder):
         assert "latin.txt" in report.notes
         assert search(store, embedder, "where do staff park", k=1).hits[0].path == "good.md"
         assert search(store, embedder, "name of the third floor printer", k=1).hits[0].path == "doc.pdf"
+
+
+def encrypted_pdf(text: str, *, user_password: str, algorithm: str) -> bytes:
+    """A real encrypted PDF, as pypdf writes it (an empty user password: anyone may open it)."""
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(minimal_pdf(text))))
+    writer.encrypt(user_password=user_password, owner_password="owner-only-secret", algorithm=algorithm)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_pdfs_locked_with_only_an_owner_password_are_read(tmp_path, embedder):
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    facts = {
+        "rc4.pdf": ("RC4-128", "The fire assembly point is the fountain in Quay Square."),
+        "aes128.pdf": ("AES-128", "Visitor wifi is called Lighthouse-Guest and changes each Monday."),
+        "aes256.pdf": ("AES-256", "The server room door code is rotated by facilities every quarter."),
+    }
+    for name, (algorithm, text) in facts.items():
+        (folder / name).write_bytes(encrypted_pdf(text, user_password="", algorithm=algorithm))
+    (folder / "locked.pdf").write_bytes(
+        encrypted_pdf("Salaries are reviewed in March.", user_password="s3cret", algorithm="AES-128")
+    )
+    settings = make_settings(tmp_path, knowledge_dir=folder)
+    with Store(settings.db_path) as store:
+        report = index_folder(store, embedder, settings)
+        assert sorted(report.added) == sorted(facts)
+        assert report.skipped == {"locked.pdf": "encrypted PDF (needs a password)"}
+        assert search(store, embedder, "where do we gather in a fire alarm", k=1).hits[0].path == "rc4.pdf"
+        assert search(store, embedder, "guest wifi network name", k=1).hits[0].path == "aes128.pdf"
+        assert search(store, embedder, "server room door code", k=1).hits[0].path == "aes256.pdf"
