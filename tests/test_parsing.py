@@ -32,6 +32,8 @@ def sample(embedder):
     files, _ = walk(SAMPLE)
     out = {}
     for source in files:
+        if source.rel == "PROVENANCE.md":  # about the sample, not part of it
+            continue
         doc = load(source, source.path.read_bytes())
         if isinstance(doc, Skipped):
             out[source.rel] = doc
@@ -169,3 +171,8 @@ def test_myst_headings_inside_tab_fences_are_found():
     proxy = [b for b in parsed.blocks if b.trail == ("Setup", "Proxy settings")]
     assert [b.text for b in proxy] == ["Export HTTPS_PROXY first.", "export HTTPS_PROXY=x", "Note: Restart the shell."]
     assert proxy[0].start_line == 11 and proxy[1].code
+
+
+def test_tab_labels_and_undefined_substitutions_read_as_words(tmp_path):
+    parsed = rst(".. tabs::\n\n   .. tab:: |com_brand|\n\n      Builds run for 30 minutes on |com_brand|.\n", tmp_path)
+    assert [b.text for b in parsed.blocks] == ["com brand: Builds run for 30 minutes on com brand."]

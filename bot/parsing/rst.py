@@ -62,7 +62,9 @@ class _Labelled(Directive):
         return [node]
 
     def caption(self) -> str:
-        argument = " ".join(self.arguments)
+        # An argument is raw rST (`.. tab:: |brand|`): substitutions and roles read as words.
+        argument = re.sub(r"\|([^|\s][^|]*)\|", lambda m: readable_target(m.group(1)), " ".join(self.arguments))
+        argument = re.sub(r":([\w:+.-]+):`([^`]*)`", lambda m: role_text(m.group(1), m.group(2)), argument)
         if self.label:
             return f"{self.label} {argument}".strip()
         return argument
