@@ -9,6 +9,7 @@ import pytest
 
 from bot.chunking import chunk_document
 from bot.loaders import LoadedDocument, Skipped, load, walk
+from bot.parsing import role_text
 from bot.parsing.markdown import parse_markdown
 from bot.parsing.rst import parse_rst
 
@@ -176,3 +177,14 @@ def test_myst_headings_inside_tab_fences_are_found():
 def test_tab_labels_and_undefined_substitutions_read_as_words(tmp_path):
     parsed = rst(".. tabs::\n\n   .. tab:: |com_brand|\n\n      Builds run for 30 minutes on |com_brand|.\n", tmp_path)
     assert [b.text for b in parsed.blocks] == ["com brand: Builds run for 30 minutes on com brand."]
+
+
+def test_roles_read_as_their_label_or_a_readable_target():
+    assert role_text("doc", "Install <install>") == "Install"
+    assert role_text("doc", "/guides/private-python-packages") == "private python packages"
+    assert role_text("doc", "/config-file/index") == "config file"
+    assert role_text("ref", "pypug:Creating and using Virtual Environments") == "Creating and using Virtual Environments"
+    assert role_text("envvar", "READTHEDOCS_VERSION") == "READTHEDOCS_VERSION"  # code-like roles keep their text
+    assert role_text("meth", "~requests.Session.get") == "get"
+    assert role_text("guilabel", "&Save") == "Save"
+    assert role_text("menuselection", "Admin --> Settings") == "Admin > Settings"

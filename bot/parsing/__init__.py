@@ -43,8 +43,10 @@ XREF_ROLES = {"doc", "ref", "numref", "any", "std:ref", "std:doc", "download"}
 
 def readable_target(target: str) -> str:
     """A cross-reference target read aloud: `/guides/install-linux` → "install linux"."""
-    target = re.sub(r"^[A-Za-z][\w-]*:(?=\S)", "", target.strip()).rstrip("/").rsplit("/", 1)[-1]
-    return " ".join(_TARGET_PUNCT.sub(" ", target).split()) or target
+    parts = re.sub(r"^[A-Za-z][\w-]*:(?=\S)", "", target.strip()).strip("/").split("/")
+    if len(parts) > 1 and parts[-1] == "index":  # `/config-file/index` is the page "config file"
+        parts.pop()
+    return " ".join(_TARGET_PUNCT.sub(" ", parts[-1]).split()) or target
 
 
 def role_text(name: str, content: str) -> str:
