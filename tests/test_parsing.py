@@ -153,7 +153,8 @@ def test_include_is_confined_to_the_knowledge_folder(tmp_path):
     (folder / "shared" / "notice.rst").write_text("Only for business customers.\n")
     (tmp_path / "secret.rst").write_text("The root password is hunter2.\n")
     text = ("Page\n====\n\n.. include:: /shared/notice.rst\n\n.. include:: ../secret.rst\n\n"
-            ".. include:: /etc/passwd\n\n.. literalinclude:: ../secret.rst\n\n.. include:: doc.rst\n\nEnd.\n")
+            ".. include:: /etc/passwd\n\n.. literalinclude:: ../secret.rst\n\n.. include:: doc.rst\n\n"
+            ".. csv-table:: Leak\n   :file: ../secret.rst\n\n.. raw:: html\n   :file: ../secret.rst\n\nEnd.\n")
     parsed = rst(text, folder)
     joined = "\n".join(b.text for b in parsed.blocks)
     assert "Only for business customers." in joined

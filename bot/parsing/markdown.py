@@ -26,10 +26,10 @@ from bot.parsing import BlockWriter, Parsed, role_text
 _DIRECTIVE = re.compile(r"^\{([\w:.+-]+)\}\s*(.*)$")
 _OPTION = re.compile(r"^:[\w-]+:")
 _DROPPED = {"toctree", "contents", "include", "literalinclude", "raw", "index", "highlight", "image", "figure-md"}
-_CODE = {"code-block", "code", "sourcecode", "code-cell", "literalinclude"}
+_CODE = {"code-block", "code", "sourcecode", "code-cell"}
 _ADMONITION_LABELS = {"seealso": "See also", "versionadded": "New in version", "versionchanged": "Changed in version",
                       "deprecated": "Deprecated since version"}
-_TEXT_TOKENS = {"text", "code_inline", "math_inline"}
+_TEXT_TOKENS = {"text", "code_inline"}
 
 
 @cache

@@ -41,7 +41,7 @@ class _AnyOption(dict):
 _ANY = _AnyOption(class_=directives.unchanged)
 
 
-def _role(name, rawtext, text, lineno, inliner, options=None, content=None):  # noqa: ARG001 (docutils' signature)
+def _role(name, rawtext, text, lineno, inliner, options=None, content=None):  # docutils' role signature
     node = nodes.literal if name.lower().rsplit(":", 1)[-1] in _CODE_ROLES else nodes.inline
     return [node(rawtext, role_text(name.lower().rsplit(":", 1)[-1], text))], []
 
@@ -227,14 +227,12 @@ def parse_rst(text: str, path: Path, root: Path | None) -> Parsed:
         "line_length_limit": 1_000_000, "kb_path": str(path), "kb_root": str(root.resolve()) if root else "",
         "kb_includes": 0,
     }
+    walker = _Walker(str(path))
     try:
         doctree = publish_doctree(lengthen_underlines(text), source_path=str(path), settings_overrides=settings)
+        walker.visit_children(doctree)
     except Exception:  # docutils raises ad-hoc errors on pathological input; a file never fails
-        doctree = None
-    if doctree is None:
         return Parsed(text_blocks(text))
-    walker = _Walker(str(path))
-    walker.visit_children(doctree)
     return Parsed(walker.out.blocks, walker.out.title)
 
 
