@@ -128,13 +128,15 @@ def test_unknown_rst_directives_and_roles_keep_content_drop_options_and_stay_qui
         "Settings\n========\n\n"
         ".. config:setting:: build.os\n   :type: string\n   :required:\n\n"
         "   The operating system image, see :fancy-role:`the images <images-page>`.\n\n"
-        "Use :kbd:`Ctrl+C` or :mystery:`quick-start-guide` and :doc:`Install <install>`.\n",
+        "Use :kbd:`Ctrl+C` or :mystery:`quick-start-guide` and :doc:`Install <install>`.\n\n"
+        ".. generated-option-list:: --no-cache-dir\n",
         tmp_path,
     )
     texts = [b.text for b in parsed.blocks]
     assert texts == [
         "build.os: The operating system image, see the images.",
         "Use Ctrl+C or quick-start-guide and Install.",
+        "--no-cache-dir",
     ]
     assert parsed.blocks[0].trail == ("Settings",)
     captured = capfd.readouterr()

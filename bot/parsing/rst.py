@@ -58,6 +58,7 @@ class _Labelled(Directive):
     def run(self) -> list[nodes.Node]:
         node = nodes.container()
         node["kb_label"] = self.caption()
+        node.source, node.line = self.state_machine.get_source_and_line(self.lineno)
         self.state.nested_parse(self.content, self.content_offset, node)
         return [node]
 
@@ -333,6 +334,9 @@ class _Walker:
                 label = _inline(children.pop(0))
         else:
             label = node["kb_label"]
+        if not children:  # `.. option:: --no-cache` alone: its argument is all there is to read
+            self.add(label, node)
+            return
         self.out.label(label)
         for child in children:
             self.visit(child)
