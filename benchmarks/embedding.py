@@ -64,12 +64,13 @@ def main() -> None:
     passage_source = "SciFact docs"
     if passages is None:
         from bot.chunking import chunk_document
+        from bot.parsing.markdown import parse_markdown
 
         int8 = LocalEmbedder.bundled()
         passages = []
         for path in sorted(Path("knowledge").rglob("*.md")):
             passages += [c.text for c in chunk_document(
-                path.read_text(), markdown=True, title=None, count_tokens=int8.count_tokens_many,
+                parse_markdown(path.read_text()).blocks, title=None, count_tokens=int8.count_tokens_many,
                 max_tokens=256, target_tokens=256, overlap_tokens=32)]
         passage_source = "handbook chunks"
     words = sum(len(p.split()) for p in passages) / len(passages)

@@ -1,11 +1,12 @@
-"""Split a document into passages that each fit the embedder's token limit.
+"""Pack a document's blocks into passages that each fit the embedder's token limit.
 
-Pure functions, no I/O. Markdown is split at headings first, so each chunk
-carries its heading trail; inside a section (and in plain text) paragraphs are
-packed up to the budget, long paragraphs split at sentences, long sentences at
-words. Consecutive chunks of one section share a small overlap. Every chunk
-records the 1-based line range it came from, and nothing is ever dropped: a
-very long document yields many chunks, never a truncated one.
+Pure functions, no I/O. The parsers (bot/parsing) have already turned the file
+into blocks of readable text with heading trails; consecutive blocks under one
+trail form a section, packed up to the budget, long blocks split at sentences,
+long sentences at words. A block is never split while it fits, so a table row
+stays whole. Consecutive chunks of one section share a small overlap. Every
+chunk records the 1-based line range it came from; chunks without a word are
+dropped, and a very long document yields many chunks, never a truncated one.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
+
+from bot.parsing import Block, has_words
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
-_ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 
 
@@ -34,6 +36,8 @@ class _Unit:
     text: str
     start_line: int
     end_line: int
+    block: int  # pieces of one block rejoin with a space or newline, blocks with a paragraph break
+    tight: bool = False
 
 
 def embedding_text(title: str | None, heading: str | None, text: str) -> str:
@@ -44,109 +48,27 @@ def embedding_text(title: str | None, heading: str | None, text: str) -> str:
     return "\n".join([" > ".join(trail), text]) if trail else text
 
 
-def markdown_title(text: str) -> str | None:
-    """The first level-1 heading of a Markdown document, if any."""
-    in_fence = False
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        elif not in_fence and (m := _ATX_HEADING.match(line)) and len(m.group(1)) == 1:
-            return m.group(2).strip()
-    return None
-
-
 def chunk_document(
-    text: str,
+    blocks: Sequence[Block],
     *,
-    markdown: bool,
     title: str | None,
     count_tokens: CountTokens,
     max_tokens: int,
     target_tokens: int,
     overlap_tokens: int,
 ) -> list[Chunk]:
-    """Chunks of `text` whose embedding text (title + trail + body) fits `max_tokens`.
+    """Chunks of `blocks` whose embedding text (title + trail + body) fits `max_tokens`.
 
     `count_tokens` counts a batch of texts with the model's tokenizer (special
     tokens included); `target_tokens` is the preferred size, capped by the limit.
     """
     chunker = _Chunker(count_tokens, max_tokens, min(target_tokens, max_tokens), overlap_tokens)
-    sections = _markdown_sections(text) if markdown else [(None, _line_units(text, 1))]
+    numbered = [(n, b) for n, b in enumerate(blocks) if has_words(b.text)]
     chunks: list[Chunk] = []
-    for heading, units in sections:
-        chunks.extend(chunker.pack(title, heading, units))
+    for trail, group in groupby(numbered, key=lambda item: item[1].trail):
+        units = [_Unit(b.text, b.start_line, b.end_line, n, b.tight) for n, b in group]
+        chunks.extend(c for c in chunker.pack(title, " > ".join(trail) or None, units) if has_words(c.text))
     return chunks
-
-
-def _line_units(text: str, first_line: int) -> list[_Unit]:
-    """Paragraphs (blank-line separated) with their line ranges."""
-    units: list[_Unit] = []
-    block: list[str] = []
-    start = first_line
-    for offset, line in enumerate(text.split("\n")):
-        number = first_line + offset
-        if line.strip():
-            if not block:
-                start = number
-            block.append(line.rstrip())
-        elif block:
-            units.append(_Unit("\n".join(block), start, number - 1))
-            block = []
-    if block:
-        units.append(_Unit("\n".join(block), start, start + len(block) - 1))
-    return units
-
-
-def _markdown_sections(text: str) -> list[tuple[str | None, list[_Unit]]]:
-    """(heading trail, paragraphs) per section; fenced code stays one paragraph."""
-    sections: list[tuple[str | None, list[_Unit]]] = []
-    trail: list[tuple[int, str]] = []
-    body: list[str] = []
-    body_start = 1
-    in_fence = False
-
-    def close() -> None:
-        units = _markdown_units(body, body_start)
-        if units:
-            heading = " > ".join(h for _, h in trail) or None
-            sections.append((heading, units))
-
-    lines = text.split("\n")
-    for number, line in enumerate(lines, start=1):
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        match = None if in_fence else _ATX_HEADING.match(line)
-        if match:
-            close()
-            level = len(match.group(1))
-            trail = [(lv, h) for lv, h in trail if lv < level] + [(level, match.group(2).strip())]
-            body, body_start = [], number + 1
-        else:
-            body.append(line)
-    close()
-    return sections
-
-
-def _markdown_units(lines: list[str], first_line: int) -> list[_Unit]:
-    """Paragraphs of a section, keeping each fenced code block whole."""
-    units: list[_Unit] = []
-    block: list[str] = []
-    start = first_line
-    in_fence = False
-    for offset, line in enumerate(lines):
-        number = first_line + offset
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        if line.strip() or in_fence:
-            if not block:
-                start = number
-            block.append(line.rstrip())
-        elif block:
-            units.append(_Unit("\n".join(block), start, number - 1))
-            block = []
-    if block:
-        units.append(_Unit("\n".join(block), start, start + len(block) - 1))
-    return units
 
 
 class _Chunker:
@@ -211,16 +133,16 @@ class _Chunker:
         for word, size in zip(words, sizes):
             if size > budget:  # one giant token run (base64, minified code)
                 step = max(budget // 2, 1)
-                out.extend(_Unit(word[i : i + step], unit.start_line, unit.end_line)
+                out.extend(_Unit(word[i : i + step], unit.start_line, unit.end_line, unit.block)
                            for i in range(0, len(word), step))
                 continue
             if run and used + size > budget:
-                out.append(_Unit(" ".join(run), unit.start_line, unit.end_line))
+                out.append(_Unit(" ".join(run), unit.start_line, unit.end_line, unit.block))
                 run, used = [], 0
             run.append(word)
             used += size
         if run:
-            out.append(_Unit(" ".join(run), unit.start_line, unit.end_line))
+            out.append(_Unit(" ".join(run), unit.start_line, unit.end_line, unit.block))
         return out
 
     def _tail(self, current: list[tuple[_Unit, int]]) -> list[tuple[_Unit, int]]:
@@ -239,9 +161,12 @@ class _Chunker:
         units = [u for u, _ in current]
         text = units[0].text
         for before, unit in zip(units, units[1:]):
-            # Pieces of one line rejoin with a space, of one paragraph with a newline.
-            gap = unit.start_line - before.end_line
-            text += " " if gap <= 0 else "\n" if gap == 1 else "\n\n"
+            # Pieces of one line rejoin with a space, of one block with a newline; list items
+            # and table rows follow each other on the next line, other blocks after a blank one.
+            if unit.block == before.block:
+                text += " " if unit.start_line <= before.end_line else "\n"
+            else:
+                text += "\n" if unit.tight else "\n\n"
             text += unit.text
         return Chunk(
             text=text,
@@ -293,5 +218,5 @@ def _split_sentences(unit: _Unit) -> list[_Unit]:
     for offset, part in parts:
         if part.strip():
             line = unit.start_line + text.count("\n", 0, offset)
-            units.append(_Unit(part.strip(), line, line + part.strip().count("\n")))
+            units.append(_Unit(part.strip(), line, line + part.strip().count("\n"), unit.block))
     return units or [unit]

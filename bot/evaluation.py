@@ -22,6 +22,7 @@ from bot.db import transaction
 from bot.embeddings import Embedder
 from bot.errors import KbError
 from bot.indexer import prepare_chunks
+from bot.parsing import text_blocks
 from bot.search import Hit, search
 from bot.settings import Settings
 from bot.store import Store
@@ -109,7 +110,7 @@ def _jsonl(path: Path) -> list[dict]:
 def index_beir(store: Store, cache: Store, embedder: Embedder, settings: Settings, data: BeirData) -> None:
     """Index the corpus into `store`, one document per id, its title on every chunk."""
     prepared = [
-        (doc_id, title, text, *prepare_chunks(embedder, settings, text, markdown=False, title=title or None))
+        (doc_id, title, text, *prepare_chunks(embedder, settings, text_blocks(text), title=title or None))
         for doc_id, (title, text) in data.corpus.items()
     ]
     vectors = embed_many(embedder, cache, [t for *_, texts in prepared for t in texts])

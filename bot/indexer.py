@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from bot.chunking import Chunk, chunk_document, embedding_text
 from bot.embeddings import Embedder
 from bot.errors import KbError
 from bot.loaders import LoadedDocument, Skipped, SourceFile, iter_loaded, load, sha256_bytes, walk
+from bot.parsing import Block
 from bot.settings import Settings
 from bot.store import Generation, Store
 
@@ -136,9 +137,7 @@ def index_folder(
             continue
         if loaded.note:
             report.notes[source.rel] = loaded.note
-        chunks, texts = prepare_chunks(
-            embedder, settings, loaded.text, markdown=loaded.markdown, title=loaded.title
-        )
+        chunks, texts = prepare_chunks(embedder, settings, loaded.blocks, title=loaded.title)
         if not chunks:
             _skip(store, gen, report, source.rel, "no text to index", old is not None, dry_run)
             continue
@@ -171,15 +170,14 @@ def index_folder(
 
 
 def prepare_chunks(
-    embedder: Embedder, settings: Settings, text: str, *, markdown: bool, title: str | None
+    embedder: Embedder, settings: Settings, blocks: Sequence[Block], *, title: str | None
 ) -> tuple[list[Chunk], list[str]]:
     """A document's chunks sized for `embedder`, and the text embedded for each.
 
     Shared with the evaluation, so benchmark numbers measure the real chunking.
     """
     chunks = chunk_document(
-        text,
-        markdown=markdown,
+        blocks,
         title=title,
         count_tokens=embedder.count_tokens_many,
         max_tokens=embedder.max_tokens,

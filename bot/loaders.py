@@ -1,8 +1,9 @@
-"""Find the knowledge files and turn each into plain text, or a reason to skip it.
+"""Find the knowledge files and turn each into blocks of readable text, or a reason to skip it.
 
-Supported: Markdown, plain text, reStructuredText (its section titles become
-Markdown headings), HTML (visible text only, headings kept) and PDF (the text
-layer). Hidden files and folders are ignored; symlinks that leave the folder are
+Supported: Markdown (markdown-it-py, MyST included), plain text,
+reStructuredText (docutils, Sphinx roles and directives understood), HTML
+(visible text only, headings kept; Jinja/Django templates skipped) and PDF (the
+text layer). Hidden files and folders are ignored; symlinks that leave the folder are
 not followed. A file that cannot be read becomes a `Skipped` with a one-line
 reason; nothing here raises for bad content.
 """
@@ -23,6 +24,9 @@ from pathlib import Path, PurePosixPath
 from charset_normalizer import from_bytes
 
 from bot.errors import KbError
+from bot.parsing import Block, joined_text, text_blocks
+from bot.parsing.markdown import parse_markdown
+from bot.parsing.rst import parse_rst
 
 MARKDOWN = {".md", ".markdown"}
 PLAIN = {".txt", ".text"}
@@ -58,9 +62,15 @@ class FolderScan:
 @dataclass(frozen=True)
 class LoadedDocument:
     text: str
-    markdown: bool  # chunk at headings
+    markdown: bool  # `text` is Markdown: its blocks come from parsing it
     title: str | None
     note: str | None = None  # e.g. "decoded as cp1252"
+    blocks: tuple[Block, ...] = ()  # what is chunked; parsed from `text` when not given
+
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            blocks = parse_markdown(self.text).blocks if self.markdown else text_blocks(self.text)
+            object.__setattr__(self, "blocks", tuple(blocks))
 
 
 @dataclass(frozen=True)
@@ -240,13 +250,15 @@ def load(source: SourceFile, data: bytes) -> LoadedDocument | Skipped:
         return Skipped("only whitespace")
     stem_title = source.path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
     if suffix in MARKDOWN:
-        from bot.chunking import markdown_title
-
-        return LoadedDocument(text, True, markdown_title(text) or stem_title, note)
+        parsed = parse_markdown(text)
+        return LoadedDocument(text, True, parsed.title or stem_title, note, tuple(parsed.blocks))
     if suffix in RST:
-        text, title = rst_to_markdown(text)
-        return LoadedDocument(text, True, title or stem_title, note)
+        root = source.path.parents[len(Path(source.rel).parts) - 1]
+        parsed = parse_rst(text, source.path, root)
+        return LoadedDocument(joined_text(parsed.blocks), False, parsed.title or stem_title, note, tuple(parsed.blocks))
     if suffix in HTML:
+        if "_templates" in Path(source.rel).parts[:-1] or _TEMPLATE_TAG.search(text):
+            return Skipped("HTML template (Jinja/Django tags), not a page")
         text, title = html_to_markdown(text)
         if not text.strip():
             return Skipped("no visible text")
@@ -286,46 +298,8 @@ def _plain_title(text: str) -> str | None:
     return None
 
 
-_RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}\s*$")
-
-
-def rst_to_markdown(text: str) -> tuple[str, str | None]:
-    """Turn reStructuredText section titles into `#` headings, line for line.
-
-    Levels follow the order in which adornment styles first appear, as in RST.
-    Adornment lines become blank, so line numbers still match the file.
-    """
-    lines = text.split("\n")
-    styles: list[tuple[str, bool]] = []
-    title = None
-    i = 0
-    while i < len(lines):
-        over = _RST_ADORNMENT.match(lines[i])
-        # overline + title + underline
-        if over and i + 2 < len(lines) and lines[i + 1].strip() and _RST_ADORNMENT.match(lines[i + 2]):
-            style = (over.group(1), True)
-            heading, underline_at = lines[i + 1].strip(), i + 2
-            lines[i] = ""
-        elif (
-            i + 1 < len(lines)
-            and lines[i].strip()
-            and not over
-            and (under := _RST_ADORNMENT.match(lines[i + 1]))
-            and len(lines[i + 1].strip()) >= len(lines[i].strip())
-        ):
-            style = (under.group(1), False)
-            heading, underline_at = lines[i].strip(), i + 1
-        else:
-            i += 1
-            continue
-        if style not in styles:
-            styles.append(style)
-        level = min(styles.index(style) + 1, 6)
-        title = title or heading
-        lines[underline_at - 1] = "#" * level + " " + heading
-        lines[underline_at] = ""
-        i = underline_at + 1
-    return "\n".join(lines), title
+# `{% block %}`, `{{ name }}`: the page is a template, rendered elsewhere, not text for people.
+_TEMPLATE_TAG = re.compile(r"\{%-?\s*\w+[^%]*%\}|\{\{-?\s*[\w.]+(\(\))?\s*(\|[^}]*)?\}\}")
 
 
 class _VisibleText(HTMLParser):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 
-from bot.chunking import chunk_document, embedding_text, markdown_title
+from bot.chunking import chunk_document, embedding_text
+from bot.parsing import text_blocks
+from bot.parsing.markdown import parse_markdown
 from tests.conftest import KNOWLEDGE
 
 
 def chunks_of(text: str, embedder, *, markdown: bool = True, title: str | None = "Doc", target: int = 256):
     return chunk_document(
-        text,
-        markdown=markdown,
+        parse_markdown(text).blocks if markdown else text_blocks(text),
         title=title,
         count_tokens=embedder.count_tokens_many,
         max_tokens=embedder.max_tokens,
@@ -26,7 +27,7 @@ def words(text: str) -> list[str]:
 
 def test_every_chunk_fits_the_model_and_carries_heading_trail(embedder):
     text = (KNOWLEDGE / "hr" / "expenses.md").read_text()
-    title = markdown_title(text)
+    title = parse_markdown(text).title
     chunks = chunks_of(text, embedder, title=title)
     assert len(chunks) > 10
     for chunk in chunks:
@@ -89,3 +90,29 @@ def test_embedding_text_does_not_repeat_the_title():
     assert embedding_text("Expenses", "Expenses > Taxis", "Body") == "Expenses > Taxis\nBody"
     assert embedding_text("Guide", "Taxis", "Body") == "Guide > Taxis\nBody"
     assert embedding_text(None, None, "Body") == "Body"
+
+
+def test_markdown_table_split_across_chunks_keeps_its_header_in_every_row(embedder):
+    rows = "\n".join(f"| Region {i} | {i * 3} days | Office manager number {i} |" for i in range(60))
+    text = f"# Leave\n\n## Allowance\n\n| Region | Annual leave | Contact |\n|---|---|---|\n{rows}\n"
+    chunks = chunks_of(text, embedder, target=128)
+    assert len(chunks) >= 3
+    lines = text.split("\n")
+    seen = set()
+    for chunk in chunks:
+        assert chunk.heading == "Leave > Allowance"
+        for row in chunk.text.split("\n"):
+            match = re.fullmatch(r"Region: Region (\d+); Annual leave: (\d+) days; Contact: Office manager number (\d+)",
+                                 row)
+            assert match, row  # whole rows only, each naming its columns
+            assert int(match.group(2)) == int(match.group(1)) * 3
+            seen.add(int(match.group(1)))
+        source = "\n".join(lines[chunk.start_line - 1 : chunk.end_line])
+        assert "| Region" in source
+    assert seen == set(range(60))
+
+
+def test_chunks_without_a_word_are_dropped(embedder):
+    text = "# Borders\n\n+-------+\n\n----\n\n***\n\n| --- |\n\nReal words here.\n"
+    chunks = chunks_of(text, embedder)
+    assert [c.text for c in chunks] == ["Real words here."]

@@ -8,7 +8,7 @@ import os
 from pypdf import PdfReader, PdfWriter
 
 from bot.indexer import index_folder
-from bot.loaders import LoadedDocument, Skipped, SourceFile, html_to_markdown, load, rst_to_markdown, walk
+from bot.loaders import LoadedDocument, Skipped, SourceFile, html_to_markdown, load, walk
 from bot.search import search
 from bot.store import Store
 from tests.conftest import make_settings
@@ -87,13 +87,26 @@ def test_html_keeps_visible_text_and_headings_only():
     assert "secret" not in text and "color:red" not in text and "enable js" not in text
 
 
-def test_rst_titles_become_headings_line_for_line():
+def test_rst_titles_become_heading_trails_with_source_lines(tmp_path):
     rst = "Failover\n========\n\nIntro text.\n\nSteps\n-----\n\nDo this.\n"
-    text, title = rst_to_markdown(rst)
-    assert title == "Failover"
-    lines = text.split("\n")
-    assert lines[0] == "# Failover" and lines[5] == "## Steps"
-    assert len(lines) == len(rst.split("\n"))
+    doc = load(*source(tmp_path, "failover.rst", rst.encode()))
+    assert isinstance(doc, LoadedDocument) and doc.title == "Failover"
+    assert [(b.text, b.trail, b.start_line) for b in doc.blocks] == [
+        ("Intro text.", ("Failover",), 4),
+        ("Do this.", ("Failover", "Steps"), 9),
+    ]
+
+
+def test_html_templates_are_skipped_with_a_reason(tmp_path):
+    jinja = b"{% extends 'base.html' %}\n{% block body %}<p>Hello {{ user.name }}</p>{% endblock %}"
+    result = load(*source(tmp_path, "layout.html", jinja))
+    assert isinstance(result, Skipped) and "template" in result.reason
+    (tmp_path / "_templates").mkdir()
+    plain = b"<html><body><p>No tags but lives in _templates.</p></body></html>"
+    result = load(*source(tmp_path, "_templates/page.html", plain))
+    assert isinstance(result, Skipped) and "template" in result.reason
+    page = load(*source(tmp_path, "page.html", plain))
+    assert isinstance(page, LoadedDocument) and "No tags" in page.text
 
 
 def test_walk_ignores_hidden_unsupported_and_escaping_symlinks(tmp_path):
