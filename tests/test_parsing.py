@@ -30,9 +30,8 @@ MARKUP = {
 @pytest.fixture(scope="module")
 def sample(embedder):
     """Every sample file loaded as the indexer loads it, with its chunks and its code blocks."""
-    files, _ = walk(SAMPLE)
     out = {}
-    for source in files:
+    for source in walk(SAMPLE).files:
         if source.rel == "PROVENANCE.md":  # about the sample, not part of it
             continue
         doc = load(source, source.path.read_bytes())
