@@ -88,7 +88,13 @@ class Services:
             self._local.store = store
             with self._stores_lock:
                 self._stores.append(store)
+        store.check_file()  # never answer from, or write into, a deleted or replaced file
         return store
+
+    def healthy(self) -> bool:
+        """False once the database file was deleted or replaced under the open connections."""
+        with self._stores_lock:
+            return not any(store.replaced() for store in self._stores)
 
     def search(self, question: str) -> SearchResult:
         settings = self.settings
@@ -161,12 +167,15 @@ def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> I
     return [b"not found\n"]
 
 
-def wsgi_app(app: App | None) -> WSGIApp:
+def wsgi_app(app: App | None, healthy: Callable[[], bool] = lambda: True) -> WSGIApp:
     """POST /slack/events goes to Bolt (when `app` is given); GET /healthz answers load balancers."""
     slack = SlackRequestHandler(app, path=EVENTS_PATH) if app else _not_found
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            if not healthy():
+                start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8")])
+                return [b"database file deleted or replaced: restart kb-bot\n"]
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n"]
         return slack(environ, start_response)
@@ -174,12 +183,16 @@ def wsgi_app(app: App | None) -> WSGIApp:
     return route
 
 
-def http_server(app: App | None, host: str, port: int) -> BaseWSGIServer:
+def http_server(
+    app: App | None, host: str, port: int, healthy: Callable[[], bool] = lambda: True
+) -> BaseWSGIServer:
     """A waitress server bound to host:port (port 0 picks a free one); `run()` serves.
 
     Without an app it serves only GET /healthz: Socket Mode's health check.
     """
-    return waitress.create_server(wsgi_app(app), host=host, port=port, threads=HTTP_THREADS, ident="kb-bot")
+    return waitress.create_server(
+        wsgi_app(app, healthy), host=host, port=port, threads=HTTP_THREADS, ident="kb-bot"
+    )
 
 
 def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
@@ -216,12 +229,12 @@ def serve(settings: Settings, host: str = "0.0.0.0") -> None:
             in_memory(store, gen)
         start_background_jobs(services)
         if settings.slack_app_token:
-            health = http_server(None, host, settings.port)
+            health = http_server(None, host, settings.port, services.healthy)
             threading.Thread(target=health.run, name="healthz", daemon=True).start()
             log.info("connecting to Slack in Socket Mode (GET /healthz on port %s)", health.effective_port)
             socket_mode_handler(app, settings).start()
         else:
-            server = http_server(app, host, settings.port)
+            server = http_server(app, host, settings.port, services.healthy)
             log.info("listening on http://%s:%s%s", server.effective_host, server.effective_port, EVENTS_PATH)
             server.run()
     except KeyboardInterrupt:
