@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.embeddings import Embedder, valid_text
+from bot.embeddings import Embedder, known_dim, valid_text
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def embed_many(
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     model = embedder.model
-    found = store.cached_vectors(model, texts, embedder.known_dim)
+    found = store.cached_vectors(model, texts, known_dim(embedder))
     misses = list(dict.fromkeys(t for t in texts if t not in found))
     started = time.perf_counter()
     _embed_into(found, misses, embedder, store, truncate)
@@ -81,7 +81,7 @@ def _embed_into(
 def _stale(found: dict[str, np.ndarray], embedder: Embedder) -> list[str]:
     """Texts whose cached vector has another size than the embedder's (known now, or probed if sizes differ)."""
     sizes = {len(v) for v in found.values()}
-    dim = embedder.known_dim
+    dim = known_dim(embedder)
     if dim is None and len(sizes) > 1:
         dim = embedder.dim
     if dim is None or sizes <= {dim}:

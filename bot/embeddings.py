@@ -55,6 +55,11 @@ def valid_text(text: str) -> str:
     return text
 
 
+def known_dim(embedder: Embedder) -> int | None:
+    """`embedder.known_dim`; an object that only looks like an Embedder (a wrapper) has only `dim`."""
+    return embedder.known_dim if isinstance(embedder, Embedder) else embedder.dim
+
+
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Scale each row to unit length (zero rows stay zero)."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -413,7 +418,8 @@ class OpenAIEmbedder(Embedder):
             )
         try:
             rows = [item.embedding for item in sorted(data, key=lambda d: d.index)]
-            matrix = np.asarray(rows, dtype=np.float32)
+            with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below
+                matrix = np.asarray(rows, dtype=np.float32)
         except AttributeError:
             raise EmbeddingError("the embeddings endpoint returned items without an embedding") from None
         except (TypeError, ValueError):
@@ -442,7 +448,8 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def make_embedder(settings: Settings) -> Embedder:
-    """The embedder the settings ask for."""
+    """The embedder the settings ask for (and, for the process, log records without URL credentials)."""
+    install_log_redaction()
     if settings.embed_backend == "openai":
         return OpenAIEmbedder(
             base_url=settings.openai_base_url,

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bot.embeddings import Embedder, valid_text
+from bot.embeddings import Embedder, known_dim, valid_text
 from bot.errors import IndexNotBuiltError, QueryError
 from bot.keyword_index import keyword_scores
 from bot.settings import SEARCH_MODES
@@ -83,10 +83,11 @@ def active_generation_for(store: Store, embedder: Embedder) -> Generation:
             f"the index was built with {gen.model} but the embedder is {embedder.model}; "
             "run `kb-bot index` to rebuild it"
         )
-    if embedder.known_dim not in (None, gen.dim):
+    dim = known_dim(embedder)
+    if dim not in (None, gen.dim):
         raise IndexNotBuiltError(
             f"the index holds {gen.dim}-dimensional vectors but {embedder.model} now returns "
-            f"{embedder.known_dim}-dimensional ones; run `kb-bot index` to rebuild it"
+            f"{dim}-dimensional ones; run `kb-bot index` to rebuild it"
         )
     return gen
 
