@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.embeddings import Embedder
+from bot.embeddings import Embedder, known_dim, valid_text
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -35,20 +35,26 @@ def embed_many(
 
     Misses are embedded in the embedder's batch size and written to the cache
     batch by batch, so work done before a failure is kept for the next run.
-    Logs counts, hit ratio and latency — never the texts.
+    Vectors are keyed by model and dimension: an endpoint that changes its
+    vectors' size under the same model name gets its stale cache entries
+    re-embedded and replaced. Logs counts, hit ratio and latency — never the texts.
     """
-    texts = list(texts)
+    texts = [valid_text(t) for t in texts]
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     model = embedder.model
-    found = store.cached_vectors(model, texts)
+    found = store.cached_vectors(model, texts, known_dim(embedder))
     misses = list(dict.fromkeys(t for t in texts if t not in found))
     started = time.perf_counter()
-    for start in range(0, len(misses), embedder.batch_size):
-        batch = misses[start : start + embedder.batch_size]
-        vectors = embedder.embed(batch, truncate=truncate)
-        store.cache_vectors(model, batch, vectors)
-        found.update(zip(batch, vectors))
+    _embed_into(found, misses, embedder, store, truncate)
+    stale = _stale(found, embedder)
+    if stale:
+        log.warning(
+            "embed_many model=%s: %d cached vectors are not %d-dimensional as the embedder's now are; "
+            "embedding them again", model, len(stale), embedder.dim,
+        )
+        _embed_into(found, stale, embedder, store, truncate)
+        misses += stale
     unique = len(set(texts))
     if counts is not None:
         counts.cache_hits += unique - len(misses)
@@ -59,3 +65,25 @@ def embed_many(
         (unique - len(misses)) / unique, len(misses), (time.perf_counter() - started) * 1000,
     )
     return np.vstack([found[t] for t in texts]).astype(np.float32, copy=False)
+
+
+def _embed_into(
+    found: dict[str, np.ndarray], texts: list[str], embedder: Embedder, store: Store, truncate: bool
+) -> None:
+    """Embed `texts` batch by batch, caching each batch and adding it to `found`."""
+    for start in range(0, len(texts), embedder.batch_size):
+        batch = texts[start : start + embedder.batch_size]
+        vectors = embedder.embed(batch, truncate=truncate)
+        store.cache_vectors(embedder.model, batch, vectors)
+        found.update(zip(batch, vectors))
+
+
+def _stale(found: dict[str, np.ndarray], embedder: Embedder) -> list[str]:
+    """Texts whose cached vector has another size than the embedder's (known now, or probed if sizes differ)."""
+    sizes = {len(v) for v in found.values()}
+    dim = known_dim(embedder)
+    if dim is None and len(sizes) > 1:
+        dim = embedder.dim
+    if dim is None or sizes <= {dim}:
+        return []
+    return [text for text, vector in found.items() if len(vector) != dim]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -55,15 +57,70 @@ def sqlite_module() -> ModuleType:
     return sqlean
 
 
+def sqlite_description(module: ModuleType | None = None) -> str:
+    """Which driver and SQLite library kb-bot uses, e.g. `sqlite3 (SQLite 3.40.1)`."""
+    db = module or sqlite_module()
+    return f"{db.__name__} (SQLite {db.sqlite_version})"
+
+
+# Permissions of what kb-bot creates: the database holds private Slack messages and the
+# whole knowledge base. SQLite gives -wal and -shm the database file's mode.
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create `folder` and any missing parents as 0700, whatever the umask; leave existing ones alone."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        os.chmod(path, PRIVATE_DIR)
+
+
+def open_private(path: Path, flags: int = os.O_RDWR) -> int:
+    """An fd on `path`, created 0600 (whatever the umask) if it does not exist yet."""
+    make_private_dir(path.parent)
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        return os.open(path, flags)
+    os.fchmod(fd, PRIVATE_FILE)
+    return fd
+
+
+_warned_readable: set[Path] = set()
+
+
+def _prepare_file(path: Path) -> None:
+    """A new database file is created 0600; an existing one readable by others gets one warning."""
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077 and path not in _warned_readable:
+            _warned_readable.add(path)
+            log.warning(
+                "the database %s is readable by other users (mode %o): it holds the knowledge base "
+                "and Slack messages; run `chmod 600 %s*`", path, mode, path,
+            )
+        return
+    os.close(open_private(path))
+
+
 def connect(path: str | Path, *, module: ModuleType | None = None) -> Connection:
     """Open `path` with sqlite-vec loaded, WAL journaling and foreign keys on.
 
     Transactions are explicit (`isolation_level=None` plus `transaction()`), so
-    nothing is committed half-way by the driver's implicit transactions.
+    nothing is committed half-way by the driver's implicit transactions. A new
+    file (and any folder created for it) is private to the user: 0600 / 0700.
     """
     db = module or sqlite_module()
     if str(path) != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _prepare_file(Path(path))
+        except OSError as exc:
+            raise DatabaseError(f"cannot open database {path}: {exc.strerror}") from None
     try:
         conn = db.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
     except db.DatabaseError as exc:
@@ -84,6 +141,24 @@ def connect(path: str | Path, *, module: ModuleType | None = None) -> Connection
         raise DatabaseError(f"cannot open database {path}: {exc}") from None
     conn.row_factory = db.Row
     return conn
+
+
+@contextmanager
+def read_snapshot(conn: Connection) -> Iterator[Connection]:
+    """Run a block's reads in one read transaction: one consistent snapshot of the file.
+
+    In WAL mode a writer that commits meanwhile (a re-index swapping generations,
+    dropping tables) is invisible to the block, so several queries never mix
+    two states. Nested use joins the outer transaction.
+    """
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN DEFERRED")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import EmbeddingError, TextTooLongError
+from bot.redact import install_log_redaction, redact_url
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,24 @@ BUNDLED_MAX_TOKENS = 256
 # for the life of the process: 4,096 pieces left it at 905 MB, 512 at 314 MB, with
 # the same throughput on 2 cores (21 passages/s, 250-270 sentences/s, measured).
 BATCH_TOKENS = 512
+
+
+def valid_text(text: str) -> str:
+    """`text` as valid Unicode: lone surrogates become U+FFFD, surrogate pairs the character they spell.
+
+    They come from undecodable bytes on the command line (`\\xff\\xfe` arrives as
+    `\\udcff\\udcfe`) and from escaped JSON; tokenizers and UTF-8 encoders refuse them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def known_dim(embedder: Embedder) -> int | None:
+    """`embedder.known_dim`; an object that only looks like an Embedder (a wrapper) has only `dim`."""
+    return embedder.known_dim if isinstance(embedder, Embedder) else embedder.dim
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
@@ -58,6 +77,11 @@ class Embedder:
 
     def embed(self, texts: Sequence[str], *, truncate: bool = False) -> np.ndarray:
         raise NotImplementedError
+
+    @property
+    def known_dim(self) -> int | None:
+        """The vector size if known without asking a remote endpoint (`None` until it answered)."""
+        return self.dim
 
     def count_tokens(self, text: str) -> int:
         raise NotImplementedError
@@ -182,7 +206,7 @@ class LocalEmbedder(Embedder):
         return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
 
     def embed(self, texts: Sequence[str], *, truncate: bool = False) -> np.ndarray:
-        texts = list(texts)
+        texts = [valid_text(t) for t in texts]
         if not texts:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
         tokenizer = self._truncating if truncate else self._tokenizer
@@ -280,7 +304,8 @@ class OpenAIEmbedder(Embedder):
             timeout=timeout,
             max_retries=max_retries,
         )
-        self._base_url = base_url
+        self._base_url = redact_url(base_url)  # for messages: never the URL's password or key
+        install_log_redaction()  # the HTTP client logs the full URL of every request
         self._requested_dim = dim
         self._model_name = model
         self.model = f"openai:{model}" + (f"@{dim}" if dim else "")
@@ -296,6 +321,10 @@ class OpenAIEmbedder(Embedder):
         assert self._dim is not None
         return self._dim
 
+    @property
+    def known_dim(self) -> int | None:
+        return self._dim
+
     def count_tokens(self, text: str) -> int:
         """An upper-bound estimate (~3 bytes a token; real BPE averages ~4).
 
@@ -305,7 +334,7 @@ class OpenAIEmbedder(Embedder):
         return math.ceil(len(text.encode("utf-8")) / 3) + 2
 
     def embed(self, texts: Sequence[str], *, truncate: bool = False) -> np.ndarray:
-        texts = list(texts)
+        texts = [valid_text(t) for t in texts]
         counts = self.count_tokens_many(texts)
         for i, n in enumerate(counts):
             if n > self.max_tokens:
@@ -389,7 +418,8 @@ class OpenAIEmbedder(Embedder):
             )
         try:
             rows = [item.embedding for item in sorted(data, key=lambda d: d.index)]
-            matrix = np.asarray(rows, dtype=np.float32)
+            with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below
+                matrix = np.asarray(rows, dtype=np.float32)
         except AttributeError:
             raise EmbeddingError("the embeddings endpoint returned items without an embedding") from None
         except (TypeError, ValueError):
@@ -405,7 +435,11 @@ class OpenAIEmbedder(Embedder):
             )
         if not np.isfinite(matrix).all():
             raise EmbeddingError("the embeddings endpoint returned non-numeric values")
-        return normalize(matrix)
+        # in float64: the squares of large or tiny float32 values would overflow or vanish
+        norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
+        if not (norms > 0).all():
+            raise EmbeddingError("the embeddings endpoint returned an all-zero vector, which has no direction")
+        return (matrix / norms[:, None]).astype(np.float32)
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -414,7 +448,8 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def make_embedder(settings: Settings) -> Embedder:
-    """The embedder the settings ask for."""
+    """The embedder the settings ask for (and, for the process, log records without URL credentials)."""
+    install_log_redaction()
     if settings.embed_backend == "openai":
         return OpenAIEmbedder(
             base_url=settings.openai_base_url,

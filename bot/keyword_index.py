@@ -17,7 +17,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -56,8 +55,13 @@ class KeywordScores:
 
 
 def keyword_scores(store: Store, gen: Generation, query: str) -> KeywordScores:
-    """BM25 scores for `query`'s words (`bot.keyword.query_words`), summed over its words."""
-    index = (store.path.resolve(), gen.id, store.vectors_version(gen))  # resolved once, not per word
+    """BM25 scores for `query`'s words (`bot.keyword.query_words`), summed over its words.
+
+    Word lists are keyed by the database file's identity, the generation and its
+    version; a newer generation of the same file clears the older ones' lists.
+    """
+    index = (store.identity, gen.id, store.vectors_version(gen))
+    _forget_older_generations(store.identity, gen.id)
     parts = [_word_scores(store, gen, index, word) for word in query_words(query)]
     if not parts:
         return KeywordScores(np.zeros(0, np.int64), np.zeros(0))
@@ -67,9 +71,21 @@ def keyword_scores(store: Store, gen: Generation, query: str) -> KeywordScores:
     return KeywordScores(ids, np.bincount(where, weights=np.concatenate([s for _, s in parts])))
 
 
-_cache: OrderedDict[tuple[Path, int, int, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_cache: OrderedDict[tuple[object, int, int, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
+_newest: dict[object, int] = {}  # database file -> newest generation id seen
+
+
+def _forget_older_generations(identity: object, generation: int) -> None:
+    global _cache_bytes
+    with _cache_lock:
+        if _newest.get(identity, -1) >= generation:
+            return
+        _newest[identity] = generation
+        for key in [k for k in _cache if k[0] == identity and k[1] < generation]:
+            ids, scores = _cache.pop(key)
+            _cache_bytes -= ids.nbytes + scores.nbytes
 
 
 def clear_cache() -> None:
@@ -77,11 +93,12 @@ def clear_cache() -> None:
     global _cache_bytes
     with _cache_lock:
         _cache.clear()
+        _newest.clear()
         _cache_bytes = 0
 
 
 def _word_scores(
-    store: Store, gen: Generation, index: tuple[Path, int, int], word: str
+    store: Store, gen: Generation, index: tuple[object, int, int], word: str
 ) -> tuple[np.ndarray, np.ndarray]:
     global _cache_bytes
     key = (*index, word)

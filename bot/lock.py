@@ -2,7 +2,8 @@
 
 The lock file sits beside the database and names its holder (pid, host, start
 time), so the second caller can say who has it. The OS releases the lock when
-the holder exits, even after a crash or `kill -9`.
+the holder exits, even after a crash or `kill -9`. Like the database, it is
+created readable by its owner only.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bot.db import open_private
 from bot.errors import LockHeldError
 
 
@@ -25,9 +27,7 @@ def lock_path(db_path: Path) -> Path:
 @contextmanager
 def index_lock(db_path: Path) -> Iterator[None]:
     """Hold the re-index lock of `db_path`, or raise `LockHeldError` at once."""
-    path = lock_path(db_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    with open(open_private(lock_path(db_path)), "r+") as handle:  # 0600: it sits beside the database
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

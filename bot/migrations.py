@@ -6,6 +6,7 @@ rolls back with its record, so it stays pending and runs again next time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from bot import keyword
@@ -237,9 +238,11 @@ def migrate(conn: Connection) -> list[str]:
             ).fetchone():
                 continue
             migration(conn)
+            # The time comes from Python: unixepoch('subsec') is NULL before SQLite 3.42
+            # (Debian 12 ships 3.40), and every SQLite that sqlite-vec supports must work.
             conn.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, unixepoch('subsec'))",
-                (migration.__name__,),
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (migration.__name__, time.time()),
             )
         ran.append(migration.__name__)
     return ran

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bot.embeddings import Embedder
+from bot.embeddings import Embedder, known_dim, valid_text
 from bot.errors import IndexNotBuiltError, QueryError
 from bot.keyword_index import keyword_scores
 from bot.settings import SEARCH_MODES
@@ -66,15 +66,15 @@ class SearchResult:
 
 
 def clean_query(query: str) -> str:
-    """The question with surrounding whitespace removed; an empty one is an error."""
-    text = " ".join(str(query).split())
+    """The question as valid Unicode with its whitespace collapsed; an empty one is an error."""
+    text = " ".join(valid_text(str(query)).split())
     if not text:
         raise QueryError("the question is empty: ask something, e.g. “how do I reset my VPN password?”")
     return text
 
 
 def active_generation_for(store: Store, embedder: Embedder) -> Generation:
-    """The generation to search, checked to match the embedder's model."""
+    """The generation to search, checked to match the embedder's model (and size, once known)."""
     gen = store.active_generation()
     if gen is None:
         raise IndexNotBuiltError(f"no index yet in {store.path}: run `kb-bot index` first")
@@ -82,6 +82,12 @@ def active_generation_for(store: Store, embedder: Embedder) -> Generation:
         raise IndexNotBuiltError(
             f"the index was built with {gen.model} but the embedder is {embedder.model}; "
             "run `kb-bot index` to rebuild it"
+        )
+    dim = known_dim(embedder)
+    if dim not in (None, gen.dim):
+        raise IndexNotBuiltError(
+            f"the index holds {gen.dim}-dimensional vectors but {embedder.model} now returns "
+            f"{dim}-dimensional ones; run `kb-bot index` to rebuild it"
         )
     return gen
 
@@ -101,11 +107,14 @@ def search(
         raise QueryError("k must be at least 1")
     if mode not in SEARCH_MODES:
         raise QueryError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
-    gen = active_generation_for(store, embedder)
+    active_generation_for(store, embedder)  # no index: say so before embedding anything
     head = text[:MAX_QUERY_CHARS]
     vector = embedder.embed([head], truncate=True)[0]
-    ranked = RANKERS[mode](store, gen, head, vector, k)
-    rows = store.chunks_by_id(r.chunk_id for r in ranked)
+    # One snapshot for every read: a re-index swapping generations meanwhile is not seen half-way.
+    with store.snapshot():
+        gen = active_generation_for(store, embedder)
+        ranked = RANKERS[mode](store, gen, head, vector, k)
+        rows = store.chunks_by_id(r.chunk_id for r in ranked)
     hits = [
         Hit(
             score=round(r.cosine, 4),

@@ -91,7 +91,13 @@ class Services:
             self._local.store = store
             with self._stores_lock:
                 self._stores.append(store)
+        store.check_file()  # never answer from, or write into, a deleted or replaced file
         return store
+
+    def healthy(self) -> bool:
+        """False once the database file was deleted or replaced under the open connections."""
+        with self._stores_lock:
+            return not any(store.replaced() for store in self._stores)
 
     def search(self, question: str) -> SearchResult:
         settings = self.settings
@@ -164,13 +170,16 @@ def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> I
     return [b"not found\n"]
 
 
-def wsgi_app(app: App | None, signing_secret: str = "") -> WSGIApp:
+def wsgi_app(app: App | None, signing_secret: str = "", healthy: Callable[[], bool] = lambda: True) -> WSGIApp:
     """POST /slack/events goes to Bolt (when `app` is given) once `bot.slack.gate` lets it; GET /healthz
-    answers load balancers."""
+    answers load balancers (503 when `healthy()` is false)."""
     slack = guarded(SlackRequestHandler(app, path=EVENTS_PATH), EVENTS_PATH, signing_secret) if app else _not_found
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            if not healthy():
+                start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8")])
+                return [b"database file deleted or replaced: restart kb-bot\n"]
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n"]
         return slack(environ, start_response)
@@ -178,14 +187,16 @@ def wsgi_app(app: App | None, signing_secret: str = "") -> WSGIApp:
     return route
 
 
-def http_server(app: App | None, host: str, port: int, signing_secret: str = "") -> BaseWSGIServer:
+def http_server(
+    app: App | None, host: str, port: int, signing_secret: str = "", healthy: Callable[[], bool] = lambda: True
+) -> BaseWSGIServer:
     """A waitress server bound to host:port (port 0 picks a free one); `run()` serves.
 
     Without an app it serves only GET /healthz: Socket Mode's health check.
     Requests larger than MAX_BODY_BYTES are refused (413) before their body is read.
     """
     return waitress.create_server(
-        wsgi_app(app, signing_secret), host=host, port=port, threads=HTTP_THREADS, ident="kb-bot",
+        wsgi_app(app, signing_secret, healthy), host=host, port=port, threads=HTTP_THREADS, ident="kb-bot",
         max_request_body_size=MAX_BODY_BYTES + 1,  # waitress refuses a length >= its limit
     )
 
@@ -231,12 +242,12 @@ def serve(settings: Settings, host: str = "0.0.0.0") -> None:
             in_memory(store, gen)
         start_background_jobs(services)
         if settings.slack_app_token:
-            health = http_server(None, host, settings.port)
+            health = http_server(None, host, settings.port, healthy=services.healthy)
             threading.Thread(target=health.run, name="healthz", daemon=True).start()
             log.info("connecting to Slack in Socket Mode (GET /healthz on port %s)", health.effective_port)
             socket_mode_handler(app, settings).start()
         else:
-            server = http_server(app, host, settings.port, settings.slack_signing_secret)
+            server = http_server(app, host, settings.port, settings.slack_signing_secret, services.healthy)
             log.info("listening on http://%s:%s%s", server.effective_host, server.effective_port, EVENTS_PATH)
             server.run()
     except KeyboardInterrupt:

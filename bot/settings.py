@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from dotenv import dotenv_values
 
 from bot.errors import SettingsError
+from bot.redact import redact
 
 T = TypeVar("T")
 
@@ -88,7 +89,7 @@ class Settings:
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
-            shown = _secret_repr(value) if not f.repr else repr(value)
+            shown = _secret_repr(value) if not f.repr else repr(redact(value) if isinstance(value, str) else value)
             parts.append(f"{f.name}={shown}")
         return f"Settings({', '.join(parts)})"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import numpy as np
 
 from bot import keyword
 from bot.chunking import Chunk
-from bot.db import Connection, connect, transaction
+from bot.db import Connection, connect, read_snapshot, sqlite_description, transaction
+from bot.errors import DatabaseError, EmbeddingError
 from bot.migrations import SCHEMA_VERSION, migrate
 
 
@@ -72,6 +74,27 @@ class Store:
         self.path = Path(path)
         self.conn: Connection = connect(path)
         migrate(self.conn)
+        self.identity = _file_identity(self.path)
+
+    def replaced(self) -> bool:
+        """Whether the file at `path` was deleted or replaced since this Store opened it."""
+        return _file_identity(self.path) != self.identity
+
+    def check_file(self) -> None:
+        """Raise `DatabaseError` if the file at `path` was deleted or replaced since it was opened.
+
+        The connection would go on reading, and writing into, the unlinked file
+        nobody else sees; a new connection beside its old -wal and -shm could
+        corrupt the new one. Only a restart reads the new file safely.
+        """
+        if self.replaced():
+            raise DatabaseError(
+                f"the database {self.path} was deleted or replaced while kb-bot had it open: restart kb-bot"
+            )
+
+    def snapshot(self) -> AbstractContextManager[Connection]:
+        """A block whose reads all see one state of the file (`bot.db.read_snapshot`)."""
+        return read_snapshot(self.conn)
 
     def __enter__(self) -> Store:
         return self
@@ -84,8 +107,8 @@ class Store:
 
     # --- embedding cache -------------------------------------------------
 
-    def cached_vectors(self, model: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Vectors already stored for `texts` under `model`, by text."""
+    def cached_vectors(self, model: str, texts: Sequence[str], dim: int | None = None) -> dict[str, np.ndarray]:
+        """Vectors already stored for `texts` under `model` (of dimension `dim` when given), by text."""
         by_key = {cache_key(model, t): t for t in texts}
         found: dict[str, np.ndarray] = {}
         keys = list(by_key)
@@ -94,8 +117,9 @@ class Store:
             marks = ",".join("?" * len(part))
             for key, blob in self.conn.execute(
                 # model too: "m" + "::" + "x::t" and "m::x" + "::" + "t" hash alike
-                f"SELECT key, vector FROM embedding_cache WHERE key IN ({marks}) AND model = ?",
-                [*part, model],
+                f"SELECT key, vector FROM embedding_cache WHERE key IN ({marks}) AND model = ?"
+                + (" AND dim = ?" if dim else ""),
+                [*part, model, *([dim] if dim else [])],
             ):
                 found[by_key[bytes(key)]] = np.frombuffer(blob, dtype=np.float32)
         return found
@@ -107,9 +131,12 @@ class Store:
             for t, v in zip(texts, vectors)
         ]
         with transaction(self.conn):
+            # A row of another dimension is stale: the endpoint changed its vectors
+            # under the same model name, so the new vector replaces it.
             self.conn.executemany(
-                "INSERT OR IGNORE INTO embedding_cache (key, model, dim, vector, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO embedding_cache (key, model, dim, vector, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET dim = excluded.dim, vector = excluded.vector, "
+                "created_at = excluded.created_at WHERE embedding_cache.dim != excluded.dim",
                 rows,
             )
 
@@ -146,7 +173,12 @@ class Store:
         return gen
 
     def activate(self, gen: Generation) -> None:
-        """Make `gen` the one answering questions, then drop every other generation."""
+        """Make `gen` the one answering questions, then drop every other generation.
+
+        A search that started on the old generation is not disturbed: it reads one
+        snapshot (`snapshot()`), in which the old tables stay whole until it ends,
+        and in WAL mode that costs the writer no wait.
+        """
         with transaction(self.conn):
             self.conn.execute(
                 "UPDATE generations SET status = 'retired' WHERE status = 'active' AND id != ?",
@@ -222,6 +254,11 @@ class Store:
         """Swap a file's old chunks, vectors and keyword rows for new ones in one transaction."""
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        if len(vectors) and vectors.shape[1] != gen.dim:
+            raise EmbeddingError(
+                f"the embedder returned {vectors.shape[1]}-dimensional vectors for an index of {gen.dim}: "
+                "run `kb-bot index --full`"
+            )
         with transaction(self.conn):
             self._delete_document(gen, path)
             doc_id = self.conn.execute(
@@ -358,12 +395,22 @@ class Store:
             "chunks": chunks,
             "cache_entries": count("SELECT count(*) FROM embedding_cache").fetchone()[0],
             "schema_version": SCHEMA_VERSION,
+            "sqlite": sqlite_description(),
         }
 
 
 def _id_vector_arrays(rows: list[tuple[int, bytes]], dim: int) -> tuple[np.ndarray, np.ndarray]:
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None when there is none."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _file_size(path: Path) -> int:

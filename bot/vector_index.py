@@ -26,7 +26,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -162,21 +161,27 @@ class _Copy:
         self.lock = threading.Lock()
 
 
-_copies: dict[tuple[Path, int], _Copy] = {}
+_copies: dict[tuple[object, int], _Copy] = {}
 _copies_lock = threading.Lock()
 
 
-def in_memory(store: Store, gen: Generation) -> CompactVectors:
+def in_memory(store: Store, gen: Generation) -> CompactVectors | None:
     """This process's copy of `gen`'s vectors, brought up to date with the store.
 
-    Shared by every thread and `Store` of the process; a copy of a generation
-    that is no longer active is dropped when the next one is loaded.
+    Shared by every thread and `Store` of the process (keyed by the database
+    file's identity, so a replaced file is never answered from its
+    predecessor's copy). Loading a newer generation's copy drops the older
+    one; a reader still on the older generation during a swap gets `None`
+    and reads SQLite directly rather than reload it.
     """
-    key = (store.path.resolve(), gen.id)
+    key = (store.identity, gen.id)
     with _copies_lock:
         copy = _copies.get(key)
         if copy is None:
-            for other in [k for k in _copies if k[0] == key[0]]:
+            same_file = [k for k in _copies if k[0] == key[0]]
+            if any(k[1] > gen.id for k in same_file):
+                return None
+            for other in same_file:
                 del _copies[other]
             copy = _copies[key] = _Copy(gen.dim)
     version = store.vectors_version(gen)
@@ -207,10 +212,17 @@ def _with_room(array: np.ndarray, filled: int, rows: int) -> np.ndarray:
 
 def nearest(store: Store, gen: Generation, query: np.ndarray, k: int) -> list[tuple[int, float]]:
     """The `k` chunks closest to `query` as (chunk_id, cosine), best first."""
-    ids, cosines = in_memory(store, gen).search(query, k)
+    copy = in_memory(store, gen)
+    if copy is None:
+        return store.nearest(gen, query, k)
+    ids, cosines = copy.search(query, k)
     return list(zip(ids.tolist(), cosines.tolist()))
 
 
 def similarities(store: Store, gen: Generation, query: np.ndarray, ids: Iterable[int]) -> dict[int, float]:
     """Cosine of `query` with each chunk of `ids` (e.g. hits found by keyword)."""
-    return in_memory(store, gen).cosines(query, ids)
+    wanted = np.fromiter(ids, np.int64)
+    copy = in_memory(store, gen)
+    if copy is None:
+        copy = CompactVectors.from_pages(gen.dim, store.vector_pages(gen, wanted))
+    return copy.cosines(query, wanted)

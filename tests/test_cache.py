@@ -14,8 +14,11 @@ import pytest
 
 from bot.cache import EmbedCounts, embed_many
 from bot.embeddings import LocalEmbedder, OpenAIEmbedder
-from bot.errors import EmbeddingError
+from bot.errors import EmbeddingError, IndexNotBuiltError
+from bot.indexer import index_folder
+from bot.search import search
 from bot.store import Store
+from tests.conftest import KNOWLEDGE, make_settings
 from tests.openai_fake import Fault, OpenAIFake, vector_for
 
 TEXTS = ["How do I reset my VPN password?", "Where is the holiday calendar?", "Who approves expenses?"]
@@ -190,3 +193,46 @@ def test_m005_keeps_cached_vectors(tmp_path, monkeypatch):
         assert set(found) == {"a", "b", "c"} and np.array_equal(found["b"], vectors[1])
         store.cache_vectors("m", ["a"], vectors[2:])  # INSERT OR IGNORE still sees the unique key
         assert np.array_equal(store.cached_vectors("m", ["a"])["a"], vectors[0])
+
+
+def test_endpoint_changing_dimension_under_one_name_rebuilds_the_index(fake: OpenAIFake, tmp_path: Path) -> None:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    for name in ("hr/expenses.md", "it/vpn-setup.md"):
+        (folder / Path(name).name).write_bytes((KNOWLEDGE / name).read_bytes())
+    settings = make_settings(tmp_path, knowledge_dir=folder)
+    with Store(settings.db_path) as store:
+        index_folder(store, embedder_for(fake), settings)
+        assert store.active_generation().dim == 384
+        fake.dim = 256  # the endpoint now answers 256-d vectors under the same model name
+
+        # a new process asks: one line saying what to do, not a numpy traceback
+        with pytest.raises(IndexNotBuiltError, match=r"384-dimensional .* 256-dimensional .* run `kb-bot index`"):
+            search(store, embedder_for(fake), "taxi to the airport")
+
+        # and re-indexes: a new 256-d generation from fresh vectors, not the cached 384-d ones
+        report = index_folder(store, embedder_for(fake), settings)
+        assert report.rebuilt and report.texts_embedded == report.chunks > 0
+        gen = store.active_generation()
+        assert gen.dim == 256
+        assert [r[0] for r in store.conn.execute("SELECT id FROM generations")] == [gen.id]  # nothing half-built
+        dims = store.conn.execute("SELECT DISTINCT dim FROM embedding_cache WHERE model = 'openai:model-a'").fetchall()
+        assert [r[0] for r in dims] == [256]
+        result = search(store, embedder_for(fake), "taxi to the airport")
+    assert len(result.hits) == 5
+
+
+def test_cached_vectors_of_an_old_size_are_embedded_again(fake: OpenAIFake, tmp_path: Path) -> None:
+    with Store(tmp_path / "kb.sqlite3") as store:
+        embed_many(embedder_for(fake), store, TEXTS[:2])
+        fake.dim = 256
+        fake.reset()
+        counts = EmbedCounts()
+        vectors = embed_many(embedder_for(fake), store, TEXTS, counts=counts)  # one miss teaches the new size
+        assert sorted(fake.inputs_seen) == sorted(TEXTS)
+        assert counts.embedded == 3
+        fake.reset()
+        again = embed_many(embedder_for(fake), store, TEXTS)
+    assert fake.request_count == 0
+    assert vectors.shape == again.shape == (3, 256)
+    np.testing.assert_allclose(again, expected(TEXTS, dim=256), atol=1e-6)

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import importlib
+import json
+import logging
+import os
 import sqlite3
+import stat
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 import sqlite_vec
+from click.testing import CliRunner
 
+from bot.cli import cli
 from bot.db import connect, sqlite_module, transaction
 from bot.errors import DatabaseError
+from bot.lock import index_lock, lock_path
+from bot.migrations import MIGRATIONS
+from bot.store import Store
+
+# Set by .ci/run to the module each of its test runs must use: sqlean or sqlite3.
+CI_EXPECTED_SQLITE = "CI_EXPECTED_SQLITE_MODULE"
 
 
 def _can_load_extensions(module: ModuleType) -> bool:
@@ -204,3 +218,75 @@ def test_transaction_usable_after_rollback(db) -> None:
     with transaction(conn):
         conn.execute("INSERT INTO t VALUES (5)")
     assert committed(path) == [5]
+
+
+# --- every SQLite sqlite-vec supports, and which one is in use ---------------------
+
+
+def test_a_new_database_records_each_migration_with_its_time(tmp_path: Path) -> None:
+    # unixepoch('subsec') is NULL before SQLite 3.42 (Debian 12's python3.11 has 3.40.1):
+    # creating a database failed there with "NOT NULL constraint failed: _migrations.applied_at".
+    before = time.time()
+    with Store(tmp_path / "kb.sqlite3") as store:
+        rows = store.conn.execute("SELECT name, applied_at FROM _migrations ORDER BY name").fetchall()
+    assert [name for name, _ in rows] == [m.__name__ for m in MIGRATIONS]
+    assert all(before - 1 <= applied_at <= time.time() + 1 for _, applied_at in rows)
+
+
+def test_stats_names_the_sqlite_in_use(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "stats", "--db", str(tmp_path / "kb.sqlite3"), "--json"])
+    assert result.exit_code == 0, result.output
+    module = sqlite_module()
+    assert json.loads(result.output)["sqlite"] == f"{module.__name__} (SQLite {module.sqlite_version})"
+
+
+def test_the_sqlite_path_ci_expects_is_in_use() -> None:
+    # .ci/run runs the suite twice and says which connection path each run must take,
+    # so CI proves both the sqlean.py fallback and the stdlib sqlite3 path ran.
+    expected = os.environ.get(CI_EXPECTED_SQLITE)
+    if not expected:
+        pytest.skip(f"{CI_EXPECTED_SQLITE} is not set (only .ci/run sets it)")
+    assert sqlite_module().__name__ == expected
+
+
+# --- file permissions -------------------------------------------------------------
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The most permissive umask: whatever kb-bot creates must be private anyway."""
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_database_wal_shm_lock_and_new_folder_are_private_whatever_the_umask(tmp_path: Path, open_umask) -> None:
+    db = tmp_path / "new" / "data" / "kb.sqlite3"
+    with Store(db) as store:
+        with transaction(store.conn):
+            store.conn.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+        with index_lock(db):
+            assert _mode(lock_path(db)) == 0o600
+        assert {p.name: _mode(p) for p in db.parent.iterdir()} == {
+            "kb.sqlite3": 0o600, "kb.sqlite3-wal": 0o600, "kb.sqlite3-shm": 0o600, "kb.sqlite3.index.lock": 0o600,
+        }
+    assert _mode(tmp_path / "new") == _mode(db.parent) == 0o700
+
+
+def test_an_existing_database_readable_by_others_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "kb.sqlite3"
+    Store(db).close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    os.chmod(db, 0o644)
+    with caplog.at_level(logging.WARNING, logger="bot.db"):
+        Store(db).close()
+        Store(db).close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "readable by other users" in warnings[0] and "chmod 600" in warnings[0]
+    assert _mode(db) == 0o644  # warned, not changed behind the operator's back

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import socket
@@ -17,9 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.cache import embed_many
 from bot.embeddings import OpenAIEmbedder, make_embedder
 from bot.errors import EmbeddingError, TextTooLongError
+from bot.redact import redact, redact_url
 from bot.settings import load_settings
+from bot.store import Store
 from tests.openai_fake import MAX_INPUTS, OpenAIFake, vector_for
 
 API_KEY = "sk-test-" + "Zq7" * 10  # what the fake accepts; must never show in an error
@@ -427,3 +431,67 @@ def test_fake_rejects_more_than_2048_inputs(fake: OpenAIFake) -> None:
     client = openai.OpenAI(base_url=fake.base_url, api_key=API_KEY, max_retries=0)
     with pytest.raises(openai.BadRequestError, match="at most 2048"):
         client.embeddings.create(model=fake.model, input=["a"] * (MAX_INPUTS + 1), encoding_format="float")
+
+
+# --- credentials in the URL, vectors with no direction, invalid Unicode -------------------------------
+
+
+def test_credentials_in_the_base_url_never_reach_errors_or_logs(fake: OpenAIFake, caplog: pytest.LogCaptureFixture) -> None:
+    secret = "pa55-Secret-" + "Zq7" * 5
+    url = fake.base_url.replace("http://", f"http://kb-user:{secret}@")
+    with caplog.at_level(logging.DEBUG), pytest.raises(EmbeddingError) as info:
+        make(fake, base_url=url, api_key="sk-wrong", max_retries=0).embed(["alpha"])
+    message = str(info.value)
+    assert f"http://***@127.0.0.1:{fake.port}/v1" in message  # still says which endpoint
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "HTTP Request: POST http://***@127.0.0.1" in logged  # the HTTP client's own request line
+    assert secret not in _error_text(info.value) + logged
+    assert secret not in repr(load_settings(environ={"OPENAI_BASE_URL": url}, env_file=None))
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:pass@host:8080/v1", "http://***@host:8080/v1"),
+        ("https://h.example/v1?api-key=k1&api-version=2024-02-01", "https://h.example/v1?api-key=***&api-version=2024-02-01"),
+        ("https://h.example/x?access_token=t&sig=s&q=1#frag", "https://h.example/x?access_token=***&sig=***&q=1#frag"),
+        ("https://api.openai.com/v1", "https://api.openai.com/v1"),
+    ],
+)
+def test_urls_are_shown_without_userinfo_or_secret_query_values(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact(f"POST {url} failed") == f"POST {shown} failed"
+
+
+@pytest.mark.parametrize(
+    ("values", "refusal"),
+    [
+        ([0.0] * 384, "all-zero vector"),
+        ([1e39] * 384, "non-numeric"),  # JSON numbers beyond float32: inf once read
+    ],
+)
+def test_vectors_with_no_direction_are_refused_and_never_cached(
+    fake: OpenAIFake, tmp_path: Path, values: list[float], refusal: str
+) -> None:
+    fake.queue_transform(lambda p: {**p, "data": [{**d, "embedding": values} for d in p["data"]]})
+    embedder = make(fake)
+    with Store(tmp_path / "kb.sqlite3") as store:
+        with pytest.raises(EmbeddingError, match=refusal) as info:
+            embed_many(embedder, store, ["alpha", "beta"])
+        assert "\n" not in str(info.value)
+        assert store.conn.execute("SELECT count(*) FROM embedding_cache").fetchone()[0] == 0
+        # the next answer is fine: embedded and cached as usual
+        vectors = embed_many(embedder, store, ["alpha", "beta"])
+        assert store.conn.execute("SELECT count(*) FROM embedding_cache").fetchone()[0] == 2
+    np.testing.assert_allclose(vectors[0], vector_for("alpha", fake.model), atol=1e-6)
+
+
+def test_invalid_unicode_is_cleaned_before_embedding_and_caching(fake: OpenAIFake, tmp_path: Path) -> None:
+    # `\xff\xfe` on the command line arrives as lone surrogates; a JSON "\ud83d" escape likewise.
+    texts = ["vpn \udcff\udcfe password", "smile \ud83d\ude00", "half \ud83d"]
+    with Store(tmp_path / "kb.sqlite3") as store:
+        vectors = embed_many(make(fake), store, texts)
+        again = embed_many(make(fake), store, texts)
+    assert fake.inputs_seen == ["vpn \ufffd\ufffd password", "smile \U0001f600", "half \ufffd"]
+    np.testing.assert_array_equal(vectors, again)
+    np.testing.assert_allclose(vectors[1], vector_for("smile \U0001f600", fake.model), atol=1e-6)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -111,3 +114,24 @@ def test_cli_ask_empty_question_exits_1_with_one_line(sample_db):
     result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "ask", "  ", "--db", str(sample_db)])
     assert result.exit_code == 1
     assert "QueryError" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("question", ["vpn \udcff\udcfe keeps disconnecting", "vpn keeps disconnecting \ud83d"])
+def test_invalid_unicode_question_is_cleaned_and_answered(sample_store, embedder, question):
+    result = search(sample_store, embedder, question, k=3)
+    assert result.hits and result.hits[0].path == "it/vpn-setup.md"
+    result.query.encode("utf-8")  # what is shown back is valid Unicode
+    assert "\ufffd" in result.query
+
+
+def test_cli_ask_with_undecodable_bytes_answers(sample_db, tmp_path):
+    # Bytes that are not UTF-8 on the command line, as a shell passes them.
+    db = tmp_path / "kb.sqlite3"
+    shutil.copy(sample_db, db)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--env-file", "/nonexistent", "ask", b"vpn \xff\xfe keeps disconnecting",
+         "--db", str(db), "--json", "-k", "1"],
+        capture_output=True, timeout=120, env={**os.environ, "KB_KNOWLEDGE_DIR": str(KNOWLEDGE)},
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert json.loads(done.stdout)["hits"][0]["path"] == "it/vpn-setup.md"

@@ -141,7 +141,7 @@ def test_copy_follows_reindex_edits_and_deletes(knowledge_copy, tmp_path, embedd
 
 
 def test_one_copy_per_generation_shared_by_threads(sample_db, embedder):
-    results: list[CompactVectors] = []
+    results: list[CompactVectors | None] = []
 
     def load() -> None:
         with Store(sample_db) as store:
@@ -153,7 +153,8 @@ def test_one_copy_per_generation_shared_by_threads(sample_db, embedder):
     for t in threads:
         t.join()
     assert len(results) == 4 and all(r is results[0] for r in results)
-    assert len([k for k in vector_index._copies if k[0] == sample_db.resolve()]) == 1
+    with Store(sample_db) as store:
+        assert len([k for k in vector_index._copies if k[0] == store.identity]) == 1
 
 
 def test_chunk_ids_are_never_reused(tmp_path, knowledge_copy, embedder):
