@@ -18,7 +18,7 @@ from typing import Any
 import click
 from slack_sdk import WebClient
 
-from bot.duplicates import Pair, backfill, find_duplicates, scan_and_flag, watched_channels
+from bot.duplicates import Pair, backfill, find_duplicates, scan_and_flag, watched_channels, why
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
@@ -307,6 +307,7 @@ def format_pairs(pairs: list[Pair], dry_run: bool) -> str:
     for pair in pairs:
         lines.append(f"[{pair.score:.2f}] {pair.later.channel} {pair.later.ts}: {pair.later.text[:120]}")
         lines.append(f"       looks like {pair.earlier.channel} {pair.earlier.ts}: {pair.earlier.text[:120]}")
+        lines.append(f"       {why(pair)}, judge {pair.verdict.probability:.2f}")
     return "\n".join(lines)
 
 

@@ -378,6 +378,9 @@ def test_dry_run_lists_pairs_as_json_without_slack(settings: Settings, embedder:
     assert isinstance(pair["score"], float)
     with Store(settings.db_path) as store:  # a dry run marks nothing
         assert len(unscanned_messages(store)) == 2
+    text = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "dupes", "scan", "--dry-run",
+                                    "--db", str(settings.db_path)]).output
+    assert "the same question about “vpn password expired reset”, similarity 0." in text
 
 
 def test_flagging_needs_a_bot_token(settings: Settings) -> None:
