@@ -18,6 +18,7 @@ from typing import Any
 import click
 from slack_sdk import WebClient
 
+from bot.dupe_feedback import all_feedback
 from bot.duplicates import Pair, backfill, find_duplicates, scan_and_flag, watched_channels, why
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
@@ -354,6 +355,23 @@ def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
         channels = watched_channels(client, settings)
         added = backfill(store, client, settings, channels)
     click.echo(f"Fetched {added} new message(s) from {len(channels)} channel(s).")
+
+
+@dupes_group.command("feedback")
+@db_option
+@click.option("--export", is_flag=True, help="Print every pair as a JSON line (for scripts/fit_dupe_judge.py).")
+@click.pass_context
+@user_errors
+def dupes_feedback_cmd(ctx: click.Context, db: Path | None, export: bool) -> None:
+    """The flags people marked "Not the same question"."""
+    settings = _settings(ctx, db_path=db)
+    with Store(settings.db_path) as store:
+        reports = all_feedback(store)
+    if export:
+        for report in reports:
+            click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        click.echo(f"{len(reports)} flag(s) marked not the same question; --export prints them as JSON lines.")
 
 
 @cli.command("serve")

@@ -187,7 +187,7 @@ def evidence(later: str, earlier: str, similarity: float) -> Evidence:
         reasons.append(f"different numbers: {', '.join(sorted(na - nb))} vs {', '.join(sorted(nb - na))}")
     ua, ub = _unmatched(ca, cb), _unmatched(cb, ca)
     copy = difflib.SequenceMatcher(None, [t.stem for t in a], [t.stem for t in b], autojunk=False)
-    near = copy.ratio() >= NEAR_COPY
+    near = copy.quick_ratio() >= NEAR_COPY and copy.ratio() >= NEAR_COPY  # the quick bound spares most pairs
     names = _only_in(a, ua, named=True), _only_in(b, ub, named=True)
     if all(names):
         reasons.append(f"different names: {names[0]} vs {names[1]}")
@@ -252,8 +252,23 @@ def probability(values: Sequence[float], weights: Sequence[float] = WEIGHTS, bia
     return 1.0 / (1.0 + math.exp(-z))
 
 
+def floor(weights: Sequence[float] = WEIGHTS, bias: float = BIAS, cut: float = CUT) -> float:
+    """The lowest similarity the model can ever accept: every other feature (0..1) at its most helpful value."""
+    best_rest = sum(max(0.0, w) for w in weights[1:])
+    return (math.log(cut / (1 - cut)) - bias - best_rest) / weights[0]
+
+
+FLOOR = floor()
+
+
 def judge(later: str, earlier: str, similarity: float) -> Verdict:
-    """Does `later` ask what `earlier` asked? Both are normalised message texts (`normalize_text`)."""
+    """Does `later` ask what `earlier` asked? Both are normalised message texts (`normalize_text`).
+
+    Below FLOOR no evidence could make the pair the same question, so the words are not read.
+    """
+    if similarity < FLOOR:
+        return Verdict(False, probability((similarity, *[0.0] * (len(FEATURES) - 1))),
+                       (f"similarity {similarity:.2f} is under {FLOOR:.2f}, the least the judge accepts",))
     seen = evidence(later, earlier, similarity)
     p = probability(seen.values)
     return Verdict(p >= CUT, p, seen.reasons, seen.about)

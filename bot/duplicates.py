@@ -35,6 +35,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.cache import embed_many
 from bot.db import transaction
+from bot.dupe_feedback import not_same_button
 from bot.dupe_judge import Verdict, judge
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
@@ -304,8 +305,10 @@ def _top_earlier(window: Window, judge: list[int], settings: Settings) -> Iterab
                          & (posted[None, lo:hi] >= posted[r, None] - same_author))
         scores = questions[a:b] @ window.vectors[lo:hi].astype(np.float32).T
         np.copyto(scores, -np.inf, where=~allowed)
-        hit_row, hit_column = np.nonzero(scores >= kept.floor[a:b, None])
-        kept.add(a + hit_row, lo + hit_column, scores[hit_row, hit_column])
+        floor = kept.floor[a:b]
+        reached = np.flatnonzero(scores.max(axis=1) >= floor)  # most rows reach nothing in most chunks
+        hit_row, hit_column = np.nonzero(scores[reached] >= floor[reached, None])
+        kept.add(a + reached[hit_row], lo + hit_column, scores[reached[hit_row], hit_column])
     for i, matches in kept.by_row():
         yield int(rows[i]), matches
 
@@ -424,6 +427,12 @@ def reply_text(earlier_link: str, pair: Pair) -> str:
     return f"This looks like <{earlier_link}>: {why(pair)}"
 
 
+def reply_blocks(earlier_link: str, pair: Pair) -> list[dict[str, object]]:
+    """The threaded flag: its text, and a button for saying it is wrong (`bot.dupe_feedback`)."""
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": reply_text(earlier_link, pair)}},
+            not_same_button(pair.later.channel, pair.later.ts)]
+
+
 def _flag_one(store: Store, client: WebClient, settings: Settings, pair: Pair) -> Outcome:
     """Claim, then post the threaded reply (if asked for); undo the claim if Slack fails."""
     if get_message(store, pair.earlier.channel, pair.earlier.ts) is None:
@@ -446,6 +455,7 @@ def _flag_one(store: Store, client: WebClient, settings: Settings, pair: Pair) -
             channel=pair.later.channel,
             thread_ts=pair.later.thread_ts or pair.later.ts,
             text=reply_text(link, pair),
+            blocks=reply_blocks(link, pair),
         )
     except (SlackClientError, OSError) as exc:
         _release(store, [pair])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.dupe_judge import CUT, FEATURES, _one_edit, evidence, judge, numbers, probability, words
+from bot.dupe_judge import CUT, FEATURES, FLOOR, _one_edit, evidence, judge, numbers, probability, words
 
 
 def features(later: str, earlier: str, similarity: float = 0.9) -> dict[str, float]:
@@ -81,3 +81,11 @@ def test_the_cut_sits_between_a_clear_repeat_and_a_clear_look_alike() -> None:
     clear_repeat = (0.9, 0.0, 0.0, 0.0, 0.0, 0.8, 0.0)
     clear_look_alike = (0.95, 1.0, 1.0, 1.0, 0.0, 0.9, 0.0)
     assert probability(clear_repeat) >= CUT > probability(clear_look_alike)
+
+
+def test_under_the_floor_nothing_is_read_and_nothing_accepted() -> None:
+    assert probability((FLOOR, *[0.0] * (len(FEATURES) - 1))) == pytest.approx(CUT)
+    text = "How do I reset my VPN password?"
+    below = judge(text, text, FLOOR - 0.01)  # the same words would otherwise count for it
+    assert not below.same and below.reasons[0].startswith(f"similarity {FLOOR - 0.01:.2f} is under")
+    assert judge(text, text, 0.95).same
