@@ -7,7 +7,9 @@ One scan (run by `bot.scheduler` and by `kb-bot dupes scan`):
 2. find — prepare the window's messages not prepared yet (normalise, embed
    through the embedding cache, keep the vector's cache key on the message;
    the Slack app does this as messages arrive), then compare each new message
-   with the earlier messages of the window;
+   with the earlier messages of the window, keep its DUP_CANDIDATES most
+   similar at DUP_THRESHOLD or more, and let the judge (`bot.dupe_judge`) pick
+   the one that asks the same question, if any;
 3. flag — a threaded reply and/or a digest, each later message at most once
    (`flagged_pairs`), then mark scanned exactly what was handled.
 
@@ -16,7 +18,8 @@ messages of the window (n ≈ messages a day × DUP_WINDOW_DAYS), never all pair
 Each message is normalised and embedded once; a scan reads the window's
 vectors in one join into one float16 matrix (n × 768 bytes for the
 384-dimension model) and compares it 4,096 columns at a time with the new rows
-that can reach them: O(n) to load plus O(k·n·d) to compare, O(n·d) memory.
+that can reach them: O(n) to load plus O(k·n·d) to compare, O(n·d) memory; the judge
+reads the words of at most DUP_CANDIDATES pairs per new message.
 Measured on 2 cores (benchmarks/dupes.py): see the README's Performance.
 """
 
