@@ -66,17 +66,20 @@ from benchmarks.common import print_table  # noqa: E402
 from bot.duplicates import (  # noqa: E402
     DAY,
     WINDOW_CHUNK,
-    _best_earlier,
+    Candidates,
     _flagged_laters,
+    _top_earlier,
     _window,
     candidate_text,
     find_duplicates,
+    judged_pair,
     prepare_messages,
     prepared_as,
 )
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.messages import (  # noqa: E402
     Message,
+    get_message,
     prepared_window,
     record_messages,
     unprepared_messages,
@@ -435,19 +438,19 @@ def scan(store: Store, embedder: Embedder, settings: Settings, reasks: Collectio
 
     def counting(*args: object, **kwargs: object) -> object:
         sizes.append((len(args[0].rows), len(args[1])))  # type: ignore[attr-defined,arg-type]
-        return best_earlier(*args, **kwargs)
+        return top_earlier(*args, **kwargs)
 
     import bot.duplicates as dup
 
-    best_earlier = dup._best_earlier
-    dup._best_earlier = counting  # only to count the rows; the scan itself is untouched
+    top_earlier = dup._top_earlier
+    dup._top_earlier = counting  # only to count the rows; the scan itself is untouched
     try:
         with PeakRss() as mem:
             started = time.perf_counter()
             findings = find_duplicates(store, embedder, settings)
             seconds = time.perf_counter() - started
     finally:
-        dup._best_earlier = best_earlier
+        dup._top_earlier = top_earlier
     pool, judged = sizes[0] if sizes else (0, 0)
     found = sum(1 for p in findings.pairs if (p.later.channel, p.later.ts) in reasks)
     return Run(seconds, pool, len(findings.examined), judged, len(findings.pairs), found, mem.mb)
@@ -474,10 +477,22 @@ def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[s
     flagged = step("_flagged_laters (SQL)", lambda: _flagged_laters(store))
     is_new = {(m.channel, m.ts) for m in new}
     judge = [i for i, r in enumerate(window.rows) if (r.channel, r.ts) in is_new and (r.channel, r.ts) not in flagged]
-    step("_best_earlier (masks + matmul + argmax)", lambda: list(_best_earlier(window, judge, settings)))
+    matches = step("_top_earlier (masks + matmul + the k best above DUP_THRESHOLD)",
+                   lambda: list(_top_earlier(window, judge, settings)))
+    by_key = {(m.channel, m.ts): m for m in new}
+
+    def candidates() -> list[Candidates]:
+        return [Candidates(by_key[(window.rows[i].channel, window.rows[i].ts)],
+                           [(m, score) for j, score in row_matches
+                            if (m := get_message(store, window.rows[j].channel, window.rows[j].ts)) is not None])
+                for i, row_matches in matches]
+
+    found = step("get_message for the candidates (SQL)", candidates)
+    pairs = sum(len(c.earlier) for c in found)
+    step(f"the judge on the {pairs} candidate pairs", lambda: [judged_pair(c) for c in found])
     vectors = window.vectors
 
-    def product() -> None:  # inside _best_earlier: the products alone, every judged row by every column
+    def product() -> None:  # inside _top_earlier: the products alone, every judged row by every column
         questions = vectors[np.array(judge)].astype(np.float32)
         for lo in range(0, len(vectors), WINDOW_CHUNK):
             _ = questions @ vectors[lo : lo + WINDOW_CHUNK].astype(np.float32).T
@@ -551,7 +566,7 @@ def main() -> None:
                 for stage, seconds in stages(store, embedder, settings):
                     print(f"- {stage}: {seconds:.2f} s")
                 print("\ncProfile of one more warm scan (tottime; numpy's `@` and elementwise operators count as "
-                      "_best_earlier's own time):\n")
+                      "_top_earlier's own time):\n")
                 print(profile(store, embedder, settings))
             store.close()
             gc.collect()
@@ -592,8 +607,9 @@ def main() -> None:
           "cases; synthetic: seeded random unit vectors (they match nothing; comparing costs the same)")
     print("- pool: messages worth judging (candidate_text not None: chatter dropped), the new ones included; "
           "each judged message is scored against the whole pool, then masked to earlier/window/other thread")
-    print(f"- {len(corpus.reasks)} of the 1,000 new re-ask an earlier question (real vector); the other pairs are new "
-          "messages whose templated text resembles an earlier one at ≥ DUP_THRESHOLD 0.69")
+    print(f"- {len(corpus.reasks)} of the 1,000 new re-ask an earlier question (real vector); pairs: new messages the "
+          f"judge accepts against one of their {settings.dup_candidates} best earlier matches at ≥ DUP_THRESHOLD "
+          f"{settings.dup_threshold} (the other pairs: templated texts that resemble an earlier one)")
 
 if __name__ == "__main__":
     main()

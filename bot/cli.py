@@ -18,7 +18,8 @@ from typing import Any
 import click
 from slack_sdk import WebClient
 
-from bot.duplicates import Pair, backfill, dry_run_pairs, scan_and_flag, watched_channels
+from bot.dupe_feedback import all_feedback
+from bot.duplicates import Pair, backfill, dry_run_pairs, scan_and_flag, watched_channels, why
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
@@ -309,6 +310,7 @@ def format_pairs(pairs: list[Pair], dry_run: bool) -> str:
     for pair in pairs:
         lines.append(f"[{pair.score:.2f}] {pair.later.channel} {pair.later.ts}: {pair.later.text[:120]}")
         lines.append(f"       looks like {pair.earlier.channel} {pair.earlier.ts}: {pair.earlier.text[:120]}")
+        lines.append(f"       {why(pair)}, judge {pair.verdict.probability:.2f}")
     return "\n".join(lines)
 
 
@@ -355,6 +357,23 @@ def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
         channels = watched_channels(client, settings)
         added = backfill(store, client, settings, channels)
     click.echo(f"Fetched {added} new message(s) from {len(channels)} channel(s).")
+
+
+@dupes_group.command("feedback")
+@db_option
+@click.option("--export", is_flag=True, help="Print every pair as a JSON line (for scripts/fit_dupe_judge.py).")
+@click.pass_context
+@user_errors
+def dupes_feedback_cmd(ctx: click.Context, db: Path | None, export: bool) -> None:
+    """The flags people marked "Not the same question"."""
+    settings = _settings(ctx, db_path=db)
+    with Store(settings.db_path) as store:
+        reports = all_feedback(store)
+    if export:
+        for report in reports:
+            click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        click.echo(f"{len(reports)} flag(s) marked not the same question; --export prints them as JSON lines.")
 
 
 @cli.command("serve")

@@ -7,7 +7,9 @@ One scan (run by `bot.scheduler` and by `kb-bot dupes scan`):
 2. find — prepare the window's messages not prepared yet (normalise, embed
    through the embedding cache, keep the vector's cache key on the message;
    the Slack app does this as messages arrive), then compare each new message
-   with the earlier messages of the window;
+   with the earlier messages of the window, keep its DUP_CANDIDATES most
+   similar at DUP_THRESHOLD or more, and let the judge (`bot.dupe_judge`) pick
+   the one that asks the same question, if any;
 3. flag — a threaded reply and/or a digest, each later message at most once
    (`flagged_pairs`), then mark scanned exactly what was handled.
 
@@ -16,7 +18,8 @@ messages of the window (n ≈ messages a day × DUP_WINDOW_DAYS), never all pair
 Each message is normalised and embedded once; a scan reads the window's
 vectors in one join into one float16 matrix (n × 768 bytes for the
 384-dimension model) and compares it 4,096 columns at a time with the new rows
-that can reach them: O(n) to load plus O(k·n·d) to compare, O(n·d) memory.
+that can reach them: O(n) to load plus O(k·n·d) to compare, O(n·d) memory; the judge
+reads the words of at most DUP_CANDIDATES pairs per new message.
 Measured on 2 cores (benchmarks/dupes.py): see the README's Performance.
 """
 
@@ -35,6 +38,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.cache import embed_many
 from bot.db import transaction
+from bot.dupe_feedback import not_same_button
+from bot.dupe_judge import Verdict, judge
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
 from bot.messages import (
@@ -106,17 +111,19 @@ def candidate_text(text: str, settings: Settings) -> str | None:
 
 @dataclass(frozen=True)
 class Pair:
-    """A later message that repeats an earlier one, with their cosine similarity."""
+    """A later message that repeats an earlier one: their cosine similarity and the judge's verdict."""
 
     earlier: Message
     later: Message
     score: float
+    verdict: Verdict
 
     def as_dict(self) -> dict[str, object]:
         def side(m: Message) -> dict[str, str]:
             return {"channel": m.channel, "ts": m.ts, "text": m.text}
 
-        return {"earlier": side(self.earlier), "later": side(self.later), "score": round(self.score, 4)}
+        return {"earlier": side(self.earlier), "later": side(self.later), "score": round(self.score, 4),
+                "judge": self.verdict.as_dict()}
 
 
 @dataclass
@@ -172,17 +179,25 @@ class Window:
 WINDOW_CHUNK = 4096
 
 
-def find_duplicates(
-    store: Store, embedder: Embedder, settings: Settings, channels: Collection[str] | None = None
-) -> Findings:
-    """Pair each unscanned message with its single best earlier match at or above the threshold.
+@dataclass(frozen=True)
+class Candidates:
+    """A new message and the earlier ones most like it (DUP_THRESHOLD or above), best first."""
 
-    Writes nothing but the messages' preparation and the embedding cache, so it
-    is also the dry run.
+    later: Message
+    earlier: list[tuple[Message, float]]
+
+
+def find_candidates(
+    store: Store, embedder: Embedder, settings: Settings, channels: Collection[str] | None = None
+) -> tuple[list[Message], list[Candidates]]:
+    """The unscanned messages, and for each that has any, its DUP_CANDIDATES best earlier matches.
+
+    Stage one of the scan: vector similarity alone, at a threshold loose
+    enough to reach honest rewordings; the judge (`bot.dupe_judge`) decides.
     """
     new = unscanned_messages(store, channels)
     if not new:
-        return Findings()
+        return [], []
     start, end = new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at
     label = prepared_as(embedder, settings)
     prepare_messages(store, embedder, settings, unprepared_messages(store, start, end, label, channels))
@@ -190,12 +205,36 @@ def find_duplicates(
     flagged = _flagged_laters(store)
     by_key = {(m.channel, m.ts): m for m in new}
     judge = [i for i, r in enumerate(window.rows) if (r.channel, r.ts) in by_key and (r.channel, r.ts) not in flagged]
-    pairs = []
-    for i, j, score in _best_earlier(window, judge, settings):
-        if score >= settings.dup_threshold and (earlier := get_message(store, window.rows[j].channel,
-                                                                        window.rows[j].ts)) is not None:
-            pairs.append(Pair(earlier, by_key[(window.rows[i].channel, window.rows[i].ts)], score))
-    return Findings(pairs, new)
+    found = []
+    for i, matches in _top_earlier(window, judge, settings):
+        earlier = [(message, score) for j, score in matches
+                   if (message := get_message(store, window.rows[j].channel, window.rows[j].ts)) is not None]
+        if earlier:
+            found.append(Candidates(by_key[(window.rows[i].channel, window.rows[i].ts)], earlier))
+    return new, found
+
+
+def find_duplicates(
+    store: Store, embedder: Embedder, settings: Settings, channels: Collection[str] | None = None
+) -> Findings:
+    """Pair each unscanned message with the earlier one the judge is surest asks the same thing.
+
+    Writes nothing but the messages' preparation and the embedding cache, so it
+    is also the dry run.
+    """
+    new, found = find_candidates(store, embedder, settings, channels)
+    return Findings([pair for candidates in found if (pair := judged_pair(candidates)) is not None], new)
+
+
+def judged_pair(candidates: Candidates) -> Pair | None:
+    """The candidate the judge most believes is the same question, or None if it believes none."""
+    later = candidates.later
+    best: Pair | None = None
+    for earlier, score in candidates.earlier:
+        verdict = judge(normalize_text(later.text), normalize_text(earlier.text), score)
+        if verdict.same and (best is None or verdict.probability > best.verdict.probability):
+            best = Pair(earlier, later, score, verdict)
+    return best
 
 
 def _window(
@@ -233,14 +272,16 @@ def _half(blobs: list[bytes]) -> bytes:
     return np.frombuffer(b"".join(blobs), dtype=np.float32).astype(np.float16).tobytes()
 
 
-def _best_earlier(window: Window, judge: list[int], settings: Settings) -> Iterable[tuple[int, int, float]]:
-    """(row, best earlier row, similarity) for each row in `judge` (ascending).
+def _top_earlier(window: Window, judge: list[int], settings: Settings) -> Iterable[tuple[int, list[tuple[int, float]]]]:
+    """(row, [(earlier row, similarity), ...] best first) for each row in `judge` (ascending) with a match.
 
-    Earlier means before in posting order, within the window, outside the
-    row's own thread, and — when DUP_SAME_AUTHOR_MINUTES > 0 — not the same
-    author re-posting within that many minutes. The window is compared
-    WINDOW_CHUNK columns at a time, each chunk only with the judged rows that
-    can reach it, keeping each row's best so far.
+    A match is an earlier row at or above DUP_THRESHOLD; each row keeps its
+    DUP_CANDIDATES best, for the judge to choose from (a look-alike may score
+    above the true repeat). Earlier means before in posting order, within the
+    window, outside the row's own thread, and — when DUP_SAME_AUTHOR_MINUTES > 0
+    — not the same author re-posting within that many minutes. The window is
+    compared WINDOW_CHUNK columns at a time, each chunk only with the judged
+    rows that can reach it; only scores above a row's current k-th best are kept.
     """
     if not judge:
         return
@@ -251,8 +292,7 @@ def _best_earlier(window: Window, judge: list[int], settings: Settings) -> Itera
     same_author = settings.dup_same_author_minutes * 60.0
     rows = np.array(judge)
     questions = window.vectors[rows].astype(np.float32)
-    best = np.full(len(rows), -np.inf, dtype=np.float32)
-    best_column = np.zeros(len(rows), dtype=np.int64)
+    kept = _Kept.empty(len(rows), settings.dup_threshold, settings.dup_candidates)
     for lo in range(0, int(rows[-1]), WINDOW_CHUNK):
         hi = min(lo + WINDOW_CHUNK, int(rows[-1]))
         # the judged rows after the chunk's start whose window reaches back into it
@@ -269,14 +309,52 @@ def _best_earlier(window: Window, judge: list[int], settings: Settings) -> Itera
                          & (posted[None, lo:hi] >= posted[r, None] - same_author))
         scores = questions[a:b] @ window.vectors[lo:hi].astype(np.float32).T
         np.copyto(scores, -np.inf, where=~allowed)
-        column = scores.argmax(axis=1)
-        top = scores[np.arange(len(r)), column]
-        better = top > best[a:b]
-        best[a:b] = np.where(better, top, best[a:b])
-        best_column[a:b] = np.where(better, lo + column, best_column[a:b])
-    for row, column, score in zip(rows.tolist(), best_column.tolist(), best.tolist()):
-        if score > -np.inf:
-            yield row, column, score
+        floor = kept.floor[a:b]
+        reached = np.flatnonzero(scores.max(axis=1) >= floor)  # most rows reach nothing in most chunks
+        hit_row, hit_column = np.nonzero(scores[reached] >= floor[reached, None])
+        kept.add(a + reached[hit_row], lo + hit_column, scores[reached[hit_row], hit_column])
+    for i, matches in kept.by_row():
+        yield int(rows[i]), matches
+
+
+@dataclass
+class _Kept:
+    """Each judged row's best matches so far: parallel arrays, at most k per row.
+
+    `floor` is the score a new match must reach: DUP_THRESHOLD, or the row's
+    k-th best once it has k, so a chunk's few high scores are all that is kept.
+    """
+
+    row: np.ndarray
+    column: np.ndarray
+    score: np.ndarray
+    floor: np.ndarray
+    k: int
+
+    @classmethod
+    def empty(cls, rows: int, threshold: float, k: int) -> _Kept:
+        none = np.empty(0, dtype=np.int64)
+        return cls(none, none, np.empty(0, dtype=np.float32), np.full(rows, threshold, dtype=np.float32), k)
+
+    def add(self, row: np.ndarray, column: np.ndarray, score: np.ndarray) -> None:
+        if not len(row):
+            return
+        row, column = np.concatenate([self.row, row]), np.concatenate([self.column, column])
+        score = np.concatenate([self.score, score])
+        order = np.lexsort((-score, row))
+        row, column, score = row[order], column[order], score[order]
+        starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+        rank = np.arange(len(row)) - np.repeat(starts, np.diff(np.r_[starts, len(row)]))
+        last = rank == self.k - 1
+        self.floor[row[last]] = np.maximum(self.floor[row[last]], score[last])
+        keep = rank < self.k
+        self.row, self.column, self.score = row[keep], column[keep], score[keep]
+
+    def by_row(self) -> Iterable[tuple[int, list[tuple[int, float]]]]:
+        """(row, [(column, score), ...] best first), rows ascending."""
+        starts = np.flatnonzero(np.r_[True, self.row[1:] != self.row[:-1]]) if len(self.row) else []
+        for lo, hi in zip(starts, [*starts[1:], len(self.row)]):
+            yield int(self.row[lo]), list(zip(self.column[lo:hi].tolist(), self.score[lo:hi].tolist()))
 
 
 def _codes(keys: list[object]) -> np.ndarray:
@@ -343,8 +421,20 @@ def _permalink(client: WebClient, message: Message) -> str:
     return client.chat_getPermalink(channel=message.channel, message_ts=message.ts)["permalink"]
 
 
-def reply_text(earlier_link: str, score: float) -> str:
-    return f"This looks like <{earlier_link}> (similarity {score:.2f})"
+def why(pair: Pair) -> str:
+    """What matched, for a person: the words both messages share and their similarity."""
+    about = f"the same question about “{pair.verdict.about}”" if pair.verdict.about else "the same question"
+    return f"{about}, similarity {pair.score:.2f}"
+
+
+def reply_text(earlier_link: str, pair: Pair) -> str:
+    return f"This looks like <{earlier_link}>: {why(pair)}"
+
+
+def reply_blocks(earlier_link: str, pair: Pair) -> list[dict[str, object]]:
+    """The threaded flag: its text, and a button for saying it is wrong (`bot.dupe_feedback`)."""
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": reply_text(earlier_link, pair)}},
+            not_same_button(pair.later.channel, pair.later.ts)]
 
 
 def _flag_one(store: Store, client: WebClient, settings: Settings, pair: Pair) -> Outcome:
@@ -368,7 +458,8 @@ def _flag_one(store: Store, client: WebClient, settings: Settings, pair: Pair) -
         client.chat_postMessage(
             channel=pair.later.channel,
             thread_ts=pair.later.thread_ts or pair.later.ts,
-            text=reply_text(link, pair.score),
+            text=reply_text(link, pair),
+            blocks=reply_blocks(link, pair),
         )
     except (SlackClientError, OSError) as exc:
         _release(store, [pair])
@@ -381,7 +472,7 @@ def digest_text(client: WebClient, pairs: list[Pair]) -> str:
     lines = [f"Possible repeated questions ({len(pairs)}):"]
     for pair in pairs:
         later, earlier = _permalink(client, pair.later), _permalink(client, pair.earlier)
-        lines.append(f"• <{later}|This message> looks like <{earlier}|an earlier one> (similarity {pair.score:.2f})")
+        lines.append(f"• <{later}|This message> looks like <{earlier}|an earlier one>: {why(pair)}")
     return "\n".join(lines)
 
 

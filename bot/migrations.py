@@ -210,9 +210,29 @@ def m006_prepared_messages(conn: Connection) -> None:
     )
 
 
+def m008_dupe_feedback(conn: Connection) -> None:
+    """A person's "Not the same question" on a duplicate flag: the pair and both texts, for the judge's next fit.
+
+    The texts are copied because messages leave the window (and may be
+    deleted) long before anyone refits; one row per flagged later message.
+    """
+    conn.execute(
+        """
+        CREATE TABLE dupe_feedback (
+            later_channel TEXT NOT NULL, later_ts TEXT NOT NULL,
+            earlier_channel TEXT NOT NULL, earlier_ts TEXT NOT NULL,
+            later_text TEXT NOT NULL, earlier_text TEXT NOT NULL, score REAL NOT NULL,
+            reported_by TEXT NOT NULL, reported_at REAL NOT NULL,
+            PRIMARY KEY (later_channel, later_ts)
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_create_tables, m002_slack_state, m003_keyword_index, m004_vector_sync, m005_cache_as_rowid_table,
     m006_prepared_messages,
+    m008_dupe_feedback,
 ]
 
 

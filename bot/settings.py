@@ -73,9 +73,10 @@ class Settings:
     dup_scan_minutes: int = 15
     dup_scan_cron: str = ""
     dup_window_days: int = 30
-    # Chosen on tests/data/dupes.jsonl with the bundled model: the threshold maximising F0.5
-    # (precision weighted over recall) of the scan's pair decisions; see tests/test_dupes_quality.py.
-    dup_threshold: float = 0.69
+    # Stage one of the scan: how similar an earlier message must be to reach the judge, and how
+    # many of the most similar the judge reads (bot/dupe_judge.py; scripts/fit_dupe_judge.py).
+    dup_threshold: float = 0.45
+    dup_candidates: int = 5
     dup_action: str = "thread"
     dup_report_channel: str = ""
     dup_min_words: int = 4
@@ -205,6 +206,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DUP_SCAN_CRON": ("dup_scan_cron", _text),
     "DUP_WINDOW_DAYS": ("dup_window_days", _int_at_least(1)),
     "DUP_THRESHOLD": ("dup_threshold", _float_between(-1.0, 1.0)),
+    "DUP_CANDIDATES": ("dup_candidates", _int_at_least(1)),
     "DUP_ACTION": ("dup_action", _one_of(DUP_ACTIONS)),
     "DUP_REPORT_CHANNEL": ("dup_report_channel", _text),
     "DUP_MIN_WORDS": ("dup_min_words", _int_at_least(0)),

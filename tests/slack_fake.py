@@ -213,6 +213,8 @@ class FakeSlack:
                        **{k: params[k] for k in ("text", "blocks", "thread_ts") if k in params}}
             key = "message_ts" if method == "chat.postEphemeral" else "ts"
             return {"ok": True, "channel": params.get("channel"), key: ts, "message": message}
+        if method == "chat.update":
+            return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts"), "text": params.get("text")}
         if method == "chat.getPermalink":
             channel, ts = params.get("channel"), str(params.get("message_ts", ""))
             return {"ok": True, "channel": channel,

@@ -149,7 +149,7 @@ def test_end_to_end_events_scheduler_restart_and_backfill(
     [reply] = replies(fake)
     assert reply.params["channel"] == "C2" and reply.params["thread_ts"] == again
     link = f"https://fake.slack.com/archives/C1/p{first.replace('.', '')}"
-    assert reply.params["text"].startswith(f"This looks like <{link}> (similarity 0.")
+    assert reply.params["text"].startswith(f"This looks like <{link}>: the same question about “")
     assert [c.params["message_ts"] for c in fake.calls_to("chat.getPermalink")] == [first]
     assert flagged_rows(settings) == [(again, first, "thread")]
     assert unscanned(settings) == []

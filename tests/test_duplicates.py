@@ -14,7 +14,15 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.duplicates import candidate_text, find_duplicates, normalize_text, prepared_as
+from bot.duplicates import (
+    _Kept,
+    candidate_text,
+    find_candidates,
+    find_duplicates,
+    normalize_text,
+    prepared_as,
+    reply_text,
+)
 from bot.embeddings import LocalEmbedder
 from bot.errors import SettingsError
 from bot.messages import (
@@ -128,7 +136,58 @@ def test_a_repeat_pairs_with_the_earlier_message(store: Store, embedder: LocalEm
         "earlier": {"channel": "C1", "ts": first, "text": VPN},
         "later": {"channel": "C2", "ts": again, "text": VPN_AGAIN},
         "score": round(pair.score, 4),
+        "judge": {"same": True, "probability": round(pair.verdict.probability, 4),
+                  "reasons": ["shared words: vpn password expired reset"], "about": "vpn password expired reset"},
     }
+    assert reply_text("https://x/p1", pair) == (
+        f"This looks like <https://x/p1>: the same question about “vpn password expired reset”, "
+        f"similarity {pair.score:.2f}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [
+        ("When does the code freeze start for the Q3 release?", "When does the code freeze start for the Q4 release?"),
+        ("Can someone review PR #1842? It's blocking the search rollout.",
+         "Can someone review PR #1857? It's blocking the search rollout."),
+        ("How do I enable SSO for the staging workspace?", "How do I disable SSO for the staging workspace?"),
+        ("Who do I ask about the desk booking app in the London office?",
+         "Who do I ask about the desk booking app in the Paris office?"),
+        ("Does the Pro plan include SSO or is that Enterprise only?",
+         "Does the Starter plan include SSO or is that Enterprise only?"),
+    ],
+)
+def test_look_alikes_are_not_flagged(
+    earlier: str, later: str, store: Store, embedder: LocalEmbedder, settings: Settings
+) -> None:
+    post(store, 0, earlier)
+    post(store, 60, later, user="U2")
+    new, found_ = find_candidates(store, embedder, settings)
+    assert [score for _, score in found_[0].earlier][0] >= 0.84  # what a threshold alone would flag
+    assert found(store, embedder, settings) == []
+
+
+def test_a_look_alike_that_scores_higher_does_not_hide_the_repeat(
+    store: Store, embedder: LocalEmbedder, settings: Settings
+) -> None:
+    reworded = post(store, 0, "has release/3.3 been branched off main yet? I need my PAY-2231 fix in before the cut")
+    look_alike = post(store, 60, "Is the v3.2 release branch cut yet? I have a fix for PAY-2231 that needs to go in.")
+    later = post(store, 120, "Is the v3.3 release branch cut yet? I have a fix for PAY-2231 that needs to go in.")
+    _, found_ = find_candidates(store, embedder, settings)
+    assert [m.ts for m, _ in found_[-1].earlier] == [look_alike, reworded]  # best similarity first
+    assert found(store, embedder, settings)[-1] == (later, reworded)
+    assert found(store, embedder, settings, dup_candidates=1)[-1:] == []  # the old single best match: lost
+
+
+def test_each_row_keeps_its_k_best_across_chunks() -> None:
+    kept = _Kept.empty(rows=2, threshold=0.5, k=2)
+    kept.add(np.array([0, 0, 1]), np.array([3, 4, 5]), np.array([0.6, 0.9, 0.55], dtype=np.float32))
+    assert kept.floor.tolist() == pytest.approx([0.6, 0.5])  # row 0 is full: only better than 0.6 gets in
+    kept.add(np.array([0, 1]), np.array([9, 10]), np.array([0.7, 0.8], dtype=np.float32))
+    assert [(row, [(c, round(s, 2)) for c, s in m]) for row, m in kept.by_row()] == [
+        (0, [(4, 0.9), (9, 0.7)]), (1, [(10, 0.8), (5, 0.55)])
+    ]
 
 
 def test_a_later_message_pairs_with_its_single_best_match(

@@ -28,6 +28,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.cli import format_report
+from bot.dupe_feedback import NOT_SAME_ACTION, not_same_text, record_not_same
 from bot.duplicates import prepare_messages, watches_event
 from bot.errors import KbError
 from bot.messages import (
@@ -119,6 +120,13 @@ def build_app(services: Services) -> App:
             client.chat_postMessage(channel=channel, **message)
             respond(delete_original=True)  # the private copy is no longer needed
 
+    def not_same(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """"Not the same question" on a duplicate flag: record the pair, and say so on the flag."""
+        user, container = body["user"]["id"], body["container"]
+        if record_not_same(services.store(), action["value"], user) is not None:
+            client.chat_update(channel=container["channel_id"], ts=container["message_ts"],
+                               text=not_same_text(user), blocks=[])
+
     def answer_mention(event: dict[str, Any], body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         """@kb-bot question: answered in the thread, with 👀 on the question while working."""
         channel, ts = event["channel"], event["ts"]
@@ -165,6 +173,7 @@ def build_app(services: Services) -> App:
 
     app.command(settings.ask_command)(take_command)
     app.action(fmt.SHARE_ACTION)(ack=_ack, lazy=[share_answer])
+    app.action(NOT_SAME_ACTION)(ack=_ack, lazy=[not_same])
     app.event("app_mention")(ack=_ack, lazy=[answer_mention])
     app.event("message")(ack=_ack, lazy=[_logged(store_message)])
     return app

@@ -1,0 +1,121 @@
+"""Measure the duplicate scan on a labelled message stream (tests/data/dupes.jsonl).
+
+The rows go through the real scan's first stage (`find_candidates`:
+normalisation, candidate filter, the window's vectors, each later message's
+best earlier matches) in a throw-away database, so the numbers are the
+product's. Two deciders are scored on the same candidates: threshold-only
+(the old scan: the best match, if its similarity reaches a threshold) and the
+judge (`bot.dupe_judge`). Used by tests/test_dupes_quality.py and
+scripts/fit_dupe_judge.py.
+
+A decision is "flag later message L against earlier E". Precision: decisions
+where E is in L's `group`. Recall: of the later messages with an earlier
+same-group message worth judging (a repeat), those flagged against one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.dupe_judge import BIAS, CUT, WEIGHTS, Evidence, evidence, probability
+from bot.duplicates import candidate_text, find_candidates, normalize_text
+from bot.embeddings import Embedder
+from bot.messages import record_message
+from bot.settings import Settings
+from bot.store import Store
+
+STREAM_START = 1_717_000_000  # the first row's posting time; rows are 10 minutes apart
+
+
+@dataclass(frozen=True)
+class Candidate:
+    row: dict
+    similarity: float
+    evidence: Evidence
+
+
+@dataclass(frozen=True)
+class Case:
+    """A later message worth judging and its earlier candidates, best similarity first."""
+
+    row: dict
+    candidates: list[Candidate]
+
+    def flagged(self, decide: Callable[[Candidate], float | None]) -> dict | None:
+        """The row `decide` flags this message against: its highest-scoring candidate, if any scores."""
+        scored = [(score, c) for c in self.candidates if (score := decide(c)) is not None]
+        return max(scored, key=lambda sc: sc[0])[1].row if scored else None
+
+
+@dataclass(frozen=True)
+class Stream:
+    cases: list[Case]
+    repeats: list[dict]  # later messages worth judging with an earlier same-group one
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def scan_stream(rows: Sequence[dict], store: Store, embedder: Embedder, settings: Settings) -> Stream:
+    """Record `rows` (posting order) in an empty store and collect every later message's candidates."""
+    by_key = {}
+    for i, row in enumerate(rows):
+        ts = f"{STREAM_START + i * 600}.000100"
+        by_key[(row["channel"], ts)] = row
+        record_message(store, channel=row["channel"], ts=ts, user=row["user"], text=row["text"])
+    _, found = find_candidates(store, embedder, settings)
+    cases = []
+    for found_one in found:
+        later = normalize_text(found_one.later.text)
+        cases.append(Case(by_key[(found_one.later.channel, found_one.later.ts)], [
+            Candidate(by_key[(m.channel, m.ts)], score, evidence(later, normalize_text(m.text), score))
+            for m, score in found_one.earlier
+        ]))
+    seen: set[str] = set()
+    repeats = []
+    for row in rows:
+        if candidate_text(row["text"], settings) is None:
+            continue  # too short, emoji or link only: never judged
+        if row["group"] in seen:
+            repeats.append(row)
+        seen.add(row["group"])
+    return Stream(cases, repeats)
+
+
+def threshold_only(threshold: float) -> Callable[[Candidate], float | None]:
+    """The old scan: the most similar candidate, if it reaches `threshold`."""
+    return lambda c: c.similarity if c.similarity >= threshold else None
+
+
+def judged(
+    weights: Sequence[float] = WEIGHTS, bias: float = BIAS, cut: float = CUT
+) -> Callable[[Candidate], float | None]:
+    """The judge (with these constants): the candidate it believes most, if it believes any."""
+
+    def decide(c: Candidate) -> float | None:
+        p = probability(c.evidence.values, weights, bias)
+        return p if p >= cut else None
+
+    return decide
+
+
+def score(stream: Stream, decide: Callable[[Candidate], float | None], split: str | None = None) -> tuple[float, float]:
+    """(precision, recall) of `decide` over the later messages of `split` (all when None)."""
+
+    def counted(row: dict) -> bool:
+        return split is None or row.get("split") == split
+
+    flags = [(case.row, flagged) for case in stream.cases if counted(case.row)
+             if (flagged := case.flagged(decide)) is not None]
+    right = sum(later["group"] == earlier["group"] for later, earlier in flags)
+    repeats = sum(counted(r) for r in stream.repeats)
+    return (right / len(flags) if flags else 1.0), (right / repeats if repeats else 1.0)
+
+
+def f_half(precision: float, recall: float) -> float:
+    """F0.5: precision counts twice as much as recall (a wrong public reply costs more than a miss)."""
+    return 1.25 * precision * recall / (0.25 * precision + recall) if precision + recall else 0.0

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Fit the duplicate judge (bot/dupe_judge.py) on the train split, report on held-out.
+
+    .venv/bin/python scripts/fit_dupe_judge.py [--data tests/data/dupes.jsonl] [--sts PATH]
+
+1. Runs the scan's first stage (real store, real bundled model) over the whole
+   labelled stream at a low similarity (0.30), keeping DUP_CANDIDATES matches
+   per later message.
+2. Candidate threshold: the highest of 0.30, 0.35, … that still reaches an
+   earlier same-group message for 99% of the train repeats (DUP_THRESHOLD).
+3. Logistic regression (Newton's method, a small L2 penalty) on the train
+   later messages' candidate pairs: label 1 when both are in one group.
+4. Cut: the probability maximising F0.5 of the train decisions.
+5. Prints the constants to paste into bot/dupe_judge.py and settings.py, then
+   held-out precision/recall for the judge and for threshold-only (0.69, the
+   old default, and the threshold best on train), and an outside check on the
+   STS Benchmark test pairs (gold >= 4 duplicates, <= 2 not; skipped if absent).
+
+Nothing here looks at held-out rows before the constants are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.dupe_eval import Stream, f_half, judged, read_rows, scan_stream, score, threshold_only  # noqa: E402
+from bot.dupe_judge import FEATURES, evidence, probability  # noqa: E402
+from bot.duplicates import normalize_text  # noqa: E402
+from bot.embeddings import LocalEmbedder  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
+from bot.store import Store  # noqa: E402
+
+OLD_THRESHOLD = 0.69  # the threshold-only scan's default before the judge
+LOWEST = 0.30
+CUTS = np.round(np.arange(0.05, 0.96, 0.01), 2)
+SWEEP = np.round(np.arange(0.50, 0.951, 0.01), 2)
+L2 = 0.1
+JudgeSays = Callable[[str, str, float], bool]
+
+
+def candidate_threshold(stream: Stream) -> float:
+    """The highest threshold (0.05 steps) at which 99% of train repeats still reach a same-group candidate."""
+    best = {case.row["id"]: max((c.similarity for c in case.candidates if c.row["group"] == case.row["group"]),
+                                default=-1.0) for case in stream.cases}
+    reach = np.array([best.get(r["id"], -1.0) for r in stream.repeats if r["split"] == "train"])
+    return float(max(t for t in np.arange(LOWEST, 0.9, 0.05) if (reach >= t - 1e-9).mean() >= 0.99).round(2))
+
+
+def above(stream: Stream, threshold: float) -> Stream:
+    cases = [replace(case, candidates=[c for c in case.candidates if c.similarity >= threshold])
+             for case in stream.cases]
+    return Stream([case for case in cases if case.candidates], stream.repeats)
+
+
+def fit(stream: Stream) -> tuple[np.ndarray, float]:
+    """Logistic regression on the train candidate pairs: (weights, bias)."""
+    pairs = [(c.evidence.values, c.row["group"] == case.row["group"])
+             for case in stream.cases if case.row["split"] == "train" for c in case.candidates]
+    x = np.array([[1.0, *values] for values, _ in pairs])
+    y = np.array([float(label) for _, label in pairs])
+    w = np.zeros(x.shape[1])
+    penalty = np.diag([0.0] + [L2] * (x.shape[1] - 1))
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ w))
+        step = np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]) + penalty, x.T @ (y - p) - penalty @ w)
+        w += step
+        if np.abs(step).max() < 1e-8:
+            break
+    print(f"fitted on {len(y)} train candidate pairs ({int(y.sum())} same question)")
+    return w[1:], float(w[0])
+
+
+def report(stream: Stream, weights: np.ndarray, bias: float, cut: float, best_t: float) -> None:
+    print("\n| decider | split | precision | recall |\n|---|---|---|---|")
+    for name, decide in ((f"threshold-only {OLD_THRESHOLD} (before)", threshold_only(OLD_THRESHOLD)),
+                         (f"threshold-only {best_t} (best F0.5 on train)", threshold_only(best_t)),
+                         ("candidates + judge (after)", judged(weights, bias, cut))):
+        for split in ("train", "heldout"):
+            p, r = score(stream, decide, split)
+            print(f"| {name} | {split} | {p:.3f} | {r:.3f} |")
+
+
+def sts_check(path: Path, embedder: LocalEmbedder, threshold: float, judge_says: JudgeSays) -> None:
+    """Outside check: STS-B test pairs with gold >= 4 as duplicates and <= 2 as not (2-4 left out)."""
+    if not path.is_file():
+        print(f"\nSTS Benchmark not found at {path}: outside check skipped")
+        return
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if float(r[4]) >= 4 or float(r[4]) <= 2]
+    gold = np.array([float(r[4]) >= 4 for r in rows])
+    first, second = [normalize_text(r[5]) for r in rows], [normalize_text(r[6]) for r in rows]
+    sims = (embedder.embed(first, truncate=True) * embedder.embed(second, truncate=True)).sum(axis=1)
+    deciders = {
+        f"threshold-only {OLD_THRESHOLD}": sims >= OLD_THRESHOLD,
+        "candidates + judge": np.array([s >= threshold and judge_says(a, b, float(s))
+                                        for a, b, s in zip(first, second, sims)]),
+    }
+    print(f"\nSTS Benchmark test, {gold.sum()} duplicate pairs (gold >= 4), {(~gold).sum()} not (gold <= 2):")
+    for name, flagged in deciders.items():
+        right = (flagged & gold).sum()
+        print(f"  {name}: precision {right / max(1, flagged.sum()):.3f}, recall {right / gold.sum():.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "dupes.jsonl")
+    parser.add_argument("--sts", type=Path, default=ROOT.parent / "shared" / "eval" / "stsbenchmark" / "sts-test.csv")
+    args = parser.parse_args()
+    embedder = LocalEmbedder.bundled()
+    with tempfile.TemporaryDirectory() as folder:
+        settings = load_settings(environ={}, env_file=None, db_path=Path(folder) / "kb.sqlite3", dup_threshold=LOWEST)
+        with Store(settings.db_path) as store:
+            stream = scan_stream(read_rows(args.data), store, embedder, settings)
+    threshold = candidate_threshold(stream)
+    stream = above(stream, threshold)
+    weights, bias = fit(stream)
+    train_f = {cut: f_half(*score(stream, judged(weights, bias, cut), "train")) for cut in CUTS}
+    cut = float(max(CUTS, key=lambda c: (round(train_f[c], 6), -c)))
+    best_t = float(max(SWEEP, key=lambda t: f_half(*score(stream, threshold_only(t), "train"))))
+    print(f"\nDUP_THRESHOLD = {threshold}  (settings.dup_threshold)")
+    print(f"WEIGHTS = ({', '.join(f'{w:.3f}' for w in weights)})  # {', '.join(FEATURES)}")
+    print(f"BIAS = {bias:.3f}\nCUT = {cut}")
+    report(stream, weights, bias, cut, best_t)
+    sts_check(args.sts, embedder, threshold,
+              lambda a, b, s: probability(evidence(a, b, s).values, weights, bias) >= cut)
+
+
+if __name__ == "__main__":
+    main()
