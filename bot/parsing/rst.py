@@ -77,13 +77,17 @@ def _labelled(label: str | None, *, argument: bool = True) -> type[_Labelled]:
     return type(name, (_Labelled,), {"label": label, "optional_arguments": int(argument)})
 
 
-class _Code(Directive):
-    """code-block / sourcecode / code-tab: the code, without highlighting or options."""
+class _AnyOptions(Directive):
+    """A directive that takes one optional argument, content, and any option (ignored)."""
 
     optional_arguments = 1
     final_argument_whitespace = True
     has_content = True
     option_spec = _ANY
+
+
+class _Code(_AnyOptions):
+    """code-block / sourcecode / code-tab: the code, without highlighting or options."""
 
     def run(self) -> list[nodes.Node]:
         code = "\n".join(self.content)
@@ -98,13 +102,8 @@ class _Code(Directive):
         return [box]
 
 
-class _Drop(Directive):
+class _Drop(_AnyOptions):
     """toctree, literalinclude, raw and the like: nothing a reader of a passage needs."""
-
-    optional_arguments = 1
-    final_argument_whitespace = True
-    has_content = True
-    option_spec = _ANY
 
     def run(self) -> list[nodes.Node]:
         return []
