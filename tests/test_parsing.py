@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -161,6 +162,16 @@ def test_include_is_confined_to_the_knowledge_folder(tmp_path):
     assert "Only for business customers." in joined
     assert "hunter2" not in joined and "root:" not in joined
     assert joined.count("End.") <= 51  # a file including itself stops, it does not loop
+
+
+def test_include_of_a_huge_file_or_a_fifo_is_left_out(tmp_path):
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    with open(folder / "huge.rst", "wb") as handle:  # sparse: 3 GB on paper, nothing on disk
+        handle.truncate(3 * 1024**3)
+    os.mkfifo(folder / "pipe.rst")  # reading it would block forever
+    parsed = rst("Page\n====\n\n.. include:: huge.rst\n\n.. include:: pipe.rst\n\nEnd.\n", folder)
+    assert [b.text for b in parsed.blocks] == ["End."]
 
 
 def test_myst_headings_inside_tab_fences_are_found():

@@ -10,7 +10,9 @@ stays inside the knowledge folder. docutils never writes a warning anywhere.
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 from pathlib import Path
 
 from docutils import nodes
@@ -21,6 +23,7 @@ from docutils.parsers.rst.languages import en
 from bot.parsing import BlockWriter, Parsed, readable_target, role_text, text_blocks
 
 MAX_INCLUDES = 50  # per document: a file that includes itself stops here
+MAX_INCLUDE_BYTES = 1024 * 1024
 
 _ROLE_USE = re.compile(r"(?<![\w`]):([A-Za-z][\w:+.-]*):`")
 _DIRECTIVE_USE = re.compile(r"^[ \t]*\.\.[ \t]+([A-Za-z][\w:+.-]*)[ \t]*::", re.M)
@@ -122,7 +125,9 @@ class _Include(Directive):
         path = _confined(self.arguments[0], Path(settings.kb_path), Path(settings.kb_root)) if settings.kb_root else None
         if path is None or settings.kb_includes > MAX_INCLUDES:
             return []
-        text = path.read_bytes().decode("utf-8", errors="replace").replace("\r\n", "\n")
+        text = _read_included(path)
+        if text is None:
+            return []
         if after := self.options.get("start-after"):
             text = text.split(after, 1)[-1]
         if before := self.options.get("end-before"):
@@ -153,6 +158,25 @@ def _confined(argument: str, document: Path, root: Path) -> Path | None:
         if resolved.is_file():
             return resolved
     return None
+
+
+def _read_included(path: Path) -> str | None:
+    """The text of a confined include, read without following a symlink swapped in since, or None.
+
+    Capped at MAX_INCLUDE_BYTES: an include is a snippet, not a way to pull a huge file into a passage.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_INCLUDE_BYTES:
+            return None
+        data = handle.read(MAX_INCLUDE_BYTES + 1)
+    if len(data) > MAX_INCLUDE_BYTES:
+        return None
+    return data.decode("utf-8", errors="replace").replace("\r\n", "\n")
 
 
 _ADMONITIONS = {"seealso": "See also", "versionadded": "New in version", "versionchanged": "Changed in version",
