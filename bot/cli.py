@@ -138,19 +138,23 @@ def index_cmd(ctx: click.Context, knowledge: Path | None, db: Path | None, full:
 
 
 def format_result(result: SearchResult) -> str:
+    """Sources best first, each with the 0-100 relevance that ordered them and its best passage."""
     if not result.hits:
         return "No passages found."
     lines = []
     if not result.confident:
-        lines.append("No confident answer; the closest passages are:\n")
+        lines.append("No confident answer; best guesses:\n")
     for rank, hit in enumerate(result.hits, start=1):
         where = f"{hit.path}:{hit.start_line}-{hit.end_line}"
-        flag = "" if hit.confident else "  (low confidence)"
-        lines.append(f"{rank}. [{hit.score:.2f}] {where}{flag}")
+        flag = "" if hit.confident else "  (guess)"
+        lines.append(f"{rank}. [{hit.relevance:>3}] {where}{flag}")
         if hit.heading:
             lines.append(f"   {hit.heading}")
         excerpt = " ".join(hit.text.split())
         lines.append(f"   {excerpt[:300]}{'…' if len(excerpt) > 300 else ''}")
+        if hit.more:
+            spans = ", ".join(f"{m.start_line}-{m.end_line}" for m in hit.more)
+            lines.append(f"   (also in this file: lines {spans})")
         lines.append("")
     return "\n".join(lines).rstrip()
 
@@ -167,7 +171,7 @@ def format_result(result: SearchResult) -> str:
 def ask_cmd(
     ctx: click.Context, question: str, k: int | None, mode: str | None, db: Path | None, knowledge: Path | None, json_: bool
 ) -> None:
-    """Print the passages that best answer QUESTION, with their scores."""
+    """Print the sources that best answer QUESTION, best first, with their relevance (0-100)."""
     settings = _settings(ctx, db_path=db, knowledge_dir=knowledge, search_mode=mode)
     embedder = make_embedder(settings)
     ask = functools.partial(
