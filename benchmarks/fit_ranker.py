@@ -44,7 +44,7 @@ from bot.settings import load_settings  # noqa: E402
 from bot.store import Store  # noqa: E402
 
 L2 = 0.01
-FALSE_FLAG_BUDGET = 0.03  # on train, to leave room under the 5 % target on unseen questions
+FALSE_FLAG_BUDGET = 0.03  # on train; 0.02 and 0.05 were worse in leave-one-set-out runs
 
 
 @dataclass

@@ -31,10 +31,10 @@ SOURCE_FEATURES = ("cosine", "cosine_gap", "second_cosine", "keyword", "heading"
 SOURCE_WEIGHTS = (1.81, 16.762, -0.336, 4.275, 2.07)
 SOURCE_BIAS = -1.296
 
-ANSWER_FEATURES = ("top_logit", "top_cosine", "margin", "coverage", "missing")
-ANSWER_WEIGHTS = (1.368, 1.52, 0.066, 1.742, -1.559)
-ANSWER_BIAS = -6.028
-ANSWER_THRESHOLD = 0.289  # answer probability under which the reply says "no confident answer"
+ANSWER_FEATURES = ("top_cosine", "margin", "coverage", "missing")
+ANSWER_WEIGHTS = (2.0, 0.468, 2.288, -1.839)
+ANSWER_BIAS = -2.578
+ANSWER_THRESHOLD = 0.223  # answer probability under which the reply says "no confident answer"
 
 # A source whose cosine beats another's by this much is never ranked below it,
 # whatever their keyword scores: a strong meaning match is not buried by a weak
@@ -197,10 +197,10 @@ def order_hybrid(sources: list[Source], k: int) -> list[Source]:
 def answer_features(ordered: list[Source], words: QuestionWords) -> np.ndarray:
     """What the "not sure" model reads: the best source, its lead over the next, the vocabulary."""
     if not ordered:
-        return np.array([-10.0, 0.0, 0.0, 0.0, words.missing()])
+        return np.array([0.0, 0.0, 0.0, words.missing()])
     top = ordered[0]
     margin = top.logit - ordered[1].logit if len(ordered) > 1 else 5.0
-    return np.array([top.logit, top.features[0], min(margin, 5.0), top.coverage, words.missing()])
+    return np.array([top.features[0], min(margin, 5.0), top.coverage, words.missing()])
 
 
 def answer_probability(features: np.ndarray) -> float:
