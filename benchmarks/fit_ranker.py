@@ -5,8 +5,12 @@
         [--scifact ../shared/eval/scifact] [--scifact-queries 200]
 
 Questions: the `train` split of every dev set (benchmarks/data), plus a fixed
-sample of SciFact train queries when SciFact is there. Test splits are never
-read. For each question the candidates come from the product's own retrieval
+sample of SciFact train queries when SciFact is there (`--scifact-queries 0`:
+none). Test splits are never read. The "not sure" model also learns from the
+sample folder's golden set (tests/data/golden.jsonl, all answerable): paraphrased
+questions over a 20-file folder, where many everyday words of a question are in
+no file, so it does not learn that missing words alone mean "unanswerable".
+For each question the candidates come from the product's own retrieval
 (`bot.ranking.candidates`) over the set's index (built by benchmarks/quality.py's
 cache), so the features are exactly those search() computes.
 
@@ -34,11 +38,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import SHARED_EVAL  # noqa: E402
+from benchmarks.common import KNOWLEDGE, ROOT, SHARED_EVAL  # noqa: E402
 from benchmarks.quality import DATA, DEFAULT_CACHE, DEV_SETS, dev_set_db  # noqa: E402
 from bot import ranking  # noqa: E402
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.evaluation import BeirData, index_beir, load_beir, load_golden  # noqa: E402
+from bot.indexer import index_folder  # noqa: E402
 from bot.search import MAX_QUERY_CHARS, active_generation_for  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.store import Store  # noqa: E402
@@ -73,6 +78,16 @@ def dev_questions(embedder: Embedder, cache_dir: Path) -> list[Question]:
         with Store(dev_set_db(name, embedder, cache_dir)) as store:
             out += collect(store, embedder, name, [(i.question, i.answers) for i in items])
     return out
+
+
+def sample_questions(embedder: Embedder, cache_dir: Path) -> list[Question]:
+    """The sample folder's golden set, over an index of the sample folder."""
+    db = cache_dir / "sample.sqlite3"
+    settings = load_settings(environ={}, env_file=None, db_path=db, knowledge_dir=KNOWLEDGE)
+    items = load_golden(ROOT / "tests" / "data" / "golden.jsonl")
+    with Store(db) as store:
+        index_folder(store, embedder, settings, full=True)
+        return collect(store, embedder, "sample", [(i.question, i.answers) for i in items])
 
 
 def scifact_questions(folder: Path, embedder: Embedder, cache_dir: Path, count: int) -> list[Question]:
@@ -166,8 +181,7 @@ def main() -> None:
     ranking.SOURCE_WEIGHTS, ranking.SOURCE_BIAS = tuple(weights.round(3)), round(bias, 3)
     print(f"hit@1 with the fitted ranker: {hit_at_1(questions)}")
 
-    dev = [q for q in questions if q.group != "scifact"]
-    x, y = answer_rows(dev)
+    x, y = answer_rows([q for q in questions if q.group != "scifact"] + sample_questions(embedder, args.cache_dir))
     a_weights, a_bias = fit_logistic(x, y, np.where(y > 0, 0.5 / y.sum(), 0.5 / (len(y) - y.sum())))
     p = 1 / (1 + np.exp(-(x @ a_weights + a_bias)))
     threshold = threshold_for(p, y)

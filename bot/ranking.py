@@ -32,9 +32,9 @@ SOURCE_WEIGHTS = (1.81, 16.762, -0.336, 4.275, 2.07)
 SOURCE_BIAS = -1.296
 
 ANSWER_FEATURES = ("top_cosine", "margin", "coverage", "missing")
-ANSWER_WEIGHTS = (2.0, 0.468, 2.288, -1.839)
-ANSWER_BIAS = -2.578
-ANSWER_THRESHOLD = 0.223  # answer probability under which the reply says "no confident answer"
+ANSWER_WEIGHTS = (1.938, 0.527, 1.726, -1.829)
+ANSWER_BIAS = -2.276
+ANSWER_THRESHOLD = 0.2  # answer probability under which the reply says "no confident answer"
 
 # A source whose cosine beats another's by this much is never ranked below it,
 # whatever their keyword scores: a strong meaning match is not buried by a weak
@@ -74,6 +74,11 @@ class Source:
     @property
     def best(self) -> Passage:
         return self.passages[0]
+
+    @property
+    def cosine(self) -> float:
+        """The file's best cosine (its best passage by the model may be another one)."""
+        return float(self.features[0])
 
 
 @dataclass(frozen=True)
