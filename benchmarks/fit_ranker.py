@@ -169,6 +169,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--scifact", type=Path, default=SHARED_EVAL / "scifact")
     parser.add_argument("--scifact-queries", type=int, default=200)
+    parser.add_argument("--keep-ranker", action="store_true", help="fit only the 'not sure' model")
     args = parser.parse_args()
 
     embedder = LocalEmbedder.bundled()
@@ -177,9 +178,11 @@ def main() -> None:
         questions += scifact_questions(args.scifact, embedder, args.cache_dir, args.scifact_queries)
     print(f"{len(questions)} train questions; hit@1 with the shipped constants: {hit_at_1(questions)}")
 
-    weights, bias = fit_logistic(*source_rows(questions))
-    ranking.SOURCE_WEIGHTS, ranking.SOURCE_BIAS = tuple(weights.round(3)), round(bias, 3)
-    print(f"hit@1 with the fitted ranker: {hit_at_1(questions)}")
+    weights, bias = np.array(ranking.SOURCE_WEIGHTS), ranking.SOURCE_BIAS
+    if not args.keep_ranker:
+        weights, bias = fit_logistic(*source_rows(questions))
+        ranking.SOURCE_WEIGHTS, ranking.SOURCE_BIAS = tuple(weights.round(3)), round(bias, 3)
+        print(f"hit@1 with the fitted ranker: {hit_at_1(questions)}")
 
     x, y = answer_rows([q for q in questions if q.group != "scifact"] + sample_questions(embedder, args.cache_dir))
     a_weights, a_bias = fit_logistic(x, y, np.where(y > 0, 0.5 / y.sum(), 0.5 / (len(y) - y.sum())))

@@ -11,7 +11,7 @@ file that matched folded under it (`more`). `relevance` (0-100) is the score
 that ordered the list; `score` is the best passage's cosine similarity to the
 question, in [-1, 1] (`similarity` in JSON). `confident` is False when the
 "not sure" model judges that the folder does not answer the question, or when
-the source's best cosine is under `min_score`; such hits are still returned, so a
+the shown passage's cosine is under `min_score`; such hits are still returned, so a
 caller can say "no confident answer" and show the best guesses anyway.
 """
 
@@ -148,7 +148,7 @@ def _hit(source: Source, score: float, relevance: int, sure: bool, min_score: fl
     best = source.best
     return Hit(
         score=round(best.cosine, 4), path=best.row.path, heading=best.row.heading, text=best.row.text,
-        start_line=best.row.start_line, end_line=best.row.end_line, confident=sure and source.cosine >= min_score,
+        start_line=best.row.start_line, end_line=best.row.end_line, confident=sure and best.cosine >= min_score,
         title=best.row.title, rank_score=round(score, 4), relevance=relevance,
         more=tuple(
             Excerpt(round(p.cosine, 4), p.row.heading, p.row.text, p.row.start_line, p.row.end_line)

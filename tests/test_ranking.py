@@ -20,7 +20,7 @@ def passage(chunk_id: int, path: str, cosine: float, keyword: float = 0.0, headi
 
 
 def test_strong_meaning_match_is_never_below_a_weak_keyword_match():
-    meaning = passage(1, "meaning.md", 0.60)
+    meaning = passage(1, "meaning.md", 0.75)
     words = passage(2, "words.md", 0.40, keyword=1.0, heading=1.0)
     sources = ranking.group_sources([meaning, words])
     assert max(sources, key=lambda s: s.logit).path == "words.md", "the model alone would bury it"
