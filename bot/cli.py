@@ -139,19 +139,23 @@ def index_cmd(ctx: click.Context, knowledge: Path | None, db: Path | None, full:
 
 
 def format_result(result: SearchResult) -> str:
+    """Sources best first, each with the 0-100 relevance that ordered them and its best passage."""
     if not result.hits:
         return "No passages found."
     lines = []
     if not result.confident:
-        lines.append("No confident answer; the closest passages are:\n")
+        lines.append("No confident answer; best guesses:\n")
     for rank, hit in enumerate(result.hits, start=1):
         where = f"{hit.path}:{hit.start_line}-{hit.end_line}"
-        flag = "" if hit.confident else "  (low confidence)"
-        lines.append(f"{rank}. [{hit.score:.2f}] {where}{flag}")
+        flag = "" if hit.confident else "  (guess)"
+        lines.append(f"{rank}. [{hit.relevance:>3}] {where}{flag}")
         if hit.heading:
             lines.append(f"   {hit.heading}")
         excerpt = " ".join(hit.text.split())
         lines.append(f"   {excerpt[:300]}{'…' if len(excerpt) > 300 else ''}")
+        if hit.more:
+            spans = ", ".join(f"{m.start_line}-{m.end_line}" for m in hit.more)
+            lines.append(f"   (also in this file: lines {spans})")
         lines.append("")
     return "\n".join(lines).rstrip()
 
@@ -168,7 +172,7 @@ def format_result(result: SearchResult) -> str:
 def ask_cmd(
     ctx: click.Context, question: str, k: int | None, mode: str | None, db: Path | None, knowledge: Path | None, json_: bool
 ) -> None:
-    """Print the passages that best answer QUESTION, with their scores."""
+    """Print the sources that best answer QUESTION, best first, with their relevance (0-100)."""
     settings = _settings(ctx, db_path=db, knowledge_dir=knowledge, search_mode=mode)
     embedder = make_embedder(settings)
     ask = functools.partial(
@@ -245,11 +249,16 @@ modes_option = click.option(
 )
 
 
-def format_scores(title: str, results: dict[str, dict[str, float]]) -> str:
-    metrics = [m for m in next(iter(results.values())) if m != "queries"]
-    lines = [title, f"{'mode':<8}" + "".join(f"{m:>12}" for m in metrics)]
+COUNTS = ("queries", "unanswerable")  # sizes, shown in the title rather than as columns
+
+
+def format_scores(title: str, results: dict[str, dict[str, float | None]]) -> str:
+    """One row per mode; a rate with nothing to count (None) shows as "-"."""
+    metrics = [m for m in next(iter(results.values())) if m not in COUNTS]
+    lines = [title, f"{'mode':<8}" + "".join(f"{m:>15}" for m in metrics)]
     for mode, scores in results.items():
-        lines.append(f"{mode:<8}" + "".join(f"{scores[m]:>12.4f}" for m in metrics))
+        cells = ("-" if scores[m] is None else f"{scores[m]:.4f}" for m in metrics)
+        lines.append(f"{mode:<8}" + "".join(f"{cell:>15}" for cell in cells))
     return "\n".join(lines)
 
 
@@ -283,18 +292,30 @@ def eval_beir_cmd(
 @eval_group.command("golden")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @modes_option
+@click.option("--split", help='Score only the lines whose "split" is this (e.g. test).')
 @db_option
 @json_option
 @click.pass_context
 @user_errors
-def eval_golden_cmd(ctx: click.Context, file: Path, modes: tuple[str, ...], db: Path | None, json_: bool) -> None:
-    """Score the index on FILE, JSONL lines {"q": question, "file": path}: hit@1, hit@3, MRR."""
+def eval_golden_cmd(
+    ctx: click.Context, file: Path, modes: tuple[str, ...], split: str | None, db: Path | None, json_: bool
+) -> None:
+    """Score the index on FILE: hit@1, hit@3, MRR by distinct file, and the "not sure" flag.
+
+    FILE has one JSON object a line: {"q": question, "file": path, "also": [paths]}
+    ("also": other files that answer it too), or "file": null for a question the
+    folder does not answer, which scores the flag's precision and recall.
+    """
     settings = _settings(ctx, db_path=db)
-    items = load_golden(file)
+    items = load_golden(file, split)
+    if not items:
+        raise click.ClickException(f"no questions in {file}" + (f" with split {split!r}" if split else ""))
     embedder = make_embedder(settings)
     with Store(settings.db_path) as store:
         results = {mode: evaluate_golden(store, embedder, items, mode) for mode in modes or SEARCH_MODES}
-    title = f"{file.name}: {len(items)} questions, {embedder.model}"
+    unanswerable = sum(item.file is None for item in items)
+    name = f"{file.name} ({split})" if split else file.name
+    title = f"{name}: {len(items)} questions ({unanswerable} unanswerable), {embedder.model}"
     click.echo(json.dumps(results, indent=2) if json_ else format_scores(title, results))
 
 

@@ -13,7 +13,7 @@ import json
 import math
 import random
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +48,9 @@ def recall_at_k(ranked: Sequence[str], relevance: dict[str, int], k: int = 100) 
     return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
 
 
-def first_rank(ranked: Sequence[str], wanted: str) -> int | None:
-    """1-based rank of the first `wanted` in `ranked`, or None."""
-    return next((rank for rank, item in enumerate(ranked, start=1) if item == wanted), None)
+def first_rank(ranked: Sequence[str], wanted: Collection[str]) -> int | None:
+    """1-based rank of the first item of `ranked` that is in `wanted`, or None."""
+    return next((rank for rank, item in enumerate(ranked, start=1) if item in wanted), None)
 
 
 def mean(values: Iterable[float]) -> float:
@@ -157,28 +157,65 @@ def run_beir(
 @dataclass(frozen=True)
 class GoldenItem:
     question: str
-    file: str  # the knowledge file (relative path) that answers it
+    file: str | None  # the knowledge file (relative path) that answers it; None: the folder does not
+    also: tuple[str, ...] = ()  # other files that answer it too
+    split: str | None = None  # "train" or "test" in the dev sets: tune on one, report on the other
+
+    @property
+    def answers(self) -> frozenset[str]:
+        return frozenset((self.file, *self.also)) if self.file else frozenset()
 
 
-def load_golden(path: Path) -> list[GoldenItem]:
-    """Read a JSONL golden set: one {"q": question, "file": path} a line."""
+def load_golden(path: Path, split: str | None = None) -> list[GoldenItem]:
+    """Read a JSONL golden set, keeping only `split`'s lines when given.
+
+    One {"q": question, "file": path or null, "also": [paths], "split": name} a
+    line; "also" and "split" are optional.
+    """
     try:
-        return [GoldenItem(row["q"], row["file"]) for row in _jsonl(Path(path))]
+        items = [_golden_item(row) for row in _jsonl(Path(path))]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KbError(f"cannot read golden set {path}: {exc}") from None
+    return [item for item in items if split is None or item.split == split]
+
+
+def _golden_item(row: dict) -> GoldenItem:
+    file, also = row["file"], row.get("also") or []
+    if not isinstance(row["q"], str) or not (file is None or isinstance(file, str)) or not isinstance(also, list):
+        raise ValueError(f"expected q: text, file: path or null, also: [paths] in {json.dumps(row)[:200]}")
+    if file is None and also:
+        raise ValueError(f"a question without a file cannot have 'also' files: {row['q']!r}")
+    return GoldenItem(row["q"], file, tuple(also), row.get("split"))
 
 
 def evaluate_golden(
     store: Store, embedder: Embedder, items: Sequence[GoldenItem], mode: str, k: int = 10
-) -> dict[str, float]:
-    """hit@1, hit@3 and MRR of the answering file among the top-`k` passages."""
-    ranks = [
-        first_rank([hit.path for hit in search(store, embedder, item.question, k, mode=mode).hits], item.file)
-        for item in items
-    ]
+) -> dict[str, float | None]:
+    """Ranking and "no confident answer" quality on a golden set.
+
+    Answerable questions give hit@1, hit@3 and MRR of the first answering file
+    among the distinct files of the top-`k` results. Unanswerable ones (file
+    None) are not misses: with the answerable ones they score the flag, as the
+    share of flagged answers that were unanswerable (precision), the share of
+    unanswerable questions flagged (recall), and the share of answerable ones
+    flagged (false_flags). A rate with nothing to count is None.
+    """
+    ranks, flagged = [], []
+    for item in items:
+        result = search(store, embedder, item.question, k, mode=mode)
+        flagged.append((item.file is None, not result.confident))
+        if item.file is not None:
+            ranks.append(first_rank(rank_documents(result.hits), item.answers))
+    unanswerable = sum(u for u, _ in flagged)
+    caught = sum(u and f for u, f in flagged)
+    raised = sum(f for _, f in flagged)
     return {
         "hit@1": mean(r is not None and r <= 1 for r in ranks),
         "hit@3": mean(r is not None and r <= 3 for r in ranks),
         "mrr": mean(1 / r if r else 0.0 for r in ranks),
-        "queries": len(ranks),
+        "flag_precision": caught / raised if raised else None,
+        "flag_recall": caught / unanswerable if unanswerable else None,
+        "false_flags": (raised - caught) / len(ranks) if ranks else None,
+        "queries": len(items),
+        "unanswerable": unanswerable,
     }

@@ -1,39 +1,58 @@
-"""Answer a question with the best passages, each with its score.
+"""Answer a question with the best sources: each file once, with its best passage.
 
 Three modes: `vector` ranks by meaning (cosine similarity of embeddings),
-`keyword` by shared words (BM25 over FTS5), and `hybrid`, the default, fuses
-both rankings: keywords catch exact names and codes that embeddings blur,
-embeddings catch paraphrases that share no word.
+`keyword` by shared words (BM25 over FTS5), and `hybrid`, the default, by a
+small learned model over both and a few more clues (`bot.ranking`): keywords
+catch exact names and codes that embeddings blur, embeddings catch paraphrases
+that share no word.
 
-Whatever the mode, `score` is the cosine similarity between the question and
-the passage, in [-1, 1], higher is closer, and `confident` is `score >=
-min_score`: a number with one meaning that a threshold can be set on.
-`rank_score` is what the mode sorted by. Hits below `min_score` are still
-returned, marked `confident=False`, so a caller can say "no confident answer"
-and show the best guesses anyway.
+Each hit is a source: its best passage, with the other passages of the same
+file that matched folded under it (`more`). `relevance` (0-100) is the score
+that ordered the list; `score` is the best passage's cosine similarity to the
+question, in [-1, 1] (`similarity` in JSON). `confident` is False when the
+"not sure" model judges that the folder does not answer the question, or when
+the shown passage's cosine is under `min_score`; such hits are still returned, so a
+caller can say "no confident answer" and show the best guesses anyway.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from bot.embeddings import Embedder, known_dim, valid_text
 from bot.errors import IndexNotBuiltError, QueryError
-from bot.keyword_index import keyword_scores
+from bot.ranking import ANSWER_THRESHOLD, CANDIDATES, Source, candidates, rank
 from bot.settings import SEARCH_MODES
 from bot.store import Generation, Store
-from bot.vector_index import nearest, similarities
 
 # A question is embedded from its first 256 word pieces (the model's window);
 # cutting the raw text first keeps a 50 KB paste from costing a 50 KB tokenisation.
 MAX_QUERY_CHARS = 4000
 
 
+# Passages of the same file kept under a source, besides its best one.
+MORE_PASSAGES = 3
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """Another passage of a hit's file that matched the question."""
+
+    score: float  # cosine similarity to the question
+    heading: str | None
+    text: str
+    start_line: int
+    end_line: int
+
+    def as_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["similarity"] = data.pop("score")
+        return data
+
+
 @dataclass(frozen=True)
 class Hit:
-    score: float
+    score: float  # the best passage's cosine similarity to the question
     path: str
     heading: str | None
     text: str
@@ -41,13 +60,16 @@ class Hit:
     end_line: int
     confident: bool
     title: str | None = None
-    rank_score: float | None = None  # what the mode ranked by (fusion score in hybrid)
+    rank_score: float | None = None  # what the mode sorted by (the ranker's logit in hybrid)
+    relevance: int = 0  # 0-100: the score that ordered the list, shown to people
+    more: tuple[Excerpt, ...] = ()  # other matching passages of the same file, best first
 
     def as_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        data.pop("title")
-        data.pop("rank_score")  # an internal ordering value; `score` is the one to show
-        return data
+        return {
+            "relevance": self.relevance, "similarity": self.score, "path": self.path, "heading": self.heading,
+            "text": self.text, "start_line": self.start_line, "end_line": self.end_line,
+            "confident": self.confident, "more": [m.as_dict() for m in self.more],
+        }
 
 
 @dataclass(frozen=True)
@@ -56,13 +78,17 @@ class SearchResult:
     model: str
     hits: list[Hit]
     query_truncated: bool = False
+    answerable: float | None = None  # the "not sure" model's probability that the folder answers it
 
     @property
     def confident(self) -> bool:
         return any(h.confident for h in self.hits)
 
     def as_dict(self) -> dict[str, object]:
-        return {"query": self.query, "model": self.model, "hits": [h.as_dict() for h in self.hits]}
+        return {
+            "query": self.query, "model": self.model, "confident": self.confident,
+            "answerable": self.answerable, "hits": [h.as_dict() for h in self.hits],
+        }
 
 
 def clean_query(query: str) -> str:
@@ -101,7 +127,7 @@ def search(
     min_score: float = 0.25,
     mode: str = "hybrid",
 ) -> SearchResult:
-    """The top-`k` passages for `query`, best first, ranked as `mode` says."""
+    """The top-`k` sources for `query`, best first, ranked as `mode` says."""
     text = clean_query(query)
     if k < 1:
         raise QueryError("k must be at least 1")
@@ -113,71 +139,28 @@ def search(
     # One snapshot for every read: a re-index swapping generations meanwhile is not seen half-way.
     with store.snapshot():
         gen = active_generation_for(store, embedder)
-        ranked = RANKERS[mode](store, gen, head, vector, k)
-        rows = store.chunks_by_id(r.chunk_id for r in ranked)
+        passages, words = candidates(store, gen, head, vector, max(k, CANDIDATES))
+    ranking = rank(mode, passages, words, k)
+    sure = ranking.answerable >= ANSWER_THRESHOLD
     hits = [
-        Hit(
-            score=round(r.cosine, 4),
-            path=rows[r.chunk_id].path,
-            heading=rows[r.chunk_id].heading,
-            text=rows[r.chunk_id].text,
-            start_line=rows[r.chunk_id].start_line,
-            end_line=rows[r.chunk_id].end_line,
-            confident=r.cosine >= min_score,
-            title=rows[r.chunk_id].title,
-            rank_score=round(r.rank_score, 4),
-        )
-        for r in ranked
-        if r.chunk_id in rows
+        _hit(source, score, relevance, sure, min_score)
+        for source, score, relevance in zip(ranking.sources, ranking.scores, ranking.relevance)
     ]
-    return SearchResult(query=text, model=gen.model, hits=hits, query_truncated=len(text) > MAX_QUERY_CHARS)
+    return SearchResult(
+        query=text, model=gen.model, hits=hits, query_truncated=len(text) > MAX_QUERY_CHARS,
+        answerable=round(ranking.answerable, 4),
+    )
 
 
-@dataclass(frozen=True)
-class Ranked:
-    """A passage as a mode ranked it: its cosine (shown) and what it was sorted by."""
-
-    chunk_id: int
-    cosine: float
-    rank_score: float
-
-
-def rank_vector(store: Store, gen: Generation, text: str, vector: np.ndarray, k: int) -> list[Ranked]:
-    return [Ranked(chunk_id, cos, cos) for chunk_id, cos in nearest(store, gen, vector, k)]
-
-
-def rank_keyword(store: Store, gen: Generation, text: str, vector: np.ndarray, k: int) -> list[Ranked]:
-    """Passages by BM25, each with its cosine so `score` and `confident` mean what they mean elsewhere."""
-    found = keyword_scores(store, gen, text).top(k)
-    cosines = similarities(store, gen, vector, (chunk_id for chunk_id, _ in found))
-    return [Ranked(chunk_id, cosines[chunk_id], bm25) for chunk_id, bm25 in found if chunk_id in cosines]
-
-
-# Passages each ranking proposes to the fusion (more when more hits are asked for).
-CANDIDATES = 100
-# Up to this much is added to a passage's cosine for its keyword match: its BM25
-# as a share of the question's best BM25. Tuned on SciFact train (flat 0.4-0.55).
-KEYWORD_WEIGHT = 0.5
-
-
-def rank_hybrid(store: Store, gen: Generation, text: str, vector: np.ndarray, k: int) -> list[Ranked]:
-    """Both rankings' candidates, ranked by cosine + KEYWORD_WEIGHT * BM25 / best BM25.
-
-    Every candidate gets its real cosine and BM25 (not 0 for "absent from the
-    other list"), and the best BM25 is always a candidate, so a passage's fused
-    score does not depend on `k`.
-    """
-    pool = max(k, CANDIDATES)
-    cosines = dict(nearest(store, gen, vector, pool))
-    keyword = keyword_scores(store, gen, text)
-    keyword_best = keyword.top(pool)
-    cosines.update(similarities(store, gen, vector, {chunk_id for chunk_id, _ in keyword_best} - set(cosines)))
-    bm25 = keyword.of(cosines)
-    top_bm25 = keyword_best[0][1] if keyword_best else 0.0
-    scale = KEYWORD_WEIGHT / top_bm25 if top_bm25 > 0 else 0.0
-    fused = {chunk_id: cos + scale * bm25[chunk_id] for chunk_id, cos in cosines.items()}
-    best = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
-    return [Ranked(chunk_id, cosines[chunk_id], fused[chunk_id]) for chunk_id in best]
-
-
-RANKERS = {"vector": rank_vector, "keyword": rank_keyword, "hybrid": rank_hybrid}
+def _hit(source: Source, score: float, relevance: int, sure: bool, min_score: float) -> Hit:
+    """A source as shown: its best passage, the next few folded under it."""
+    best = source.best
+    return Hit(
+        score=round(best.cosine, 4), path=best.row.path, heading=best.row.heading, text=best.row.text,
+        start_line=best.row.start_line, end_line=best.row.end_line, confident=sure and best.cosine >= min_score,
+        title=best.row.title, rank_score=round(score, 4), relevance=relevance,
+        more=tuple(
+            Excerpt(round(p.cosine, 4), p.row.heading, p.row.text, p.row.start_line, p.row.end_line)
+            for p in source.passages[1 : 1 + MORE_PASSAGES]
+        ),
+    )

@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
+from bot.errors import KbError
 from bot.evaluation import (
+    GoldenItem,
     evaluate_golden,
     first_rank,
     load_beir,
@@ -47,8 +49,9 @@ def test_recall_and_first_rank():
     relevance = {"d1": 2, "d3": 1, "d4": 1, "d5": 0}
     assert recall_at_k(["d1", "d2", "d3", "d5"], relevance, 2) == pytest.approx(1 / 3)
     assert recall_at_k(["d1", "d2", "d3", "d5"], relevance, 100) == pytest.approx(2 / 3)
-    assert first_rank(["a", "b", "b"], "b") == 2
-    assert first_rank(["a"], "b") is None
+    assert first_rank(["a", "b", "b"], {"b"}) == 2
+    assert first_rank(["a", "b", "c"], {"c", "b"}) == 2
+    assert first_rank(["a"], {"b"}) is None
 
 
 def write_beir(folder: Path) -> Path:
@@ -113,6 +116,61 @@ def test_cli_eval_golden(sample_db):
     )
     assert result.exit_code == 0, result.output
     assert "hit@1" in result.output and "hybrid" in result.output and "keyword" not in result.output
+
+
+def write_golden(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_load_golden_reads_unanswerable_also_and_split(tmp_path):
+    path = write_golden(tmp_path / "g.jsonl", [
+        {"q": "vpn?", "file": "it/vpn-setup.md", "also": ["welcome.md"], "split": "train"},
+        {"q": "wifi in Paris?", "file": None, "split": "test"},
+        {"q": "taxi?", "file": "hr/expenses.md"},
+    ])
+    items = load_golden(path)
+    assert items[0] == GoldenItem("vpn?", "it/vpn-setup.md", ("welcome.md",), "train")
+    assert items[0].answers == {"it/vpn-setup.md", "welcome.md"}
+    assert items[1].file is None and items[1].answers == frozenset()
+    assert [i.question for i in load_golden(path, "test")] == ["wifi in Paris?"]
+    bad = write_golden(tmp_path / "bad.jsonl", [{"q": "x", "file": None, "also": ["a.md"]}])
+    with pytest.raises(KbError, match="cannot have 'also'"):
+        load_golden(bad)
+    with pytest.raises(KbError, match="cannot read golden set"):
+        load_golden(write_golden(tmp_path / "bad2.jsonl", [{"q": "x"}]))
+
+
+def test_golden_scoring_counts_also_files_and_keeps_unanswerable_out_of_hits(sample_store, embedder):
+    question = "how do I get reimbursed for a taxi"
+    right = GoldenItem(question, "hr/expenses.md")
+    wrong = GoldenItem(question, "it/laptops.txt")
+    rescued = GoldenItem(question, "it/laptops.txt", ("hr/expenses.md",))
+    unanswerable = GoldenItem("what is the airspeed velocity of an unladen swallow", None)
+    assert evaluate_golden(sample_store, embedder, [right, wrong], "hybrid")["hit@1"] == 0.5
+    scores = evaluate_golden(sample_store, embedder, [right, rescued, unanswerable], "hybrid")
+    assert scores["hit@1"] == scores["hit@3"] == scores["mrr"] == 1.0  # the unanswerable one is no miss
+    assert scores["queries"] == 3 and scores["unanswerable"] == 1
+    assert scores["flag_recall"] in (0.0, 1.0)
+    none_unanswerable = evaluate_golden(sample_store, embedder, [right], "hybrid")
+    assert none_unanswerable["flag_recall"] is None
+
+
+def test_cli_eval_golden_split_and_unanswerable(sample_db, tmp_path):
+    path = write_golden(tmp_path / "g.jsonl", [
+        {"q": "how do I get reimbursed for a taxi", "file": "hr/expenses.md", "split": "test"},
+        {"q": "what is the airspeed velocity of an unladen swallow", "file": None, "split": "test"},
+        {"q": "how many vacation days do we get", "file": "hr/time-off.md", "split": "train"},
+    ])
+    args = ["--env-file", "/nonexistent", "eval", "golden", str(path), "--db", str(sample_db), "--mode", "vector"]
+    result = CliRunner().invoke(cli, [*args, "--split", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)["vector"]
+    assert scores["queries"] == 2 and scores["unanswerable"] == 1 and scores["hit@1"] == 1.0
+    text = CliRunner().invoke(cli, args)
+    assert "flag_recall" in text.output and "(1 unanswerable)" in text.output
+    empty = CliRunner().invoke(cli, [*args, "--split", "dev"])
+    assert empty.exit_code == 1 and "no questions" in empty.output
 
 
 @pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"SciFact not found at {SCIFACT}: quality check skipped")

@@ -91,10 +91,20 @@ def test_cli_ask_json_shape(sample_db, tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", *args])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"query", "model", "hits"}
+    assert set(data) == {"query", "model", "confident", "answerable", "hits"}
+    assert data["confident"] is True and 0.0 <= data["answerable"] <= 1.0
     assert len(data["hits"]) == 3
-    assert set(data["hits"][0]) == {"score", "path", "heading", "text", "start_line", "end_line", "confident"}
-    assert data["hits"][0]["path"] == "hr/expenses.md"
+    top = data["hits"][0]
+    assert set(top) == {
+        "relevance", "similarity", "path", "heading", "text", "start_line", "end_line", "confident", "more",
+    }
+    assert top["path"] == "hr/expenses.md"
+    assert len({hit["path"] for hit in data["hits"]}) == 3, "each file once"
+    relevance = [hit["relevance"] for hit in data["hits"]]
+    assert relevance == sorted(relevance, reverse=True) and all(0 <= r <= 100 for r in relevance)
+    assert -1.0 <= top["similarity"] <= 1.0
+    for extra in top["more"]:
+        assert set(extra) == {"similarity", "heading", "text", "start_line", "end_line"}
 
 
 def test_cli_ask_builds_the_index_first_when_missing(tmp_path, knowledge_copy, monkeypatch):

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Benchmark 4: answer quality on the dev sets (benchmarks/data) and SciFact.
+
+    .venv/bin/python benchmarks/quality.py [--sets flask 18f-handbook] [--modes hybrid]
+        [--cache-dir ~/.cache/kb-bot-quality] [--scifact ../shared/eval/scifact | --no-scifact]
+
+For each dev set, its `docs/` folder is indexed with the bundled model into a
+database kept in the cache folder (a re-run re-chunks every file but embeds
+only new text), then its questions are asked in each mode and scored per
+split: hit@1, hit@3 and MRR by distinct file, and the "no confident answer"
+flag's precision, recall and false flags (answerable questions flagged). Then
+SciFact test nDCG@10 through `kb-bot eval beir`'s runner (skipped when the
+folder is absent). Choose settings on `train`; quote `test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import SHARED_EVAL, print_table  # noqa: E402
+from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
+from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir  # noqa: E402
+from bot.indexer import index_folder  # noqa: E402
+from bot.settings import SEARCH_MODES, load_settings  # noqa: E402
+from bot.store import Store  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+DEV_SETS = sorted(p.name for p in DATA.iterdir() if (p / "questions.jsonl").is_file())
+SPLITS = ("train", "test")
+METRICS = ("hit@1", "hit@3", "mrr", "flag_precision", "flag_recall", "false_flags")
+DEFAULT_CACHE = Path.home() / ".cache" / "kb-bot-quality"
+
+
+def dev_set_db(name: str, embedder: Embedder, cache_dir: Path) -> Path:
+    """The set's database in `cache_dir`, re-chunked from its files (embeddings come from the cache)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    db = cache_dir / f"{name}.sqlite3"
+    settings = load_settings(environ={}, env_file=None, db_path=db, knowledge_dir=DATA / name / "docs")
+    with Store(db) as store:
+        report = index_folder(store, embedder, settings, full=True)
+    print(f"{name}: {report.chunks} chunks, {report.texts_embedded} embedded, {report.seconds:.1f} s", file=sys.stderr)
+    return db
+
+
+def cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def dev_set_rows(name: str, db: Path, embedder: Embedder, modes: list[str]) -> list[list[object]]:
+    rows = []
+    with Store(db) as store:
+        for split in SPLITS:
+            items = load_golden(DATA / name / "questions.jsonl", split)
+            for mode in modes:
+                scores = evaluate_golden(store, embedder, items, mode)
+                counts = f"{scores['queries']} ({scores['unanswerable']})"
+                rows.append([name, split, counts, mode, *(cell(scores[m]) for m in METRICS)])
+    return rows
+
+
+def scifact_rows(folder: Path, embedder: Embedder, cache_dir: Path, modes: list[str]) -> list[list[object]]:
+    settings = load_settings(environ={}, env_file=None)
+    results = run_beir(load_beir(folder, "test"), embedder, settings, cache_dir / "scifact-cache.sqlite3", modes)
+    return [["scifact", "test", mode, cell(s["ndcg@10"]), cell(s["recall@100"])] for mode, s in results.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--sets", nargs="+", choices=DEV_SETS, default=DEV_SETS)
+    parser.add_argument("--modes", nargs="+", choices=SEARCH_MODES, default=list(SEARCH_MODES))
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--scifact", type=Path, default=SHARED_EVAL / "scifact")
+    parser.add_argument("--no-scifact", action="store_true")
+    args = parser.parse_args()
+
+    embedder = LocalEmbedder.bundled()
+    rows = []
+    for name in args.sets:
+        rows += dev_set_rows(name, dev_set_db(name, embedder, args.cache_dir), embedder, args.modes)
+    header = ["set", "split", "questions (unanswerable)", "mode", *METRICS]
+    print_table("Dev sets: hit@k/MRR over answerable questions; flag = 'no confident answer'", header, rows)
+    if args.no_scifact:
+        return
+    if not args.scifact.is_dir():
+        print(f"\nSciFact not found at {args.scifact}: skipped")
+        return
+    print_table("SciFact test", ["set", "split", "mode", "ndcg@10", "recall@100"],
+                scifact_rows(args.scifact, embedder, args.cache_dir, args.modes))
+
+
+if __name__ == "__main__":
+    main()

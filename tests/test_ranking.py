@@ -1,0 +1,77 @@
+"""The source ranker and the "not sure" model (bot/ranking.py): each file once, meaning not buried."""
+
+from __future__ import annotations
+
+import numpy as np
+from click.testing import CliRunner
+
+from bot import ranking
+from bot.cli import cli
+from bot.ranking import Passage, QuestionWords
+from bot.search import search
+from bot.store import ChunkRow
+
+NO_WORDS = QuestionWords([], np.zeros(0), [])
+
+
+def passage(chunk_id: int, path: str, cosine: float, keyword: float = 0.0, heading: float = 0.0) -> Passage:
+    row = ChunkRow(chunk_id, path, None, None, f"text {chunk_id}", 1, 2)
+    return Passage(chunk_id, row, cosine, keyword, heading, keyword)
+
+
+def test_strong_meaning_match_is_never_below_a_weak_keyword_match():
+    meaning = passage(1, "meaning.md", 0.75)
+    words = passage(2, "words.md", 0.40, keyword=1.0, heading=1.0)
+    sources = ranking.group_sources([meaning, words])
+    assert max(sources, key=lambda s: s.logit).path == "words.md", "the model alone would bury it"
+    ranked = ranking.rank("hybrid", [meaning, words], NO_WORDS, 2)
+    assert [s.path for s in ranked.sources] == ["meaning.md", "words.md"]
+    assert ranked.relevance == sorted(ranked.relevance, reverse=True), "the list still reads top-down"
+    close = ranking.rank("hybrid", [passage(1, "meaning.md", 0.50), words], NO_WORDS, 2)
+    assert close.sources[0].path == "words.md", "within the margin the keyword evidence decides"
+
+
+def test_each_file_is_one_source_with_its_passages_best_first():
+    passages = [passage(1, "a.md", 0.30), passage(2, "a.md", 0.55), passage(3, "b.md", 0.50), passage(4, "a.md", 0.2)]
+    sources = ranking.rank("vector", passages, NO_WORDS, 5).sources
+    assert [s.path for s in sources] == ["a.md", "b.md"]
+    assert [p.chunk_id for p in sources[0].passages] == [2, 1, 4]
+    assert sources[0].features[2] == 0.30, "the file's second-best passage is a feature"
+
+
+def test_search_returns_distinct_sources_with_more_passages_folded(sample_store, embedder):
+    result = search(sample_store, embedder, "how do I get reimbursed for a taxi", k=5)
+    paths = [h.path for h in result.hits]
+    assert paths[0] == "hr/expenses.md" and len(paths) == len(set(paths)) == 5
+    folded = [h for h in result.hits if h.more]
+    assert folded, "some file matched with more than one passage"
+    for hit in folded:
+        same_file = {
+            text for (text,) in sample_store.conn.execute(
+                "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.path = ?", (hit.path,)
+            )
+        }
+        assert all(extra.text in same_file and extra.text != hit.text for extra in hit.more)
+    assert [h.relevance for h in result.hits] == sorted((h.relevance for h in result.hits), reverse=True)
+
+
+def test_off_topic_question_is_flagged_but_still_shows_guesses(sample_store, embedder):
+    # Off-topic questions the folder's words do not reach. (One that names a real office, "the best
+    # pizza place near the Berlin office", is still judged answerable: 0.25 against a 0.2 threshold.)
+    for question in ("recipe for banana bread", "best pizza in town", "who won the world cup in 2018"):
+        result = search(sample_store, embedder, question, k=3)
+        assert result.hits and not result.confident and result.answerable < ranking.ANSWER_THRESHOLD, question
+    answered = search(sample_store, embedder, "how many vacation days do we get a year", k=3)
+    assert answered.confident and answered.answerable >= ranking.ANSWER_THRESHOLD
+
+
+def test_cli_ask_reads_top_down_by_relevance(sample_db):
+    result = CliRunner().invoke(
+        cli, ["--env-file", "/nonexistent", "ask", "how do I get reimbursed for a taxi", "--db", str(sample_db)]
+    )
+    assert result.exit_code == 0, result.output
+    shown = [line for line in result.output.splitlines() if line[:1].isdigit()]
+    relevance = [int(line.split("[")[1].split("]")[0]) for line in shown]
+    assert relevance == sorted(relevance, reverse=True) and len(shown) == 5
+    assert shown[0].startswith("1. [") and "hr/expenses.md" in shown[0]
+    assert len({line.split("] ")[1].split(":")[0] for line in shown}) == 5, "each file once"
