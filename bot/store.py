@@ -96,6 +96,10 @@ class Store:
         """A block whose reads all see one state of the file (`bot.db.read_snapshot`)."""
         return read_snapshot(self.conn)
 
+    def atomic(self) -> AbstractContextManager[Connection]:
+        """A block written in one transaction, or not at all (a savepoint when nested; `bot.db.transaction`)."""
+        return transaction(self.conn)
+
     def __enter__(self) -> Store:
         return self
 
