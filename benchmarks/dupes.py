@@ -77,14 +77,7 @@ from bot.duplicates import (  # noqa: E402
     prepared_as,
 )
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
-from bot.messages import (  # noqa: E402
-    Message,
-    get_message,
-    prepared_window,
-    record_messages,
-    unprepared_messages,
-    unscanned_messages,
-)
+from bot.messages import Message  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.store import Store  # noqa: E402
 
@@ -376,8 +369,8 @@ def prefill(store: Store, embedder: Embedder, settings: Settings, messages: list
 
 def make_store(folder: Path, name: str, scanned: list[Message], new: list[Message]) -> Store:
     store = Store(folder / f"{name}.db")
-    record_messages(store, scanned, scanned_at=END - NEW_SPAN)
-    record_messages(store, new)
+    store.messages.record_messages(scanned, scanned_at=END - NEW_SPAN)
+    store.messages.record_messages(new)
     return store
 
 
@@ -466,14 +459,14 @@ def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[s
         out.append((name, time.perf_counter() - started))
         return result
 
-    new = step("unscanned_messages (SQL)", lambda: unscanned_messages(store))
+    new = step("unscanned_messages (SQL)", lambda: store.messages.unscanned_messages())
     start, end = new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at
     label = prepared_as(embedder, settings)
     todo = step("unprepared_messages (SQL: none left after the first scan)",
-                lambda: unprepared_messages(store, start, end, label))
+                lambda: store.messages.unprepared_messages(start, end, label))
     step("prepare_messages on them", lambda: prepare_messages(store, embedder, settings, todo))
     window = step("prepared_window + _window (SQL: messages joined with their cached vectors, into one matrix)",
-                  lambda: _window(store, embedder, settings, prepared_window(store, start, end, label)))
+                  lambda: _window(store, embedder, settings, store.messages.prepared_window(start, end, label)))
     flagged = step("_flagged_laters (SQL)", lambda: _flagged_laters(store))
     is_new = {(m.channel, m.ts) for m in new}
     judge = [i for i, r in enumerate(window.rows) if (r.channel, r.ts) in is_new and (r.channel, r.ts) not in flagged]
@@ -484,7 +477,7 @@ def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[s
     def candidates() -> list[Candidates]:
         return [Candidates(by_key[(window.rows[i].channel, window.rows[i].ts)],
                            [(m, score) for j, score in row_matches
-                            if (m := get_message(store, window.rows[j].channel, window.rows[j].ts)) is not None])
+                            if (m := store.messages.get_message(window.rows[j].channel, window.rows[j].ts)) is not None])
                 for i, row_matches in matches]
 
     found = step("get_message for the candidates (SQL)", candidates)

@@ -18,7 +18,6 @@ from typing import Any
 import click
 from slack_sdk import WebClient
 
-from bot.dupe_feedback import all_feedback
 from bot.duplicates import Pair, backfill, dry_run_pairs, scan_and_flag, watched_channels, why
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
@@ -368,7 +367,7 @@ def dupes_feedback_cmd(ctx: click.Context, db: Path | None, export: bool) -> Non
     """The flags people marked "Not the same question"."""
     settings = _settings(ctx, db_path=db)
     with Store(settings.db_path) as store:
-        reports = all_feedback(store)
+        reports = store.messages.all_feedback()
     if export:
         for report in reports:
             click.echo(json.dumps(report.as_dict(), ensure_ascii=False))

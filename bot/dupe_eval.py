@@ -23,7 +23,6 @@ from pathlib import Path
 from bot.dupe_judge import BIAS, CUT, WEIGHTS, Evidence, evidence, probability
 from bot.duplicates import candidate_text, find_candidates, normalize_text
 from bot.embeddings import Embedder
-from bot.messages import record_message
 from bot.settings import Settings
 from bot.store import Store
 
@@ -66,7 +65,7 @@ def scan_stream(rows: Sequence[dict], store: Store, embedder: Embedder, settings
     for i, row in enumerate(rows):
         ts = f"{STREAM_START + i * 600}.000100"
         by_key[(row["channel"], ts)] = row
-        record_message(store, channel=row["channel"], ts=ts, user=row["user"], text=row["text"])
+        store.messages.record_message(channel=row["channel"], ts=ts, user=row["user"], text=row["text"])
     _, found = find_candidates(store, embedder, settings)
     cases = []
     for found_one in found:

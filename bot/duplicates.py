@@ -37,27 +37,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.cache import embed_many
-from bot.db import transaction
 from bot.dupe_feedback import not_same_button
 from bot.dupe_judge import Verdict, judge
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
-from bot.messages import (
-    Message,
-    WindowRow,
-    channel_cursor,
-    delete_message,
-    get_message,
-    is_tombstone,
-    is_user_post,
-    mark_scanned,
-    prepared_window,
-    record_messages,
-    set_channel_cursor,
-    set_prepared,
-    unprepared_messages,
-    unscanned_messages,
-)
+from bot.messages import Message, WindowRow, is_tombstone, is_user_post
 from bot.settings import Settings
 from bot.slack.format import from_slack
 from bot.store import Store, cache_key
@@ -159,7 +143,7 @@ def prepare_messages(store: Store, embedder: Embedder, settings: Settings, messa
         # a long message is judged by its opening (the model's window): where a question usually is
         embed_many(embedder, store, [t for t in texts if t is not None], truncate=True)
         keys = [cache_key(embedder.model, t) if t is not None else None for t in texts]
-        set_prepared(store, zip(batch, keys), label)
+        store.messages.set_prepared(zip(batch, keys), label)
 
 
 @dataclass(frozen=True)
@@ -195,20 +179,20 @@ def find_candidates(
     Stage one of the scan: vector similarity alone, at a threshold loose
     enough to reach honest rewordings; the judge (`bot.dupe_judge`) decides.
     """
-    new = unscanned_messages(store, channels)
+    new = store.messages.unscanned_messages(channels)
     if not new:
         return [], []
     start, end = new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at
     label = prepared_as(embedder, settings)
-    prepare_messages(store, embedder, settings, unprepared_messages(store, start, end, label, channels))
-    window = _window(store, embedder, settings, prepared_window(store, start, end, label, channels))
-    flagged = _flagged_laters(store)
+    prepare_messages(store, embedder, settings, store.messages.unprepared_messages(start, end, label, channels))
+    window = _window(store, embedder, settings, store.messages.prepared_window(start, end, label, channels))
+    flagged = store.messages.flagged_laters()
     by_key = {(m.channel, m.ts): m for m in new}
     judge = [i for i, r in enumerate(window.rows) if (r.channel, r.ts) in by_key and (r.channel, r.ts) not in flagged]
     found = []
     for i, matches in _top_earlier(window, judge, settings):
         earlier = [(message, score) for j, score in matches
-                   if (message := get_message(store, window.rows[j].channel, window.rows[j].ts)) is not None]
+                   if (message := store.messages.get_message(window.rows[j].channel, window.rows[j].ts)) is not None]
         if earlier:
             found.append(Candidates(by_key[(window.rows[i].channel, window.rows[i].ts)], earlier))
     return new, found
@@ -252,7 +236,7 @@ def _window(
             if len(pending) == WINDOW_CHUNK:
                 matrix += _half(pending)
                 pending = []
-        elif (message := get_message(store, row.channel, row.ts)) is not None:
+        elif (message := store.messages.get_message(row.channel, row.ts)) is not None:
             lost.append(message)
     matrix += _half(pending)
     vectors = np.frombuffer(matrix, dtype=np.float16).reshape(len(rows), embedder.dim)
@@ -383,38 +367,8 @@ def _is_transient(exc: Exception) -> bool:
     return not isinstance(exc, SlackApiError) or _slack_error(exc) in _TRANSIENT
 
 
-def _flagged_laters(store: Store) -> set[tuple[str, str]]:
-    """Unscanned messages that were flagged already (edited since, or a scan cut short)."""
-    return {
-        (channel, ts)
-        for channel, ts in store.conn.execute(
-            "SELECT later_channel, later_ts FROM flagged_pairs JOIN messages "
-            "ON channel = later_channel AND ts = later_ts WHERE scanned_at IS NULL"
-        )
-    }
-
-
-def _claim(store: Store, pair: Pair, action: str) -> bool:
-    """Record the pair before posting, unless its later message was ever flagged."""
-    later, earlier = pair.later, pair.earlier
-    with transaction(store.conn):
-        cursor = store.conn.execute(
-            "INSERT INTO flagged_pairs (later_channel, later_ts, earlier_channel, earlier_ts, score, action, "
-            "flagged_at) SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM flagged_pairs "
-            "WHERE later_channel = ? AND later_ts = ?)",
-            (later.channel, later.ts, earlier.channel, earlier.ts, pair.score, action, time.time(),
-             later.channel, later.ts),
-        )
-    return cursor.rowcount == 1
-
-
 def _release(store: Store, pairs: Iterable[Pair]) -> None:
-    with transaction(store.conn):
-        store.conn.executemany(
-            "DELETE FROM flagged_pairs WHERE later_channel = ? AND later_ts = ? "
-            "AND earlier_channel = ? AND earlier_ts = ?",
-            [(p.later.channel, p.later.ts, p.earlier.channel, p.earlier.ts) for p in pairs],
-        )
+    store.messages.release_flags((p.later, p.earlier) for p in pairs)
 
 
 def _permalink(client: WebClient, message: Message) -> str:
@@ -439,16 +393,16 @@ def reply_blocks(earlier_link: str, pair: Pair) -> list[dict[str, object]]:
 
 def _flag_one(store: Store, client: WebClient, settings: Settings, pair: Pair) -> Outcome:
     """Claim, then post the threaded reply (if asked for); undo the claim if Slack fails."""
-    if get_message(store, pair.earlier.channel, pair.earlier.ts) is None:
+    if store.messages.get_message(pair.earlier.channel, pair.earlier.ts) is None:
         return Outcome.RETRY  # the earlier twin was deleted meanwhile: judge again without it
-    if not _claim(store, pair, settings.dup_action):
+    if not store.messages.claim_flag(pair.later, pair.earlier, pair.score, settings.dup_action):
         return Outcome.DROP
     try:
         link = _permalink(client, pair.earlier)
     except (SlackClientError, OSError) as exc:
         _release(store, [pair])
         if _slack_error(exc) == "message_not_found":  # deleted while we were down
-            delete_message(store, channel=pair.earlier.channel, ts=pair.earlier.ts)
+            store.messages.delete_message(channel=pair.earlier.channel, ts=pair.earlier.ts)
             return Outcome.RETRY
         log.warning("dupes permalink failed channel=%s error=%s", pair.earlier.channel, _slack_error(exc))
         return Outcome.RETRY if _is_transient(exc) else Outcome.DROP
@@ -538,17 +492,17 @@ def backfill(store: Store, client: WebClient, settings: Settings, channels: Iter
     """
     added = 0
     for channel in channels:
-        cursor = channel_cursor(store, channel)
+        cursor = store.messages.channel_cursor(channel)
         oldest = cursor or f"{time.time() - settings.dup_window_days * DAY:.6f}"
         try:
             posts, deleted, newest = _history(client, channel, oldest)
         except (SlackClientError, OSError) as exc:
             log.warning("dupes backfill failed channel=%s error=%s", channel, _slack_error(exc))
             continue
-        added += record_messages(store, posts, scanned_at=None if cursor else time.time())
+        added += store.messages.record_messages(posts, scanned_at=None if cursor else time.time())
         for ts in deleted:
-            delete_message(store, channel=channel, ts=ts)
-        set_channel_cursor(store, channel, newest or oldest)  # an empty channel is known from now on
+            store.messages.delete_message(channel=channel, ts=ts)
+        store.messages.set_channel_cursor(channel, newest or oldest)  # an empty channel is known from now on
     return added
 
 
@@ -594,7 +548,7 @@ def scan_and_flag(store: Store, embedder: Embedder, settings: Settings, client: 
     findings = find_duplicates(store, embedder, settings, channels)
     outcomes = flag_pairs(store, client, settings, findings.pairs)
     retry = {(p.later.channel, p.later.ts) for p, outcome in outcomes.items() if outcome is Outcome.RETRY}
-    mark_scanned(store, [m for m in findings.examined if (m.channel, m.ts) not in retry])
+    store.messages.mark_scanned([m for m in findings.examined if (m.channel, m.ts) not in retry])
     flagged = [p for p, outcome in outcomes.items() if outcome is Outcome.FLAGGED]
     log.info(
         "dupes scan channels=%d backfilled=%d examined=%d pairs=%d flagged=%d retry=%d",

@@ -22,7 +22,7 @@ from bot.cli import cli
 from bot.db import connect, sqlite_module, transaction
 from bot.errors import DatabaseError
 from bot.lock import index_lock, lock_path
-from bot.migrations import MIGRATIONS
+from bot.migrations import MIGRATIONS, migrate
 from bot.store import Store
 
 # Set by .ci/run to the module each of its test runs must use: sqlean or sqlite3.
@@ -297,6 +297,17 @@ def test_a_new_database_records_each_migration_with_its_time(tmp_path: Path) -> 
         rows = store.conn.execute("SELECT name, applied_at FROM _migrations ORDER BY name").fetchall()
     assert [name for name, _ in rows] == [m.__name__ for m in MIGRATIONS]
     assert all(before - 1 <= applied_at <= time.time() + 1 for _, applied_at in rows)
+
+
+def test_migrate_stops_before_the_named_migration_and_the_next_open_finishes(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with Store(path, stop_before=MIGRATIONS[2].__name__) as old:
+        assert [name for name, in old.conn.execute("SELECT name FROM _migrations ORDER BY name")] == [
+            m.__name__ for m in MIGRATIONS[:2]]
+        with pytest.raises(ValueError, match="no migration named m999"):
+            migrate(old.conn, stop_before="m999")
+    with Store(path) as store:
+        assert len(store.conn.execute("SELECT name FROM _migrations").fetchall()) == len(MIGRATIONS)
 
 
 def test_stats_names_the_sqlite_in_use(tmp_path: Path) -> None:

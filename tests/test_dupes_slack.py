@@ -24,7 +24,6 @@ from bot import duplicates
 from bot.cli import cli
 from bot.duplicates import Pair, backfill, scan_and_flag
 from bot.embeddings import LocalEmbedder
-from bot.messages import channel_cursor, get_message, record_message, unscanned_messages
 from bot.scheduler import JOB_ID, build_scheduler
 from bot.server import EVENTS_PATH, Services, create_app, http_server, make_web_client, start_background_jobs
 from bot.settings import Settings
@@ -69,7 +68,7 @@ def scan(settings: Settings, embedder: LocalEmbedder) -> list[Pair]:
 
 def post(settings: Settings, channel: str, ts: str, text: str, user: str) -> None:
     with Store(settings.db_path) as store:
-        record_message(store, channel=channel, ts=ts, user=user, text=text)
+        store.messages.record_message(channel=channel, ts=ts, user=user, text=text)
 
 
 def replies(fake: FakeSlack) -> list[Call]:
@@ -78,7 +77,7 @@ def replies(fake: FakeSlack) -> list[Call]:
 
 def unscanned(settings: Settings) -> list[str]:
     with Store(settings.db_path) as store:
-        return [m.ts for m in unscanned_messages(store)]
+        return [m.ts for m in store.messages.unscanned_messages()]
 
 
 def flagged_rows(settings: Settings) -> list[tuple]:
@@ -175,7 +174,7 @@ def test_end_to_end_events_scheduler_restart_and_backfill(
     [since] = [c for c in fake.calls_to("conversations.history")[-2:] if c.params["channel"] == "C1"]
     assert since.params["oldest"] == other  # from the cursor on
     with Store(settings.db_path) as store:
-        assert channel_cursor(store, "C1") == down
+        assert store.messages.channel_cursor("C1") == down
     assert unscanned(settings) == []
 
 
@@ -209,7 +208,7 @@ def test_an_earlier_twin_deleted_in_slack_is_not_flagged(
     fake.fail("chat.getPermalink", "message_not_found")  # deleted while the bot was down
     assert scan(settings, embedder) == []
     with Store(settings.db_path) as store:
-        assert get_message(store, "C1", stamp(20)) is None
+        assert store.messages.get_message("C1", stamp(20)) is None
     assert unscanned(settings) == [stamp(10)]  # judged again, without the deleted twin
     assert scan(settings, embedder) == []
     assert replies(fake) == [] and unscanned(settings) == []
@@ -279,11 +278,11 @@ def test_backfill_pages_through_history_and_waits_out_rate_limits(
     fake.rate_limit("conversations.history")
     with Store(settings.db_path) as store:
         assert backfill(store, client, settings, ["C1"]) == 5  # the join is not a post
-        assert unscanned_messages(store) == []  # a first look is context only
-        assert channel_cursor(store, "C1") == stamp(44)
+        assert store.messages.unscanned_messages() == []  # a first look is context only
+        assert store.messages.channel_cursor("C1") == stamp(44)
         fake.history["C1"].append(message_event("C1", stamp(3), VPN, "U2"))
         assert backfill(store, client, settings, ["C1"]) == 1
-        assert [m.ts for m in unscanned_messages(store)] == [stamp(3)]
+        assert [m.ts for m in store.messages.unscanned_messages()] == [stamp(3)]
     calls = fake.calls_to("conversations.history")
     assert len(calls) == 1 + 3 + 1  # the 429, three pages, then one page since the cursor
     assert calls[-1].params["oldest"] == stamp(44)
@@ -375,7 +374,7 @@ def test_a_channel_that_fails_does_not_stop_the_others(
     fake.history["C2"] = [message_event("C2", stamp(5), VPN, "U1")]
     with Store(settings.db_path) as store:
         assert backfill(store, make_web_client(settings), settings, ["C1", "C2"]) == 1
-        assert channel_cursor(store, "C1") is None and channel_cursor(store, "C2") == stamp(5)
+        assert store.messages.channel_cursor("C1") is None and store.messages.channel_cursor("C2") == stamp(5)
 
 
 # --- scheduler and CLI -----------------------------------------------------------------

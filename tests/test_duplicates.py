@@ -25,14 +25,6 @@ from bot.duplicates import (
 )
 from bot.embeddings import LocalEmbedder
 from bot.errors import SettingsError
-from bot.messages import (
-    delete_message,
-    edit_message,
-    mark_scanned,
-    record_message,
-    unprepared_messages,
-    unscanned_messages,
-)
 from bot.scheduler import scan_trigger
 from bot.settings import Settings
 from bot.store import Store
@@ -59,7 +51,7 @@ def store(settings: Settings) -> Iterator[Store]:
 def post(store: Store, offset: float, text: str, *, user: str = "U1", channel: str = "C1",
          thread: float | None = None) -> str:
     stamp = ts(offset)
-    record_message(store, channel=channel, ts=stamp, user=user, text=text,
+    store.messages.record_message(channel=channel, ts=stamp, user=user, text=text,
                    thread_ts=ts(thread) if thread is not None else None)
     return stamp
 
@@ -229,14 +221,14 @@ def test_only_the_window_counts(store: Store, embedder: LocalEmbedder, settings:
 def test_a_deleted_earlier_twin_is_not_a_match(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     first = post(store, 0, VPN)
     post(store, 60, VPN_AGAIN, user="U2")
-    delete_message(store, channel="C1", ts=first)
+    store.messages.delete_message(channel="C1", ts=first)
     assert found(store, embedder, settings) == []
 
 
 def test_only_new_messages_are_judged(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
-    mark_scanned(store, unscanned_messages(store))
+    store.messages.mark_scanned(store.messages.unscanned_messages())
     assert find_duplicates(store, embedder, settings).examined == []
     again = post(store, 120, VPN_AGAIN, user="U3")  # new, compared with scanned ones
     findings = find_duplicates(store, embedder, settings)
@@ -247,8 +239,8 @@ def test_only_new_messages_are_judged(store: Store, embedder: LocalEmbedder, set
 def test_an_edit_makes_a_message_new_again(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     post(store, 0, VPN)
     later = post(store, 60, OFFSITE, user="U2")
-    mark_scanned(store, unscanned_messages(store))
-    edit_message(store, channel="C1", ts=later, text=VPN_AGAIN)
+    store.messages.mark_scanned(store.messages.unscanned_messages())
+    store.messages.edit_message(channel="C1", ts=later, text=VPN_AGAIN)
     assert found(store, embedder, settings) == [(later, ts(0))]
 
 
@@ -258,12 +250,12 @@ def test_an_edit_after_a_scan_is_judged_by_its_new_text(
     first = post(store, 0, VPN)
     later = post(store, 60, VPN_AGAIN, user="U2")
     assert found(store, embedder, settings) == [(later, first)]  # both prepared with these texts
-    mark_scanned(store, unscanned_messages(store))
-    edit_message(store, channel="C1", ts=later, text=OFFSITE)
+    store.messages.mark_scanned(store.messages.unscanned_messages())
+    store.messages.edit_message(channel="C1", ts=later, text=OFFSITE)
     assert found(store, embedder, settings) == []
-    mark_scanned(store, unscanned_messages(store))
-    edit_message(store, channel="C1", ts=first, text=OFFSITE)
-    edit_message(store, channel="C1", ts=later, text=VPN)
+    store.messages.mark_scanned(store.messages.unscanned_messages())
+    store.messages.edit_message(channel="C1", ts=first, text=OFFSITE)
+    store.messages.edit_message(channel="C1", ts=later, text=VPN)
     assert found(store, embedder, settings) == []  # the earlier one no longer asks about the VPN
 
 
@@ -287,7 +279,7 @@ def test_a_scan_prepares_each_message_once(store: Store, embedder: LocalEmbedder
     assert find_duplicates(store, counting, settings).pairs == []
     assert counting.texts == 2
     label = prepared_as(embedder, settings)
-    assert unprepared_messages(store, 0, T0 + DAY, label) == []
+    assert store.messages.unprepared_messages(0, T0 + DAY, label) == []
     again = post(store, 120, VPN_AGAIN, user="U4")
     assert [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, counting, settings).pairs] == [(again, ts(0))]
     assert counting.texts == 3  # only the new message went through the model
@@ -307,7 +299,7 @@ def test_a_vector_missing_from_the_cache_is_embedded_again(
 ) -> None:
     first = post(store, 0, VPN)
     assert found(store, embedder, settings) == []
-    mark_scanned(store, unscanned_messages(store))
+    store.messages.mark_scanned(store.messages.unscanned_messages())
     with store.conn:
         store.conn.execute("DELETE FROM embedding_cache")  # e.g. a cache cleared by hand
     again = post(store, 60, VPN_AGAIN, user="U2")
@@ -317,30 +309,28 @@ def test_a_vector_missing_from_the_cache_is_embedded_again(
 
 
 def test_messages_stored_before_m006_are_prepared_by_the_next_scan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: LocalEmbedder, settings: Settings
+    tmp_path: Path, embedder: LocalEmbedder, settings: Settings
 ) -> None:
     from bot import migrations
 
     path = tmp_path / "old.sqlite3"
-    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])
-    with Store(path) as old:
+    with Store(path, stop_before="m006_prepared_messages") as old:
         first = post(old, 0, VPN)
-        mark_scanned(old, unscanned_messages(old))
-    monkeypatch.undo()
+        old.messages.mark_scanned(old.messages.unscanned_messages())
     with Store(path) as store:
         assert "m006_prepared_messages" in migrations.applied(store.conn)
-        assert unprepared_messages(store, 0, T0 + DAY, prepared_as(embedder, settings))  # nothing prepared yet
+        assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings))  # nothing prepared yet
         again = post(store, 60, VPN_AGAIN, user="U2")
         assert found(store, embedder, settings) == [(again, first)]
-        assert unprepared_messages(store, 0, T0 + DAY, prepared_as(embedder, settings)) == []
+        assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings)) == []
 
 
 def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None:
     later = post(store, 0, OFFSITE)
-    judged = unscanned_messages(store)
-    edit_message(store, channel="C1", ts=later, text=VPN)  # arrives while the scan runs
-    mark_scanned(store, judged)
-    assert [m.text for m in unscanned_messages(store)] == [VPN]
+    judged = store.messages.unscanned_messages()
+    store.messages.edit_message(channel="C1", ts=later, text=VPN)  # arrives while the scan runs
+    store.messages.mark_scanned(judged)
+    assert [m.text for m in store.messages.unscanned_messages()] == [VPN]
 
 
 def test_dup_channels_limit_the_scan(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:

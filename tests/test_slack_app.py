@@ -32,7 +32,6 @@ from bot.embeddings import LocalEmbedder
 from bot.errors import LockHeldError, SettingsError
 from bot.indexer import index_folder
 from bot.lock import index_lock
-from bot.messages import get_message, unprepared_messages
 from bot.server import Services, create_app, http_server, make_web_client, socket_mode_handler
 from bot.settings import Settings
 from bot.slack import app as slack_app
@@ -398,7 +397,7 @@ def test_channel_messages_are_stored_edited_and_deleted(start_bot: Callable[...,
     for number, event in enumerate([question, reply, kept, *ignored]):
         assert bot.event(event, f"EvM{number}").status == 200
     store = bot.services.store()
-    wait_until(lambda: all(get_message(store, "C0001", e["ts"]) for e in (question, reply, kept)))
+    wait_until(lambda: all(store.messages.get_message("C0001", e["ts"]) for e in (question, reply, kept)))
 
     bot.event({"type": "message", "subtype": "message_changed", "channel": "C0001", "channel_type": "channel",
                "message": {**question, "text": "How do I reset my VPN password on a Mac?"},
@@ -407,16 +406,16 @@ def test_channel_messages_are_stored_edited_and_deleted(start_bot: Callable[...,
                "deleted_ts": reply["ts"], "previous_message": reply, "ts": "1700000401.000100"}, "EvDelete")
     bot.finish()
 
-    assert get_message(store, "C0001", question["ts"]).text == "How do I reset my VPN password on a Mac?"
-    assert get_message(store, "C0001", reply["ts"]) is None
+    assert store.messages.get_message("C0001", question["ts"]).text == "How do I reset my VPN password on a Mac?"
+    assert store.messages.get_message("C0001", reply["ts"]) is None
     # each stored text was prepared for the duplicate scan as it arrived, the edit by its new text
     label = prepared_as(bot.services.embedder, bot.services.settings)
-    assert unprepared_messages(store, 0, 2e9, label) == []
+    assert store.messages.unprepared_messages(0, 2e9, label) == []
     keys = dict(store.conn.execute("SELECT ts, vector_key FROM messages WHERE deleted = 0"))
     model = bot.services.embedder.model
     assert keys == {question["ts"]: cache_key(model, "How do I reset my VPN password on a Mac?"),
                     kept["ts"]: cache_key(model, kept["text"])}
-    assert all(get_message(store, e["channel"], e["ts"]) is None for e in ignored)
+    assert all(store.messages.get_message(e["channel"], e["ts"]) is None for e in ignored)
     assert not bot.fake.calls_to("chat.postMessage")
 
 

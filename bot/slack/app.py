@@ -31,16 +31,7 @@ from bot.cli import format_report
 from bot.dupe_feedback import NOT_SAME_ACTION, not_same_text, record_not_same
 from bot.duplicates import prepare_messages, watches_event
 from bot.errors import KbError
-from bot.messages import (
-    Message,
-    delete_message,
-    edit_message,
-    get_message,
-    is_tombstone,
-    is_user_post,
-    record_message,
-    remember_event,
-)
+from bot.messages import Message, is_tombstone, is_user_post
 from bot.slack import format as fmt
 
 if TYPE_CHECKING:
@@ -123,7 +114,7 @@ def build_app(services: Services) -> App:
     def not_same(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """"Not the same question" on a duplicate flag: record the pair, and say so on the flag."""
         user, container = body["user"]["id"], body["container"]
-        if record_not_same(services.store(), action["value"], user) is not None:
+        if record_not_same(services.store().messages, action["value"], user) is not None:
             client.chat_update(channel=container["channel_id"], ts=container["message_ts"],
                                text=not_same_text(user), blocks=[])
 
@@ -158,18 +149,18 @@ def build_app(services: Services) -> App:
         if subtype == "message_changed":
             edited = event.get("message") or {}
             if is_tombstone(edited):  # a thread parent deleted: its replies keep a placeholder
-                delete_message(store, channel=channel, ts=edited.get("ts", ""))
+                store.messages.delete_message(channel=channel, ts=edited.get("ts", ""))
             elif is_user_post(edited):
-                edit_message(store, channel=channel, ts=edited["ts"], text=edited.get("text") or "")
-                _prepare(services, get_message(store, channel, edited["ts"]))
+                store.messages.edit_message(channel=channel, ts=edited["ts"], text=edited.get("text") or "")
+                _prepare(services, store.messages.get_message(channel, edited["ts"]))
         elif subtype == "message_deleted":
-            delete_message(store, channel=channel, ts=event["deleted_ts"])
+            store.messages.delete_message(channel=channel, ts=event["deleted_ts"])
         elif is_user_post(event):
-            record_message(
-                store, channel=channel, ts=event["ts"], user=event["user"],
+            store.messages.record_message(
+                channel=channel, ts=event["ts"], user=event["user"],
                 text=event.get("text") or "", thread_ts=event.get("thread_ts"),
             )
-            _prepare(services, get_message(store, channel, event["ts"]))
+            _prepare(services, store.messages.get_message(channel, event["ts"]))
 
     app.command(settings.ask_command)(take_command)
     app.action(fmt.SHARE_ACTION)(ack=_ack, lazy=[share_answer])
@@ -289,7 +280,7 @@ def _logged(listener: Callable[..., None]) -> Callable[..., None]:
 def _first_delivery(services: Services, body: dict[str, Any]) -> bool:
     """False for a redelivery (a Slack retry) of an event already handled."""
     event_id = body.get("event_id")
-    return not event_id or remember_event(services.store(), event_id)
+    return not event_id or services.store().messages.remember_event(event_id)
 
 
 def _react(call: Callable[..., Any], channel: str, ts: str) -> None:
