@@ -12,10 +12,6 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-# Subtypes that are still a person's post; everything else (joins, bot posts,
-# topic changes…) is not a candidate for duplicate detection.
-USER_POST_SUBTYPES = {None, "thread_broadcast", "file_share", "me_message"}
-
 
 @dataclass(frozen=True)
 class Message:
@@ -25,22 +21,6 @@ class Message:
     user: str | None
     text: str
     posted_at: float
-
-
-def is_user_post(event: dict) -> bool:
-    """True for a message a person posted (not a bot, not a system subtype)."""
-    return (
-        event.get("subtype") in USER_POST_SUBTYPES
-        and not event.get("bot_id")
-        and bool(event.get("user"))
-        and bool(event.get("ts"))
-    )
-
-
-def is_tombstone(message: dict) -> bool:
-    """A deleted thread parent: Slack keeps it as a "This message was deleted." placeholder."""
-    return message.get("subtype") == "tombstone"
-
 
 
 @dataclass(frozen=True)

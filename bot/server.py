@@ -37,6 +37,7 @@ from bot.scheduler import start_scheduler
 from bot.search import SearchResult, search
 from bot.settings import Settings
 from bot.slack.app import build_app
+from bot.slack.chat import SlackChat
 from bot.slack.gate import MAX_BODY_BYTES, guarded
 from bot.store import Store
 from bot.vector_index import in_memory
@@ -211,7 +212,7 @@ def start_background_jobs(services: Services) -> None:
 
     Register whatever stops them with `services.at_close`.
     """
-    scheduler = start_scheduler(services.settings, services.embedder, services.client)
+    scheduler = start_scheduler(services.settings, services.embedder, SlackChat(services.client))
     services.at_close(scheduler.shutdown)  # waits for a scan in progress to finish
 
 

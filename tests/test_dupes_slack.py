@@ -20,13 +20,15 @@ import pytest
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from click.testing import CliRunner
 
-from bot import duplicates
 from bot.cli import cli
-from bot.duplicates import Pair, backfill, scan_and_flag
+from bot.dupe_scan import backfill, scan_and_flag
+from bot.duplicates import Pair
 from bot.embeddings import LocalEmbedder
 from bot.scheduler import JOB_ID, build_scheduler
 from bot.server import EVENTS_PATH, Services, create_app, http_server, make_web_client, start_background_jobs
 from bot.settings import Settings
+from bot.slack import chat as slack_chat
+from bot.slack.chat import SlackChat
 from bot.store import Store
 from tests.conftest import make_settings
 from tests.slack_fake import Call, FakeSlack, event_envelope, post_signed
@@ -63,7 +65,7 @@ def settings(tmp_path: Path, fake: FakeSlack) -> Settings:
 
 def scan(settings: Settings, embedder: LocalEmbedder) -> list[Pair]:
     with Store(settings.db_path) as store:
-        return scan_and_flag(store, embedder, settings, make_web_client(settings))
+        return scan_and_flag(store, embedder, settings, SlackChat(make_web_client(settings)))
 
 
 def post(settings: Settings, channel: str, ts: str, text: str, user: str) -> None:
@@ -271,17 +273,17 @@ def test_a_failed_digest_is_retried(tmp_path: Path, fake: FakeSlack, embedder: L
 def test_backfill_pages_through_history_and_waits_out_rate_limits(
     settings: Settings, fake: FakeSlack, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(duplicates, "HISTORY_PAGE", 2)
+    monkeypatch.setattr(slack_chat, "HISTORY_PAGE", 2)
     old = [message_event("C1", stamp(50 - i), f"old message number {i} about nothing much", "U1") for i in range(5)]
     fake.history["C1"] = [*old, {"type": "message", "subtype": "channel_join", "user": "U9", "ts": stamp(44)}]
-    client = make_web_client(settings)
+    chat = SlackChat(make_web_client(settings))
     fake.rate_limit("conversations.history")
     with Store(settings.db_path) as store:
-        assert backfill(store, client, settings, ["C1"]) == 5  # the join is not a post
+        assert backfill(store, chat, settings, ["C1"]) == 5  # the join is not a post
         assert store.messages.unscanned_messages() == []  # a first look is context only
         assert store.messages.channel_cursor("C1") == stamp(44)
         fake.history["C1"].append(message_event("C1", stamp(3), VPN, "U2"))
-        assert backfill(store, client, settings, ["C1"]) == 1
+        assert backfill(store, chat, settings, ["C1"]) == 1
         assert [m.ts for m in store.messages.unscanned_messages()] == [stamp(3)]
     calls = fake.calls_to("conversations.history")
     assert len(calls) == 1 + 3 + 1  # the 429, three pages, then one page since the cursor
@@ -373,7 +375,7 @@ def test_a_channel_that_fails_does_not_stop_the_others(
     fake.fail("conversations.history", "not_in_channel")
     fake.history["C2"] = [message_event("C2", stamp(5), VPN, "U1")]
     with Store(settings.db_path) as store:
-        assert backfill(store, make_web_client(settings), settings, ["C1", "C2"]) == 1
+        assert backfill(store, SlackChat(make_web_client(settings)), settings, ["C1", "C2"]) == 1
         assert store.messages.channel_cursor("C1") is None and store.messages.channel_cursor("C2") == stamp(5)
 
 
@@ -393,7 +395,7 @@ def test_the_scheduler_never_overlaps_and_survives_a_failed_run(
         runs.append(event)
         ran.release()
 
-    scheduler = build_scheduler(settings, embedder, make_web_client(settings))
+    scheduler = build_scheduler(settings, embedder, SlackChat(make_web_client(settings)))
     scheduler.add_listener(record, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
     job = scheduler.get_job(JOB_ID)
     assert job.max_instances == 1 and job.coalesce is True

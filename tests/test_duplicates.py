@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
+from bot.dupe_scan import reply_text
 from bot.duplicates import (
     _Kept,
     candidate_text,
@@ -21,12 +22,12 @@ from bot.duplicates import (
     find_duplicates,
     normalize_text,
     prepared_as,
-    reply_text,
 )
 from bot.embeddings import LocalEmbedder
 from bot.errors import SettingsError
 from bot.scheduler import scan_trigger
 from bot.settings import Settings
+from bot.slack.format import from_slack
 from bot.store import Store
 from tests.conftest import make_settings
 
@@ -60,7 +61,7 @@ def found(store: Store, embedder: LocalEmbedder, settings: Settings, **overrides
     """(later ts, earlier ts) of each pair the scan would flag."""
     if overrides:
         settings = make_settings(settings.db_path.parent, **overrides)
-    return [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, embedder, settings).pairs]
+    return [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, embedder, settings, to_plain=from_slack).pairs]
 
 
 # --- normalisation and candidates -------------------------------------------------
@@ -83,7 +84,7 @@ def found(store: Store, embedder: LocalEmbedder, settings: Settings, **overrides
     ],
 )
 def test_normalize_turns_slack_markup_into_plain_text(raw: str, plain: str) -> None:
-    assert normalize_text(raw) == plain
+    assert normalize_text(raw, from_slack) == plain
 
 
 @pytest.mark.parametrize(
@@ -99,19 +100,19 @@ def test_normalize_turns_slack_markup_into_plain_text(raw: str, plain: str) -> N
     ],
 )
 def test_short_emoji_and_link_only_messages_are_not_candidates(text: str, settings: Settings) -> None:
-    assert candidate_text(text, settings) is None
+    assert candidate_text(text, settings, from_slack) is None
 
 
 def test_emoji_and_link_only_stay_out_even_without_length_limits(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, dup_min_words=0, dup_min_chars=0)
-    assert candidate_text(":tada:", settings) is None
-    assert candidate_text("<https://status.example.com>", settings) is None
-    assert candidate_text("ok", settings) == "ok"
+    assert candidate_text(":tada:", settings, from_slack) is None
+    assert candidate_text("<https://status.example.com>", settings, from_slack) is None
+    assert candidate_text("ok", settings, from_slack) == "ok"
 
 
 def test_a_labelled_link_counts_its_words(settings: Settings) -> None:
     text = "roadmap: <https://docs.example.com/q3|Q3 roadmap doc for comments>"
-    assert candidate_text(text, settings) == "roadmap: Q3 roadmap doc for comments"
+    assert candidate_text(text, settings, from_slack) == "roadmap: Q3 roadmap doc for comments"
 
 
 # --- who is compared with whom ---------------------------------------------------------
@@ -121,7 +122,7 @@ def test_a_repeat_pairs_with_the_earlier_message(store: Store, embedder: LocalEm
     first = post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     again = post(store, 120, VPN_AGAIN, user="U3", channel="C2")  # other channels count too
-    [pair] = find_duplicates(store, embedder, settings).pairs
+    [pair] = find_duplicates(store, embedder, settings, to_plain=from_slack).pairs
     assert (pair.later.ts, pair.earlier.ts) == (again, first)
     assert pair.later.channel == "C2" and pair.score >= settings.dup_threshold
     assert pair.as_dict() == {
@@ -155,7 +156,7 @@ def test_look_alikes_are_not_flagged(
 ) -> None:
     post(store, 0, earlier)
     post(store, 60, later, user="U2")
-    new, found_ = find_candidates(store, embedder, settings)
+    new, found_ = find_candidates(store, embedder, settings, to_plain=from_slack)
     assert [score for _, score in found_[0].earlier][0] >= 0.84  # what a threshold alone would flag
     assert found(store, embedder, settings) == []
 
@@ -166,7 +167,7 @@ def test_a_look_alike_that_scores_higher_does_not_hide_the_repeat(
     reworded = post(store, 0, "has release/3.3 been branched off main yet? I need my PAY-2231 fix in before the cut")
     look_alike = post(store, 60, "Is the v3.2 release branch cut yet? I have a fix for PAY-2231 that needs to go in.")
     later = post(store, 120, "Is the v3.3 release branch cut yet? I have a fix for PAY-2231 that needs to go in.")
-    _, found_ = find_candidates(store, embedder, settings)
+    _, found_ = find_candidates(store, embedder, settings, to_plain=from_slack)
     assert [m.ts for m, _ in found_[-1].earlier] == [look_alike, reworded]  # best similarity first
     assert found(store, embedder, settings)[-1] == (later, reworded)
     assert found(store, embedder, settings, dup_candidates=1)[-1:] == []  # the old single best match: lost
@@ -229,9 +230,9 @@ def test_only_new_messages_are_judged(store: Store, embedder: LocalEmbedder, set
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     store.messages.mark_scanned(store.messages.unscanned_messages())
-    assert find_duplicates(store, embedder, settings).examined == []
+    assert find_duplicates(store, embedder, settings, to_plain=from_slack).examined == []
     again = post(store, 120, VPN_AGAIN, user="U3")  # new, compared with scanned ones
-    findings = find_duplicates(store, embedder, settings)
+    findings = find_duplicates(store, embedder, settings, to_plain=from_slack)
     assert [m.ts for m in findings.examined] == [again]
     assert [(p.later.ts, p.earlier.ts) for p in findings.pairs] == [(again, ts(0))]
 
@@ -276,12 +277,13 @@ def test_a_scan_prepares_each_message_once(store: Store, embedder: LocalEmbedder
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     post(store, 90, "thanks!", user="U3")  # not worth judging: prepared without a vector
-    assert find_duplicates(store, counting, settings).pairs == []
+    assert find_duplicates(store, counting, settings, to_plain=from_slack).pairs == []
     assert counting.texts == 2
     label = prepared_as(embedder, settings)
     assert store.messages.unprepared_messages(0, T0 + DAY, label) == []
     again = post(store, 120, VPN_AGAIN, user="U4")
-    assert [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, counting, settings).pairs] == [(again, ts(0))]
+    pairs = find_duplicates(store, counting, settings, to_plain=from_slack).pairs
+    assert [(p.later.ts, p.earlier.ts) for p in pairs] == [(again, ts(0))]
     assert counting.texts == 3  # only the new message went through the model
 
 
@@ -336,8 +338,8 @@ def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None
 def test_dup_channels_limit_the_scan(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     post(store, 0, VPN, channel="C_OTHER")
     post(store, 60, VPN_AGAIN, user="U2")
-    assert find_duplicates(store, embedder, settings, ["C1"]).pairs == []
-    assert len(find_duplicates(store, embedder, settings).pairs) == 1
+    assert find_duplicates(store, embedder, settings, ["C1"], to_plain=from_slack).pairs == []
+    assert len(find_duplicates(store, embedder, settings, to_plain=from_slack).pairs) == 1
 
 
 # --- schedule and CLI -----------------------------------------------------------------

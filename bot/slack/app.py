@@ -29,10 +29,11 @@ from slack_sdk.errors import SlackApiError
 
 from bot.cli import format_report
 from bot.dupe_feedback import NOT_SAME_ACTION, not_same_text, record_not_same
-from bot.duplicates import prepare_messages, watches_event
+from bot.dupe_scan import watches_event
+from bot.duplicates import receive
 from bot.errors import KbError
-from bot.messages import Message, is_tombstone, is_user_post
 from bot.slack import format as fmt
+from bot.slack.chat import change_from_event
 
 if TYPE_CHECKING:
     from bot.server import Services
@@ -144,23 +145,9 @@ def build_app(services: Services) -> App:
         channel = event.get("channel", "")
         if not watches_event(settings, channel, event.get("channel_type")):
             return
-        store = services.store()
-        subtype = event.get("subtype")
-        if subtype == "message_changed":
-            edited = event.get("message") or {}
-            if is_tombstone(edited):  # a thread parent deleted: its replies keep a placeholder
-                store.messages.delete_message(channel=channel, ts=edited.get("ts", ""))
-            elif is_user_post(edited):
-                store.messages.edit_message(channel=channel, ts=edited["ts"], text=edited.get("text") or "")
-                _prepare(services, store.messages.get_message(channel, edited["ts"]))
-        elif subtype == "message_deleted":
-            store.messages.delete_message(channel=channel, ts=event["deleted_ts"])
-        elif is_user_post(event):
-            store.messages.record_message(
-                channel=channel, ts=event["ts"], user=event["user"],
-                text=event.get("text") or "", thread_ts=event.get("thread_ts"),
-            )
-            _prepare(services, store.messages.get_message(channel, event["ts"]))
+        change = change_from_event(event)
+        if change is not None:
+            receive(services.store(), services.embedder, settings, change, to_plain=fmt.from_slack)
 
     app.command(settings.ask_command)(take_command)
     app.action(fmt.SHARE_ACTION)(ack=_ack, lazy=[share_answer])
@@ -249,19 +236,6 @@ def _deliver(reply: Reply, message: fmt.Message) -> None:
         reply(message)
     except Exception:
         log.exception("could not deliver an error reply")
-
-
-def _prepare(services: Services, message: Message | None) -> None:
-    """Embed a message for the duplicate scan as it arrives, so the scan rarely waits for the model.
-
-    Best effort: the message is stored already, and a scan prepares whatever this missed.
-    """
-    if message is None:
-        return
-    try:
-        prepare_messages(services.store(), services.embedder, services.settings, [message])
-    except Exception as exc:  # noqa: BLE001 - e.g. the embeddings API down: the scan retries
-        log.warning("dupes: preparing a message on arrival failed (%s); the next scan will", type(exc).__name__)
 
 
 def _logged(listener: Callable[..., None]) -> Callable[..., None]:
