@@ -1,7 +1,7 @@
 """Duplicate flagging against a loopback Slack (tests/slack_fake.py), with the real model and SQLite.
 
 The end-to-end test runs what `kb-bot serve` runs: signed events into the real
-WSGI app over HTTP, the scheduler started by `start_background_jobs`, then a
+WSGI app over HTTP, the scheduler started by `Services.start_background_jobs`, then a
 restart on the same database file, and a backfill of messages posted while
 the bot was down.
 """
@@ -25,7 +25,8 @@ from bot.dupe_scan import backfill, scan_and_flag
 from bot.duplicates import Pair
 from bot.embeddings import LocalEmbedder
 from bot.scheduler import JOB_ID, build_scheduler
-from bot.server import EVENTS_PATH, Services, create_app, http_server, make_web_client, start_background_jobs
+from bot.server import EVENTS_PATH, create_app, http_server, make_web_client
+from bot.services import Services
 from bot.settings import Settings
 from bot.slack import chat as slack_chat
 from bot.slack.chat import SlackChat
@@ -98,9 +99,10 @@ def message_event(channel: str, ts: str, text: str, user: str) -> dict:
 @contextmanager
 def serving(settings: Settings, embedder: LocalEmbedder) -> Iterator[tuple[Services, str]]:
     """What `kb-bot serve` runs over HTTP, on a free port; background jobs are started by the caller."""
-    services = Services(settings, embedder, make_web_client(settings))
+    client = make_web_client(settings)
+    services = Services(settings, embedder, SlackChat(client))
     services.store().stats()  # as serve does: the schema is migrated before listeners run
-    app = create_app(services)
+    app = create_app(services, client)
     server = http_server(app, "127.0.0.1", 0, SECRET)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -129,7 +131,7 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
 def run_background_scan(services: Services, fake: FakeSlack) -> None:
     """Start the serve-time jobs and wait until their start-up scan has read the channels."""
     before = len(fake.calls_to("conversations.history"))
-    start_background_jobs(services)
+    services.start_background_jobs()
     fake.wait_calls("conversations.history", before + len(fake.channels))
 
 

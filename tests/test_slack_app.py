@@ -32,10 +32,12 @@ from bot.embeddings import LocalEmbedder
 from bot.errors import LockHeldError, SettingsError
 from bot.indexer import index_folder
 from bot.lock import index_lock
-from bot.server import Services, create_app, http_server, make_web_client, socket_mode_handler
+from bot.server import create_app, http_server, make_web_client, socket_mode_handler
+from bot.services import Services
 from bot.settings import Settings
 from bot.slack import app as slack_app
 from bot.slack.app import ASK_QUEUE_LIMIT
+from bot.slack.chat import SlackChat
 from bot.slack.gate import MAX_BODY_BYTES
 from bot.store import Store, cache_key
 from tests.conftest import make_settings
@@ -123,8 +125,9 @@ def start_bot(
 
     def start(**overrides: Any) -> Bot:
         settings = bot_settings(tmp_path, fake, bot_db, **overrides)
-        services = Services(settings, embedder, make_web_client(settings))
-        app = create_app(services)
+        client = make_web_client(settings)
+        services = Services(settings, embedder, SlackChat(client))
+        app = create_app(services, client)
         server = http_server(app, "127.0.0.1", 0, SECRET)
         thread = threading.Thread(target=server.run, name="waitress", daemon=True)
         thread.start()
@@ -602,8 +605,9 @@ def test_socket_mode_receives_a_command_acks_the_envelope_and_answers(
     fake: FakeSlack, bot_db: Path, embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
     settings = bot_settings(tmp_path, fake, bot_db, slack_app_token=APP_TOKEN, slack_signing_secret="")
-    services = Services(settings, embedder, make_web_client(settings))
-    app = create_app(services)
+    client = make_web_client(settings)
+    services = Services(settings, embedder, SlackChat(client))
+    app = create_app(services, client)
     handler = socket_mode_handler(app, settings)
     try:
         handler.connect()  # apps.connections.open with the app token, then the WebSocket
@@ -698,10 +702,11 @@ def test_a_rejected_bot_token_is_explained_without_showing_it(
     fake: FakeSlack, bot_db: Path, embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
     settings = bot_settings(tmp_path, fake, bot_db, slack_bot_token="xoxb-revoked")
-    services = Services(settings, embedder, make_web_client(settings))
+    client = make_web_client(settings)
+    services = Services(settings, embedder, SlackChat(client))
     try:
         with pytest.raises(SettingsError, match="Slack rejected SLACK_BOT_TOKEN") as error:
-            create_app(services)
+            create_app(services, client)
         assert "xoxb-revoked" not in str(error.value)
     finally:
         services.close()

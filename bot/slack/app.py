@@ -21,22 +21,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.cli import format_report
 from bot.dupe_feedback import NOT_SAME_ACTION, not_same_text, record_not_same
 from bot.dupe_scan import watches_event
 from bot.duplicates import receive
 from bot.errors import KbError
+from bot.reports import format_report
+from bot.services import Services
 from bot.slack import format as fmt
 from bot.slack.chat import change_from_event
-
-if TYPE_CHECKING:
-    from bot.server import Services
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +54,8 @@ NOT_A_MEMBER = {"not_in_channel", "channel_not_found", "is_archived"}
 Reply = Callable[[fmt.Message], object]
 
 
-def build_app(services: Services) -> App:
-    """A Bolt app wired to `services`; its client must carry a valid bot token (auth.test runs here)."""
+def build_app(services: Services, client: WebClient) -> App:
+    """A Bolt app wired to `services`; `client` must carry a valid bot token (auth.test runs here)."""
     settings = services.settings
     pool = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="kb-bot-listener")
     asks = AskQueue(pool, ASK_QUEUE_LIMIT, ASK_MAX_WAIT_SECONDS)
@@ -67,7 +65,7 @@ def build_app(services: Services) -> App:
     logger.setLevel(logger.getEffectiveLevel())
     app = App(
         name="kb-bot",
-        client=services.client,
+        client=client,
         logger=logger,
         signing_secret=settings.slack_signing_secret,
         process_before_response=True,  # ack in the request thread; the work runs on `pool`
