@@ -191,13 +191,17 @@ def test_ask_acks_within_3_s_then_answers_privately_with_sources_and_scores(bot:
 
 
 @pytest.mark.parametrize("text", ["", "   ", "help", "HELP"])
-def test_empty_or_help_shows_usage(bot: Bot, text: str) -> None:
-    assert bot.ask(text, "usage").status == 200
+def test_empty_or_help_shows_usage_in_the_ack(bot: Bot, text: str) -> None:
+    reply = bot.ask(text, "usage")
+    assert reply.status == 200
 
-    usage = only(bot.fake.wait_responses("usage"))
+    usage = Call("ack", "", json.loads(reply.body), {})  # at once, in the ack: no answer follows it
+    assert usage.params["response_type"] == "ephemeral"
     assert "/ask how do I get reimbursed for a taxi" in usage.text
     assert "/ask reindex" in usage.text
     assert "<@UBOT>" in usage.text  # how to mention the bot, with its real name
+    bot.finish()
+    assert bot.fake.responses("usage") == []
 
 
 def test_a_40_kb_question_is_acked_and_answered_within_slack_limits(bot: Bot) -> None:
