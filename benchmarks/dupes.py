@@ -67,7 +67,6 @@ from bot.duplicates import (  # noqa: E402
     DAY,
     WINDOW_CHUNK,
     Candidates,
-    _flagged_laters,
     _top_earlier,
     _window,
     candidate_text,
@@ -77,15 +76,9 @@ from bot.duplicates import (  # noqa: E402
     prepared_as,
 )
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
-from bot.messages import (  # noqa: E402
-    Message,
-    get_message,
-    prepared_window,
-    record_messages,
-    unprepared_messages,
-    unscanned_messages,
-)
+from bot.messages import Message  # noqa: E402
 from bot.settings import Settings  # noqa: E402
+from bot.slack.format import from_slack  # noqa: E402
 from bot.store import Store  # noqa: E402
 
 TARGET_S = 5.0
@@ -333,7 +326,7 @@ def build_corpus(
     small = range(0, window_size, max(1, window_size // 10_000))
     texts: dict[str, int] = {}
     for i in small:
-        text = candidate_text(window[i].text, settings)
+        text = candidate_text(window[i].text, settings, from_slack)
         if text is not None and specs[i].group >= 0:
             texts.setdefault(text, i)
     sampled = rng.sample(sorted(texts), min(real_count, len(texts)))
@@ -361,7 +354,7 @@ def build_corpus(
 def prefill(store: Store, embedder: Embedder, settings: Settings, messages: list[Message],
             real: dict[str, np.ndarray], seed: int) -> tuple[int, int]:
     """Cache a vector for each distinct candidate text, as the scan keys it; (real, synthetic) counts."""
-    texts = sorted({t for m in messages if (t := candidate_text(m.text, settings)) is not None})
+    texts = sorted({t for m in messages if (t := candidate_text(m.text, settings, from_slack)) is not None})
     synthetic = [t for t in texts if t not in real]
     noise = np.random.default_rng(seed).standard_normal((len(synthetic), embedder.dim), dtype=np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
@@ -376,8 +369,8 @@ def prefill(store: Store, embedder: Embedder, settings: Settings, messages: list
 
 def make_store(folder: Path, name: str, scanned: list[Message], new: list[Message]) -> Store:
     store = Store(folder / f"{name}.db")
-    record_messages(store, scanned, scanned_at=END - NEW_SPAN)
-    record_messages(store, new)
+    store.messages.record_messages(scanned, scanned_at=END - NEW_SPAN)
+    store.messages.record_messages(new)
     return store
 
 
@@ -447,7 +440,7 @@ def scan(store: Store, embedder: Embedder, settings: Settings, reasks: Collectio
     try:
         with PeakRss() as mem:
             started = time.perf_counter()
-            findings = find_duplicates(store, embedder, settings)
+            findings = find_duplicates(store, embedder, settings, to_plain=from_slack)
             seconds = time.perf_counter() - started
     finally:
         dup._top_earlier = top_earlier
@@ -466,15 +459,16 @@ def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[s
         out.append((name, time.perf_counter() - started))
         return result
 
-    new = step("unscanned_messages (SQL)", lambda: unscanned_messages(store))
+    new = step("unscanned_messages (SQL)", lambda: store.messages.unscanned_messages())
     start, end = new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at
     label = prepared_as(embedder, settings)
     todo = step("unprepared_messages (SQL: none left after the first scan)",
-                lambda: unprepared_messages(store, start, end, label))
-    step("prepare_messages on them", lambda: prepare_messages(store, embedder, settings, todo))
+                lambda: store.messages.unprepared_messages(start, end, label))
+    step("prepare_messages on them", lambda: prepare_messages(store, embedder, settings, todo, to_plain=from_slack))
     window = step("prepared_window + _window (SQL: messages joined with their cached vectors, into one matrix)",
-                  lambda: _window(store, embedder, settings, prepared_window(store, start, end, label)))
-    flagged = step("_flagged_laters (SQL)", lambda: _flagged_laters(store))
+                  lambda: _window(store, embedder, settings, store.messages.prepared_window(start, end, label),
+                                  from_slack))
+    flagged = step("flagged_laters (SQL)", lambda: store.messages.flagged_laters())
     is_new = {(m.channel, m.ts) for m in new}
     judge = [i for i, r in enumerate(window.rows) if (r.channel, r.ts) in is_new and (r.channel, r.ts) not in flagged]
     matches = step("_top_earlier (masks + matmul + the k best above DUP_THRESHOLD)",
@@ -484,12 +478,12 @@ def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[s
     def candidates() -> list[Candidates]:
         return [Candidates(by_key[(window.rows[i].channel, window.rows[i].ts)],
                            [(m, score) for j, score in row_matches
-                            if (m := get_message(store, window.rows[j].channel, window.rows[j].ts)) is not None])
+                            if (m := store.messages.get_message(window.rows[j].channel, window.rows[j].ts)) is not None])
                 for i, row_matches in matches]
 
     found = step("get_message for the candidates (SQL)", candidates)
     pairs = sum(len(c.earlier) for c in found)
-    step(f"the judge on the {pairs} candidate pairs", lambda: [judged_pair(c) for c in found])
+    step(f"the judge on the {pairs} candidate pairs", lambda: [judged_pair(c, from_slack) for c in found])
     vectors = window.vectors
 
     def product() -> None:  # inside _top_earlier: the products alone, every judged row by every column
@@ -504,7 +498,7 @@ def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[s
 def profile(store: Store, embedder: Embedder, settings: Settings, top: int = 14) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
-    find_duplicates(store, embedder, settings)
+    find_duplicates(store, embedder, settings, to_plain=from_slack)
     profiler.disable()
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
@@ -546,9 +540,9 @@ def main() -> None:
             store = make_store(folder, name, window, corpus.new)
             real, synthetic = prefill(store, embedder, settings, window, corpus.real, args.seed)
             started = time.perf_counter()
-            prepare_messages(store, embedder, settings, window)  # as they arrived, or one earlier scan
+            prepare_messages(store, embedder, settings, window, to_plain=from_slack)  # as they arrived, or one earlier scan
             prepared = time.perf_counter() - started
-            new_texts = {t for m in corpus.new if (t := candidate_text(m.text, settings)) is not None}
+            new_texts = {t for m in corpus.new if (t := candidate_text(m.text, settings, from_slack)) is not None}
             uncached = len(new_texts) - len(store.cached_vectors(embedder.model, list(new_texts)))
             cold = scan(store, embedder, settings, corpus.reasks)
             warm = [scan(store, embedder, settings, corpus.reasks) for _ in range(args.repeats)]

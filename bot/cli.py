@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from slack_sdk import WebClient
 
-from bot.dupe_feedback import all_feedback
-from bot.duplicates import Pair, backfill, dry_run_pairs, scan_and_flag, watched_channels, why
+from bot.chat import ChatPort
+from bot.dupe_scan import backfill, dry_run_pairs, scan_and_flag, watched_channels, why
+from bot.duplicates import Pair
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
 from bot.indexer import IndexReport, index_folder
 from bot.lock import index_lock
+from bot.reports import format_report
 from bot.search import SearchResult, search
 from bot.settings import SEARCH_MODES, Settings, load_settings
 from bot.store import Store
@@ -96,30 +97,6 @@ def run_index(
         return index_folder(
             store, embedder, settings, full=full, dry_run=dry_run, progress=_progress(progress)
         )
-
-
-def format_report(report: IndexReport) -> str:
-    verb = "Would index" if report.dry_run else "Indexed"
-    lines = [
-        f"{verb} with {report.model}{' (new index built)' if report.rebuilt and not report.dry_run else ''}:",
-        f"  files: {len(report.added)} added, {len(report.changed)} changed, "
-        f"{report.unchanged} unchanged, {len(report.removed)} removed, {len(report.skipped)} skipped",
-    ]
-    for path, reason in sorted(report.skipped.items()):
-        lines.append(f"    skipped {path}: {reason}")
-    for path, note in sorted(report.notes.items()):
-        lines.append(f"    note {path}: {note}")
-    if report.unsupported:
-        kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(report.unsupported.items()))
-        lines.append(f"    ignored unsupported types: {kinds}")
-    chunks = f"{report.chunks} in the index, " if not report.dry_run else ""
-    lines.append(
-        f"  chunks: {chunks}{report.chunks_written} {'to write' if report.dry_run else 'written'}; "
-        f"texts {'to embed' if report.dry_run else 'embedded'}: {report.texts_embedded}, "
-        f"cache hits: {report.cache_hits}"
-    )
-    lines.append(f"  took {report.seconds:.1f} s")
-    return "\n".join(lines)
 
 
 @cli.command("index")
@@ -335,13 +312,14 @@ def format_pairs(pairs: list[Pair], dry_run: bool) -> str:
     return "\n".join(lines)
 
 
-def _slack_client(settings: Settings) -> WebClient:
-    """The Web API client `kb-bot serve` uses (rate limits waited out)."""
+def _slack_chat(settings: Settings) -> ChatPort:
+    """Slack through the Web API client `kb-bot serve` uses (rate limits waited out)."""
     from bot.server import BOT_TOKEN_HELP, make_web_client  # Slack libraries load only when needed
+    from bot.slack.chat import SlackChat
 
     if not settings.slack_bot_token:
         raise SettingsError(BOT_TOKEN_HELP)
-    return make_web_client(settings)
+    return SlackChat(make_web_client(settings))
 
 
 @dupes_group.command("scan")
@@ -353,13 +331,13 @@ def _slack_client(settings: Settings) -> WebClient:
 def dupes_scan_cmd(ctx: click.Context, db: Path | None, dry_run: bool, json_: bool) -> None:
     """Run the duplicate scan once, as the scheduler of `kb-bot serve` does."""
     settings = _settings(ctx, db_path=db)
-    client = _slack_client(settings)  # a dry run too: it asks which channels the bot is in
+    chat = _slack_chat(settings)  # a dry run too: it asks which channels the bot is in
     embedder = make_embedder(settings)
     with Store(settings.db_path) as store:
         if dry_run:
-            pairs = dry_run_pairs(store, embedder, settings, client)
+            pairs = dry_run_pairs(store, embedder, settings, chat)
         else:
-            pairs = scan_and_flag(store, embedder, settings, client)
+            pairs = scan_and_flag(store, embedder, settings, chat)
     if json_:
         click.echo(json.dumps({"pairs": [p.as_dict() for p in pairs]}, ensure_ascii=False))
     else:
@@ -373,10 +351,10 @@ def dupes_scan_cmd(ctx: click.Context, db: Path | None, dry_run: bool, json_: bo
 def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
     """Fetch the watched channels' history since the last fetch (nothing is flagged)."""
     settings = _settings(ctx, db_path=db)
-    client = _slack_client(settings)
+    chat = _slack_chat(settings)
     with Store(settings.db_path) as store:
-        channels = watched_channels(client, settings)
-        added = backfill(store, client, settings, channels)
+        channels = watched_channels(chat, settings)
+        added = backfill(store, chat, settings, channels)
     click.echo(f"Fetched {added} new message(s) from {len(channels)} channel(s).")
 
 
@@ -389,7 +367,7 @@ def dupes_feedback_cmd(ctx: click.Context, db: Path | None, export: bool) -> Non
     """The flags people marked "Not the same question"."""
     settings = _settings(ctx, db_path=db)
     with Store(settings.db_path) as store:
-        reports = all_feedback(store)
+        reports = store.messages.all_feedback()
     if export:
         for report in reports:
             click.echo(json.dumps(report.as_dict(), ensure_ascii=False))

@@ -166,23 +166,33 @@ def transaction(conn: Connection) -> Iterator[Connection]:
     """Run a block in one write transaction (or a savepoint when nested).
 
     Rolls back on any exception, KeyboardInterrupt included, so a file is either
-    fully replaced or untouched.
+    fully replaced or untouched. A COMMIT that fails (SQLITE_BUSY, a deferred
+    constraint) is rolled back too, so the connection never stays inside a
+    transaction that the next `transaction()` would silently join. SQLite may
+    already have rolled everything back (SQLITE_FULL, an I/O error): then there
+    is nothing to undo and the block's own error is what surfaces.
     """
     if conn.in_transaction:
-        name = f"sp_{next(_savepoint_ids)}"
-        conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute(f"ROLLBACK TO {name}")
-            conn.execute(f"RELEASE {name}")
-            raise
-        conn.execute(f"RELEASE {name}")
+        yield from _savepoint(conn)
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+
+
+def _savepoint(conn: Connection) -> Iterator[Connection]:
+    name = f"sp_{next(_savepoint_ids)}"
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")

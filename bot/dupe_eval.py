@@ -23,8 +23,8 @@ from pathlib import Path
 from bot.dupe_judge import BIAS, CUT, WEIGHTS, Evidence, evidence, probability
 from bot.duplicates import candidate_text, find_candidates, normalize_text
 from bot.embeddings import Embedder
-from bot.messages import record_message
 from bot.settings import Settings
+from bot.slack.format import from_slack  # the labelled stream is Slack messages
 from bot.store import Store
 
 STREAM_START = 1_717_000_000  # the first row's posting time; rows are 10 minutes apart
@@ -66,19 +66,19 @@ def scan_stream(rows: Sequence[dict], store: Store, embedder: Embedder, settings
     for i, row in enumerate(rows):
         ts = f"{STREAM_START + i * 600}.000100"
         by_key[(row["channel"], ts)] = row
-        record_message(store, channel=row["channel"], ts=ts, user=row["user"], text=row["text"])
-    _, found = find_candidates(store, embedder, settings)
+        store.messages.record_message(channel=row["channel"], ts=ts, user=row["user"], text=row["text"])
+    _, found = find_candidates(store, embedder, settings, to_plain=from_slack)
     cases = []
     for found_one in found:
-        later = normalize_text(found_one.later.text)
+        later = normalize_text(found_one.later.text, from_slack)
         cases.append(Case(by_key[(found_one.later.channel, found_one.later.ts)], [
-            Candidate(by_key[(m.channel, m.ts)], score, evidence(later, normalize_text(m.text), score))
+            Candidate(by_key[(m.channel, m.ts)], score, evidence(later, normalize_text(m.text, from_slack), score))
             for m, score in found_one.earlier
         ]))
     seen: set[str] = set()
     repeats = []
     for row in rows:
-        if candidate_text(row["text"], settings) is None:
+        if candidate_text(row["text"], settings, from_slack) is None:
             continue  # too short, emoji or link only: never judged
         if row["group"] in seen:
             repeats.append(row)

@@ -1,22 +1,16 @@
-"""The store of channel messages the duplicate scan reads.
+"""Channel messages as the duplicate scan sees them, and the `MessageStore` protocol that keeps them.
 
 Filled by Slack message events (and by the backfill in `bot.duplicates`);
 edits replace the text and make the message new again for the scan, deletions
-hide it from every later comparison.
+hide it from every later comparison. `bot.message_store.SqliteMessageStore` is
+the SQLite implementation (`Store.messages`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-
-from bot.db import transaction
-from bot.store import Store
-
-# Subtypes that are still a person's post; everything else (joins, bot posts,
-# topic changes…) is not a candidate for duplicate detection.
-USER_POST_SUBTYPES = {None, "thread_broadcast", "file_share", "me_message"}
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -27,137 +21,6 @@ class Message:
     user: str | None
     text: str
     posted_at: float
-
-
-def is_user_post(event: dict) -> bool:
-    """True for a message a person posted (not a bot, not a system subtype)."""
-    return (
-        event.get("subtype") in USER_POST_SUBTYPES
-        and not event.get("bot_id")
-        and bool(event.get("user"))
-        and bool(event.get("ts"))
-    )
-
-
-def is_tombstone(message: dict) -> bool:
-    """A deleted thread parent: Slack keeps it as a "This message was deleted." placeholder."""
-    return message.get("subtype") == "tombstone"
-
-
-def record_message(
-    store: Store, *, channel: str, ts: str, user: str | None, text: str, thread_ts: str | None = None
-) -> None:
-    """Keep a message (idempotent: a redelivered event changes nothing)."""
-    record_messages(store, [Message(channel, ts, thread_ts, user, text, float(ts))])
-
-
-def record_messages(
-    store: Store, messages: Iterable[Message], *, scanned_at: float | None = None
-) -> int:
-    """Keep messages in one transaction; return how many were new.
-
-    `scanned_at` stores them as already scanned: context for later messages
-    that is never flagged itself (the backfill's first look at a channel).
-    """
-    rows = [
-        (m.channel, m.ts, m.thread_ts if m.thread_ts != m.ts else None, m.user, m.text, m.posted_at, scanned_at)
-        for m in messages
-    ]
-    with transaction(store.conn):
-        cursor = store.conn.executemany(
-            "INSERT INTO messages (channel, ts, thread_ts, user, text, posted_at, scanned_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(channel, ts) DO NOTHING",
-            rows,
-        )
-    return cursor.rowcount if rows else 0
-
-
-def edit_message(store: Store, *, channel: str, ts: str, text: str) -> None:
-    """Apply an edit; the message is scanned again with its new text."""
-    with transaction(store.conn):
-        store.conn.execute(
-            "UPDATE messages SET text = ?, edited_at = ?, scanned_at = NULL, prepared_as = NULL, vector_key = NULL "
-            "WHERE channel = ? AND ts = ? AND text != ?",
-            (text, time.time(), channel, ts, text),
-        )
-
-
-def delete_message(store: Store, *, channel: str, ts: str) -> None:
-    """Hide a deleted message from every later comparison."""
-    with transaction(store.conn):
-        store.conn.execute(
-            "UPDATE messages SET deleted = 1 WHERE channel = ? AND ts = ?", (channel, ts)
-        )
-
-
-def get_message(store: Store, channel: str, ts: str) -> Message | None:
-    row = store.conn.execute(
-        "SELECT channel, ts, thread_ts, user, text, posted_at FROM messages "
-        "WHERE channel = ? AND ts = ? AND deleted = 0",
-        (channel, ts),
-    ).fetchone()
-    return Message(*row) if row else None
-
-
-def remember_event(store: Store, event_id: str) -> bool:
-    """Record a Slack event id; False if it was already handled (a retry)."""
-    with transaction(store.conn):
-        cursor = store.conn.execute(
-            "INSERT INTO slack_events (event_id, received_at) VALUES (?, ?) "
-            "ON CONFLICT(event_id) DO NOTHING",
-            (event_id, time.time()),
-        )
-        store.conn.execute(
-            "DELETE FROM slack_events WHERE received_at < ?", (time.time() - 7 * 86400,)
-        )
-    return cursor.rowcount == 1
-
-
-_COLUMNS = "channel, ts, thread_ts, user, text, posted_at"
-
-
-def _in_channels(channels: Collection[str] | None, column: str = "channel") -> tuple[str, list[str]]:
-    """An `AND channel IN (...)` clause and its arguments; nothing for every channel."""
-    if channels is None:
-        return "", []
-    return f" AND {column} IN ({','.join('?' * len(channels))})", list(channels)
-
-
-def unscanned_messages(store: Store, channels: Collection[str] | None = None) -> list[Message]:
-    """Messages the duplicate scan has not judged yet, oldest first."""
-    clause, args = _in_channels(channels)
-    return [
-        Message(*row)
-        for row in store.conn.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE scanned_at IS NULL AND deleted = 0{clause} "
-            "ORDER BY posted_at, ts",
-            args,
-        )
-    ]
-
-
-def unprepared_messages(
-    store: Store, start: float, end: float, prepared_as: str, channels: Collection[str] | None = None
-) -> list[Message]:
-    """Live messages posted in [start, end] not prepared as `prepared_as` (new, edited, or other rules)."""
-    clause, args = _in_channels(channels)
-    return [
-        Message(*row)
-        for row in store.conn.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE deleted = 0 AND posted_at BETWEEN ? AND ?{clause} "
-            "AND prepared_as IS NOT ? ORDER BY posted_at, ts",
-            [start, end, *args, prepared_as],
-        )
-    ]
-
-
-def set_prepared(store: Store, prepared: Iterable[tuple[Message, bytes | None]], prepared_as: str) -> None:
-    """Record each message's vector key (None: not worth judging); a message edited since stays unprepared."""
-    with transaction(store.conn):
-        store.conn.executemany(
-            "UPDATE messages SET prepared_as = ?, vector_key = ? WHERE channel = ? AND ts = ? AND text = ?",
-            [(prepared_as, key, m.channel, m.ts, m.text) for m, key in prepared],
-        )
 
 
 @dataclass(frozen=True)
@@ -171,47 +34,54 @@ class WindowRow:
     posted_at: float
 
 
-def prepared_window(
-    store: Store, start: float, end: float, prepared_as: str, channels: Collection[str] | None = None
-) -> Iterator[tuple[WindowRow, bytes | None]]:
-    """The messages worth judging posted in [start, end], oldest first, each with its cached vector.
+@dataclass(frozen=True)
+class Feedback:
+    """A flagged pair someone said is not the same question (`bot.dupe_feedback`)."""
 
-    A generator, so a caller can copy each vector out and let go of it (100,000
-    vectors are 150 MB). The vector is None when its cache entry is gone.
-    """
-    clause, args = _in_channels(channels, "m.channel")
-    for *row, vector in store.conn.execute(
-        "SELECT m.channel, m.ts, m.thread_ts, m.user, m.posted_at, c.vector FROM messages m "
-        "LEFT JOIN embedding_cache c ON c.key = m.vector_key "
-        f"WHERE m.deleted = 0 AND m.posted_at BETWEEN ? AND ?{clause} "
-        "AND m.prepared_as = ? AND m.vector_key IS NOT NULL ORDER BY m.posted_at, m.ts",
-        [start, end, *args, prepared_as],
-    ):
-        yield WindowRow(*row), vector
+    later_channel: str
+    later_ts: str
+    earlier_channel: str
+    earlier_ts: str
+    later_text: str
+    earlier_text: str
+    score: float
+    reported_by: str
+    reported_at: float
 
-
-def mark_scanned(store: Store, messages: Iterable[Message]) -> None:
-    """Record that the scan judged these texts; a message edited since stays new."""
-    now = time.time()
-    with transaction(store.conn):
-        store.conn.executemany(
-            "UPDATE messages SET scanned_at = ? WHERE channel = ? AND ts = ? AND text = ?",
-            [(now, m.channel, m.ts, m.text) for m in messages],
-        )
+    def as_dict(self) -> dict[str, object]:
+        """One training row: the pair, labelled not the same question."""
+        return {
+            "later": {"channel": self.later_channel, "ts": self.later_ts, "text": self.later_text},
+            "earlier": {"channel": self.earlier_channel, "ts": self.earlier_ts, "text": self.earlier_text},
+            "score": round(self.score, 4), "same": False,
+            "reported_by": self.reported_by, "reported_at": self.reported_at,
+        }
 
 
-def channel_cursor(store: Store, channel: str) -> str | None:
-    """The newest ts the backfill has fetched from `channel`, if it ever has."""
-    row = store.conn.execute(
-        "SELECT last_ts FROM channel_cursors WHERE channel = ?", (channel,)
-    ).fetchone()
-    return row[0] if row else None
+class MessageStore(Protocol):
+    """What the duplicate scan, the Slack listeners and the CLI need from a database; see SqliteMessageStore."""
 
-
-def set_channel_cursor(store: Store, channel: str, last_ts: str) -> None:
-    with transaction(store.conn):
-        store.conn.execute(
-            "INSERT INTO channel_cursors (channel, last_ts, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(channel) DO UPDATE SET last_ts = excluded.last_ts, updated_at = excluded.updated_at",
-            (channel, last_ts, time.time()),
-        )
+    def record_message(
+        self, *, channel: str, ts: str, user: str | None, text: str, thread_ts: str | None = None
+    ) -> None: ...
+    def record_messages(self, messages: Iterable[Message], *, scanned_at: float | None = None) -> int: ...
+    def edit_message(self, *, channel: str, ts: str, text: str) -> None: ...
+    def delete_message(self, *, channel: str, ts: str) -> None: ...
+    def get_message(self, channel: str, ts: str) -> Message | None: ...
+    def unscanned_messages(self, channels: Collection[str] | None = None) -> list[Message]: ...
+    def unprepared_messages(
+        self, start: float, end: float, prepared_as: str, channels: Collection[str] | None = None
+    ) -> list[Message]: ...
+    def set_prepared(self, prepared: Iterable[tuple[Message, bytes | None]], prepared_as: str) -> None: ...
+    def prepared_window(
+        self, start: float, end: float, prepared_as: str, channels: Collection[str] | None = None
+    ) -> Iterator[tuple[WindowRow, bytes | None]]: ...
+    def mark_scanned(self, messages: Iterable[Message]) -> None: ...
+    def remember_event(self, event_id: str) -> bool: ...
+    def channel_cursor(self, channel: str) -> str | None: ...
+    def set_channel_cursor(self, channel: str, last_ts: str) -> None: ...
+    def flagged_laters(self) -> set[tuple[str, str]]: ...
+    def claim_flag(self, later: Message, earlier: Message, score: float, action: str) -> bool: ...
+    def release_flags(self, pairs: Iterable[tuple[Message, Message]]) -> None: ...
+    def record_not_same(self, channel: str, ts: str, user: str) -> Feedback | None: ...
+    def all_feedback(self) -> list[Feedback]: ...

@@ -19,9 +19,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from slack_sdk import WebClient
 
-from bot.duplicates import check_action, scan_and_flag
+from bot.chat import ChatPort
+from bot.dupe_scan import check_action, scan_and_flag
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
 from bot.settings import Settings
@@ -42,22 +42,22 @@ def scan_trigger(settings: Settings) -> BaseTrigger:
     return IntervalTrigger(minutes=settings.dup_scan_minutes)
 
 
-def scan_job(settings: Settings, embedder: Embedder, client: WebClient) -> Callable[[], None]:
+def scan_job(settings: Settings, embedder: Embedder, chat: ChatPort) -> Callable[[], None]:
     """One scheduled scan, with its own database connection (it runs on the scheduler's thread)."""
 
     def run() -> None:
         with Store(settings.db_path) as store:
-            scan_and_flag(store, embedder, settings, client)
+            scan_and_flag(store, embedder, settings, chat)
 
     return run
 
 
-def build_scheduler(settings: Settings, embedder: Embedder, client: WebClient) -> BackgroundScheduler:
+def build_scheduler(settings: Settings, embedder: Embedder, chat: ChatPort) -> BackgroundScheduler:
     """The scheduler with the scan job, not started yet; the first run comes as soon as it starts."""
     check_action(settings)
     scheduler = BackgroundScheduler()
     scheduler.add_job(
-        scan_job(settings, embedder, client),
+        scan_job(settings, embedder, chat),
         scan_trigger(settings),
         id=JOB_ID,
         name="duplicate scan",
@@ -69,9 +69,9 @@ def build_scheduler(settings: Settings, embedder: Embedder, client: WebClient) -
     return scheduler
 
 
-def start_scheduler(settings: Settings, embedder: Embedder, client: WebClient) -> BackgroundScheduler:
+def start_scheduler(settings: Settings, embedder: Embedder, chat: ChatPort) -> BackgroundScheduler:
     """Start scanning in the background; the caller shuts the scheduler down on exit."""
-    scheduler = build_scheduler(settings, embedder, client)
+    scheduler = build_scheduler(settings, embedder, chat)
     scheduler.start()
     log.info("dupes scheduler started trigger=%s", scheduler.get_job(JOB_ID).trigger)
     return scheduler

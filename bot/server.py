@@ -4,10 +4,8 @@ Socket Mode (SLACK_APP_TOKEN set) needs no public URL; otherwise waitress
 serves POST /slack/events (commands, events, interactivity). Both serve
 GET /healthz on the port, for Docker and load balancers.
 
-`Services` is what every listener and background job shares: the settings,
-the embedder (loaded once; onnxruntime sessions are thread-safe), the Slack
-Web API client, and one SQLite `Store` per thread, because Bolt runs listeners
-on a thread pool and a connection must not be used by two threads at once.
+The listeners and the background scan share one `bot.services.Services`,
+whose chat is a `SlackChat` over the same Web API client as the Bolt app.
 """
 
 from __future__ import annotations
@@ -29,16 +27,13 @@ from slack_sdk.http_retry import default_retry_handlers
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from waitress.server import BaseWSGIServer
 
-from bot.embeddings import Embedder, make_embedder
+from bot.embeddings import make_embedder
 from bot.errors import KbError, SettingsError
-from bot.indexer import IndexReport, index_folder
-from bot.lock import index_lock
-from bot.scheduler import start_scheduler
-from bot.search import SearchResult, search
+from bot.services import Services
 from bot.settings import Settings
 from bot.slack.app import build_app
+from bot.slack.chat import SlackChat
 from bot.slack.gate import MAX_BODY_BYTES, guarded
-from bot.store import Store
 from bot.vector_index import in_memory
 
 log = logging.getLogger(__name__)
@@ -66,70 +61,6 @@ APP_TOKEN_HELP = (
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-class Services:
-    """What listeners and background jobs share; safe to use from any thread."""
-
-    def __init__(self, settings: Settings, embedder: Embedder, client: WebClient) -> None:
-        self.settings = settings
-        self.embedder = embedder
-        self.client = client
-        self._local = threading.local()
-        self._stores: list[Store] = []
-        self._stores_lock = threading.Lock()
-        self._on_close: list[Callable[[], object]] = []
-
-    @classmethod
-    def start(cls, settings: Settings) -> Services:
-        """Load the embedder once, for the life of the process."""
-        return cls(settings, make_embedder(settings), make_web_client(settings))
-
-    def store(self) -> Store:
-        """This thread's `Store`, opened on first use."""
-        store: Store | None = getattr(self._local, "store", None)
-        if store is None:
-            store = Store(self.settings.db_path)
-            self._local.store = store
-            with self._stores_lock:
-                self._stores.append(store)
-        store.check_file()  # never answer from, or write into, a deleted or replaced file
-        return store
-
-    def healthy(self) -> bool:
-        """False once the database file was deleted or replaced under the open connections."""
-        with self._stores_lock:
-            return not any(store.replaced() for store in self._stores)
-
-    def search(self, question: str) -> SearchResult:
-        settings = self.settings
-        return search(
-            self.store(), self.embedder, question,
-            k=settings.top_k, min_score=settings.min_score, mode=settings.search_mode,
-        )
-
-    def reindex(self, on_start: Callable[[], object]) -> IndexReport:
-        """An incremental re-index, on its own connection; `LockHeldError` if one is already running.
-
-        The lock is a file lock, so a `kb-bot index` in a shell and a second
-        `/ask reindex` are refused alike; `on_start` runs once it is held.
-        """
-        with index_lock(self.settings.db_path):
-            on_start()
-            with Store(self.settings.db_path) as store:
-                return index_folder(store, self.embedder, self.settings)
-
-    def at_close(self, stop: Callable[[], object]) -> None:
-        """Run `stop` at shutdown, before the stores close (e.g. a scheduler's `shutdown`)."""
-        self._on_close.append(stop)
-
-    def close(self) -> None:
-        for stop in reversed(self._on_close):
-            stop()
-        with self._stores_lock:
-            for store in self._stores:
-                store.close()
-            self._stores.clear()
-
-
 def make_web_client(settings: Settings) -> WebClient:
     """The Web API client: SLACK_API_URL as base, 429s retried after Retry-After."""
     return WebClient(
@@ -152,10 +83,10 @@ def check_tokens(settings: Settings) -> None:
         raise SettingsError(SIGNING_SECRET_HELP)
 
 
-def create_app(services: Services) -> App:
-    """The Bolt app; Bolt checks the bot token with auth.test here."""
+def create_app(services: Services, client: WebClient) -> App:
+    """The Bolt app over `client`; Bolt checks the bot token with auth.test here."""
     try:
-        return build_app(services)
+        return build_app(services, client)
     except BoltError:
         raise SettingsError(
             "Slack rejected SLACK_BOT_TOKEN (auth.test failed): copy the Bot User OAuth Token (xoxb-…) "
@@ -206,15 +137,6 @@ def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
     return SocketModeHandler(app, settings.slack_app_token)
 
 
-def start_background_jobs(services: Services) -> None:
-    """Start jobs that run beside the listeners: the duplicate scan (bot.scheduler).
-
-    Register whatever stops them with `services.at_close`.
-    """
-    scheduler = start_scheduler(services.settings, services.embedder, services.client)
-    services.at_close(scheduler.shutdown)  # waits for a scan in progress to finish
-
-
 def set_log_level(level: str) -> None:
     """LOG_LEVEL for kb-bot's own logs; the libraries that would log bodies never go below INFO."""
     logging.getLogger().setLevel(level)
@@ -228,9 +150,10 @@ def serve(settings: Settings, host: str = "0.0.0.0") -> None:
     set_log_level(settings.log_level)
     # SIGTERM (docker stop, systemd) unwinds like Ctrl+C, so background jobs and the database close cleanly
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    services = Services.start(settings)
+    client = make_web_client(settings)
+    services = Services(settings, make_embedder(settings), SlackChat(client))  # the embedder loads once
     try:
-        app = create_app(services)
+        app = create_app(services, client)
         store = services.store()
         stats = store.stats()
         log.info("answering from %s: %s documents, %s chunks, model %s",
@@ -240,7 +163,7 @@ def serve(settings: Settings, host: str = "0.0.0.0") -> None:
         gen = store.active_generation()
         if gen:  # load the fast-search copy now rather than on the first question
             in_memory(store, gen)
-        start_background_jobs(services)
+        services.start_background_jobs()
         if settings.slack_app_token:
             health = http_server(None, host, settings.port, healthy=services.healthy)
             threading.Thread(target=health.run, name="healthz", daemon=True).start()

@@ -22,6 +22,7 @@ from bot import keyword
 from bot.chunking import Chunk
 from bot.db import Connection, connect, read_snapshot, sqlite_description, transaction
 from bot.errors import DatabaseError, EmbeddingError
+from bot.message_store import SqliteMessageStore
 from bot.migrations import SCHEMA_VERSION, migrate
 
 
@@ -70,10 +71,12 @@ def cache_key(model: str, text: str) -> bytes:
 class Store:
     """One SQLite file. Use as a context manager or call `close()`."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, stop_before: str | None = None) -> None:
+        """Open `path`, migrated to the newest schema (or up to `stop_before`, see `migrations.migrate`)."""
         self.path = Path(path)
         self.conn: Connection = connect(path)
-        migrate(self.conn)
+        migrate(self.conn, stop_before=stop_before)
+        self.messages = SqliteMessageStore(self.conn)
         self.identity = _file_identity(self.path)
 
     def replaced(self) -> bool:
@@ -95,6 +98,10 @@ class Store:
     def snapshot(self) -> AbstractContextManager[Connection]:
         """A block whose reads all see one state of the file (`bot.db.read_snapshot`)."""
         return read_snapshot(self.conn)
+
+    def atomic(self) -> AbstractContextManager[Connection]:
+        """A block written in one transaction, or not at all (a savepoint when nested; `bot.db.transaction`)."""
+        return transaction(self.conn)
 
     def __enter__(self) -> Store:
         return self
@@ -187,11 +194,6 @@ class Store:
             self.conn.execute(
                 "UPDATE generations SET status = 'active', activated_at = ? WHERE id = ?",
                 (time.time(), gen.id),
-            )
-            self.conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
             )
         self.drop_generations(except_id=gen.id)
 

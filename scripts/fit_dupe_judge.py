@@ -38,6 +38,7 @@ from bot.dupe_judge import FEATURES, evidence, probability  # noqa: E402
 from bot.duplicates import normalize_text  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
+from bot.slack.format import from_slack  # noqa: E402
 from bot.store import Store  # noqa: E402
 
 OLD_THRESHOLD = 0.69  # the threshold-only scan's default before the judge
@@ -98,7 +99,7 @@ def sts_check(path: Path, embedder: LocalEmbedder, threshold: float, judge_says:
     rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if float(r[4]) >= 4 or float(r[4]) <= 2]
     gold = np.array([float(r[4]) >= 4 for r in rows])
-    first, second = [normalize_text(r[5]) for r in rows], [normalize_text(r[6]) for r in rows]
+    first, second = [normalize_text(r[5], from_slack) for r in rows], [normalize_text(r[6], from_slack) for r in rows]
     sims = (embedder.embed(first, truncate=True) * embedder.embed(second, truncate=True)).sum(axis=1)
     deciders = {
         f"threshold-only {OLD_THRESHOLD}": sims >= OLD_THRESHOLD,

@@ -176,16 +176,13 @@ def test_empty_input(fake: OpenAIFake, tmp_path: Path) -> None:
     assert fake.request_count == 0
 
 
-def test_m005_keeps_cached_vectors(tmp_path, monkeypatch):
+def test_m005_keeps_cached_vectors(tmp_path):
     """A cache written before m005 (WITHOUT ROWID) is carried over to the rowid table intact."""
-    from bot import migrations
 
     path = tmp_path / "old.sqlite3"
     vectors = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
-    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:4])
-    with Store(path) as old:
+    with Store(path, stop_before="m005_cache_as_rowid_table") as old:
         old.cache_vectors("m", ["a", "b", "c"], vectors)
-    monkeypatch.undo()
     with Store(path) as store:
         (sql,) = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'embedding_cache'").fetchone()
         assert "WITHOUT ROWID" not in sql

@@ -22,7 +22,7 @@ from bot.cli import cli
 from bot.db import connect, sqlite_module, transaction
 from bot.errors import DatabaseError
 from bot.lock import index_lock, lock_path
-from bot.migrations import MIGRATIONS
+from bot.migrations import MIGRATIONS, migrate
 from bot.store import Store
 
 # Set by .ci/run to the module each of its test runs must use: sqlean or sqlite3.
@@ -220,6 +220,72 @@ def test_transaction_usable_after_rollback(db) -> None:
     assert committed(path) == [5]
 
 
+def test_a_commit_that_fails_rolls_back_and_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """A COMMIT refused (a deferred foreign key still broken) must not leave the connection in a transaction.
+
+    Otherwise the next `transaction()` silently becomes a savepoint inside the
+    failed one, and nothing written afterwards is ever committed.
+    """
+    path = tmp_path / "fk.sqlite3"
+    conn = connect(path)
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE t (x INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+    try:
+        with pytest.raises(sqlite_module().IntegrityError), transaction(conn):
+            conn.execute("INSERT INTO t VALUES (7)")  # no parent 7: refused only at COMMIT
+        assert not conn.in_transaction
+        conn.execute("INSERT INTO parent VALUES (1)")
+        with transaction(conn):
+            conn.execute("INSERT INTO t VALUES (1)")
+        assert committed(path) == [1]
+    finally:
+        conn.close()
+
+
+def test_a_busy_commit_rolls_back_and_the_next_transaction_commits(tmp_path: Path) -> None:
+    """SQLITE_BUSY at COMMIT (a reader holds the file in rollback-journal mode) ends the transaction."""
+    path = tmp_path / "busy.sqlite3"
+    conn = connect(path)
+    conn.execute("PRAGMA journal_mode=DELETE")  # a reader then blocks a writer's COMMIT
+    conn.execute("PRAGMA busy_timeout=50")
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    reader = sqlite_module().connect(str(path), isolation_level=None)  # not connect(): it turns WAL on
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()  # holds a shared lock
+        with pytest.raises(sqlite_module().OperationalError, match="locked"), transaction(conn):
+            conn.execute("INSERT INTO t VALUES (1)")
+        assert not conn.in_transaction
+        reader.execute("COMMIT")
+        with transaction(conn):
+            conn.execute("INSERT INTO t VALUES (2)")
+        assert committed(path) == [2]
+    finally:
+        reader.close()
+        conn.close()
+
+
+def test_a_savepoint_whose_transaction_is_gone_reraises_the_block_error(db) -> None:
+    """When SQLite already rolled the whole transaction back, `ROLLBACK TO` is skipped, not failed."""
+    conn, path = db
+    with pytest.raises(ValueError, match="the block's own"), transaction(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+        with transaction(conn):
+            conn.execute("ROLLBACK")  # as SQLite does on SQLITE_FULL or an I/O error
+            raise ValueError("the block's own error")
+    assert not conn.in_transaction
+    assert committed(path) == []
+
+
+def test_store_atomic_is_one_transaction(tmp_path: Path) -> None:
+    with Store(tmp_path / "kb.sqlite3") as store:
+        with pytest.raises(RuntimeError), store.atomic() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+            raise RuntimeError
+        assert not store.conn.in_transaction
+        assert store.conn.execute("SELECT count(*) FROM meta").fetchone()[0] == 0
+
+
 # --- every SQLite sqlite-vec supports, and which one is in use ---------------------
 
 
@@ -231,6 +297,17 @@ def test_a_new_database_records_each_migration_with_its_time(tmp_path: Path) -> 
         rows = store.conn.execute("SELECT name, applied_at FROM _migrations ORDER BY name").fetchall()
     assert [name for name, _ in rows] == [m.__name__ for m in MIGRATIONS]
     assert all(before - 1 <= applied_at <= time.time() + 1 for _, applied_at in rows)
+
+
+def test_migrate_stops_before_the_named_migration_and_the_next_open_finishes(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with Store(path, stop_before=MIGRATIONS[2].__name__) as old:
+        assert [name for name, in old.conn.execute("SELECT name FROM _migrations ORDER BY name")] == [
+            m.__name__ for m in MIGRATIONS[:2]]
+        with pytest.raises(ValueError, match="no migration named m999"):
+            migrate(old.conn, stop_before="m999")
+    with Store(path) as store:
+        assert len(store.conn.execute("SELECT name FROM _migrations").fetchall()) == len(MIGRATIONS)
 
 
 def test_stats_names_the_sqlite_in_use(tmp_path: Path) -> None:

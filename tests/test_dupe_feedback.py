@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.dupe_feedback import NOT_SAME_ACTION, all_feedback, record_not_same
+from bot.dupe_feedback import NOT_SAME_ACTION, record_not_same
 from bot.embeddings import LocalEmbedder
 from bot.settings import Settings
 from bot.store import Store
@@ -72,7 +72,7 @@ def test_not_the_same_question_records_the_pair_and_edits_the_flag(
     assert update["text"].startswith("<@U9> says this is not the same question")
 
     with Store(settings.db_path) as store:
-        [report] = all_feedback(store)
+        [report] = store.messages.all_feedback()
     assert report.reported_by == "U9"  # the first report is kept
     result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "dupes", "feedback", "--export",
                                       "--db", str(settings.db_path)])
@@ -86,6 +86,6 @@ def test_not_the_same_question_records_the_pair_and_edits_the_flag(
 
 def test_a_click_on_an_unknown_flag_records_nothing(settings: Settings) -> None:
     with Store(settings.db_path) as store:
-        assert record_not_same(store, "C2 1700000000.000001", "U9") is None
-        assert record_not_same(store, "garbage", "U9") is None
-        assert all_feedback(store) == []
+        assert record_not_same(store.messages, "C2 1700000000.000001", "U9") is None
+        assert record_not_same(store.messages, "garbage", "U9") is None
+        assert store.messages.all_feedback() == []

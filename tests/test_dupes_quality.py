@@ -23,6 +23,7 @@ from bot.dupe_judge import judge
 from bot.duplicates import normalize_text
 from bot.embeddings import LocalEmbedder
 from bot.settings import Settings
+from bot.slack.format import from_slack
 from bot.store import Store
 from tests.conftest import DATA, SHARED_EVAL, make_settings
 
@@ -116,7 +117,8 @@ def test_sts_pairs_as_an_outside_check_of_the_judge(sts: tuple[np.ndarray, list[
     gold, first, second, similarity = sts
     kept = (gold >= 4) | (gold <= 2)
     same = gold[kept] >= 4
-    flagged = np.array([s >= DEFAULT.dup_threshold and judge(normalize_text(a), normalize_text(b), float(s)).same
+    plain = lambda text: normalize_text(text, from_slack)  # noqa: E731
+    flagged = np.array([s >= DEFAULT.dup_threshold and judge(plain(a), plain(b), float(s)).same
                         for a, b, s in zip(np.array(first)[kept], np.array(second)[kept], similarity[kept])])
     precision, recall = (flagged & same).sum() / flagged.sum(), (flagged & same).sum() / same.sum()
     print(f"\nSTS test pairs, judge: precision {precision:.3f}, recall {recall:.3f}")

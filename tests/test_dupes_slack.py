@@ -1,7 +1,7 @@
 """Duplicate flagging against a loopback Slack (tests/slack_fake.py), with the real model and SQLite.
 
 The end-to-end test runs what `kb-bot serve` runs: signed events into the real
-WSGI app over HTTP, the scheduler started by `start_background_jobs`, then a
+WSGI app over HTTP, the scheduler started by `Services.start_background_jobs`, then a
 restart on the same database file, and a backfill of messages posted while
 the bot was down.
 """
@@ -20,14 +20,16 @@ import pytest
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from click.testing import CliRunner
 
-from bot import duplicates
 from bot.cli import cli
-from bot.duplicates import Pair, backfill, scan_and_flag
+from bot.dupe_scan import backfill, scan_and_flag
+from bot.duplicates import Pair
 from bot.embeddings import LocalEmbedder
-from bot.messages import channel_cursor, get_message, record_message, unscanned_messages
 from bot.scheduler import JOB_ID, build_scheduler
-from bot.server import EVENTS_PATH, Services, create_app, http_server, make_web_client, start_background_jobs
+from bot.server import EVENTS_PATH, create_app, http_server, make_web_client
+from bot.services import Services
 from bot.settings import Settings
+from bot.slack import chat as slack_chat
+from bot.slack.chat import SlackChat
 from bot.store import Store
 from tests.conftest import make_settings
 from tests.slack_fake import Call, FakeSlack, event_envelope, post_signed
@@ -64,12 +66,12 @@ def settings(tmp_path: Path, fake: FakeSlack) -> Settings:
 
 def scan(settings: Settings, embedder: LocalEmbedder) -> list[Pair]:
     with Store(settings.db_path) as store:
-        return scan_and_flag(store, embedder, settings, make_web_client(settings))
+        return scan_and_flag(store, embedder, settings, SlackChat(make_web_client(settings)))
 
 
 def post(settings: Settings, channel: str, ts: str, text: str, user: str) -> None:
     with Store(settings.db_path) as store:
-        record_message(store, channel=channel, ts=ts, user=user, text=text)
+        store.messages.record_message(channel=channel, ts=ts, user=user, text=text)
 
 
 def replies(fake: FakeSlack) -> list[Call]:
@@ -78,7 +80,7 @@ def replies(fake: FakeSlack) -> list[Call]:
 
 def unscanned(settings: Settings) -> list[str]:
     with Store(settings.db_path) as store:
-        return [m.ts for m in unscanned_messages(store)]
+        return [m.ts for m in store.messages.unscanned_messages()]
 
 
 def flagged_rows(settings: Settings) -> list[tuple]:
@@ -97,9 +99,10 @@ def message_event(channel: str, ts: str, text: str, user: str) -> dict:
 @contextmanager
 def serving(settings: Settings, embedder: LocalEmbedder) -> Iterator[tuple[Services, str]]:
     """What `kb-bot serve` runs over HTTP, on a free port; background jobs are started by the caller."""
-    services = Services(settings, embedder, make_web_client(settings))
+    client = make_web_client(settings)
+    services = Services(settings, embedder, SlackChat(client))
     services.store().stats()  # as serve does: the schema is migrated before listeners run
-    app = create_app(services)
+    app = create_app(services, client)
     server = http_server(app, "127.0.0.1", 0, SECRET)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -128,7 +131,7 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
 def run_background_scan(services: Services, fake: FakeSlack) -> None:
     """Start the serve-time jobs and wait until their start-up scan has read the channels."""
     before = len(fake.calls_to("conversations.history"))
-    start_background_jobs(services)
+    services.start_background_jobs()
     fake.wait_calls("conversations.history", before + len(fake.channels))
 
 
@@ -175,7 +178,7 @@ def test_end_to_end_events_scheduler_restart_and_backfill(
     [since] = [c for c in fake.calls_to("conversations.history")[-2:] if c.params["channel"] == "C1"]
     assert since.params["oldest"] == other  # from the cursor on
     with Store(settings.db_path) as store:
-        assert channel_cursor(store, "C1") == down
+        assert store.messages.channel_cursor("C1") == down
     assert unscanned(settings) == []
 
 
@@ -209,7 +212,7 @@ def test_an_earlier_twin_deleted_in_slack_is_not_flagged(
     fake.fail("chat.getPermalink", "message_not_found")  # deleted while the bot was down
     assert scan(settings, embedder) == []
     with Store(settings.db_path) as store:
-        assert get_message(store, "C1", stamp(20)) is None
+        assert store.messages.get_message("C1", stamp(20)) is None
     assert unscanned(settings) == [stamp(10)]  # judged again, without the deleted twin
     assert scan(settings, embedder) == []
     assert replies(fake) == [] and unscanned(settings) == []
@@ -272,18 +275,18 @@ def test_a_failed_digest_is_retried(tmp_path: Path, fake: FakeSlack, embedder: L
 def test_backfill_pages_through_history_and_waits_out_rate_limits(
     settings: Settings, fake: FakeSlack, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(duplicates, "HISTORY_PAGE", 2)
+    monkeypatch.setattr(slack_chat, "HISTORY_PAGE", 2)
     old = [message_event("C1", stamp(50 - i), f"old message number {i} about nothing much", "U1") for i in range(5)]
     fake.history["C1"] = [*old, {"type": "message", "subtype": "channel_join", "user": "U9", "ts": stamp(44)}]
-    client = make_web_client(settings)
+    chat = SlackChat(make_web_client(settings))
     fake.rate_limit("conversations.history")
     with Store(settings.db_path) as store:
-        assert backfill(store, client, settings, ["C1"]) == 5  # the join is not a post
-        assert unscanned_messages(store) == []  # a first look is context only
-        assert channel_cursor(store, "C1") == stamp(44)
+        assert backfill(store, chat, settings, ["C1"]) == 5  # the join is not a post
+        assert store.messages.unscanned_messages() == []  # a first look is context only
+        assert store.messages.channel_cursor("C1") == stamp(44)
         fake.history["C1"].append(message_event("C1", stamp(3), VPN, "U2"))
-        assert backfill(store, client, settings, ["C1"]) == 1
-        assert [m.ts for m in unscanned_messages(store)] == [stamp(3)]
+        assert backfill(store, chat, settings, ["C1"]) == 1
+        assert [m.ts for m in store.messages.unscanned_messages()] == [stamp(3)]
     calls = fake.calls_to("conversations.history")
     assert len(calls) == 1 + 3 + 1  # the 429, three pages, then one page since the cursor
     assert calls[-1].params["oldest"] == stamp(44)
@@ -374,8 +377,8 @@ def test_a_channel_that_fails_does_not_stop_the_others(
     fake.fail("conversations.history", "not_in_channel")
     fake.history["C2"] = [message_event("C2", stamp(5), VPN, "U1")]
     with Store(settings.db_path) as store:
-        assert backfill(store, make_web_client(settings), settings, ["C1", "C2"]) == 1
-        assert channel_cursor(store, "C1") is None and channel_cursor(store, "C2") == stamp(5)
+        assert backfill(store, SlackChat(make_web_client(settings)), settings, ["C1", "C2"]) == 1
+        assert store.messages.channel_cursor("C1") is None and store.messages.channel_cursor("C2") == stamp(5)
 
 
 # --- scheduler and CLI -----------------------------------------------------------------
@@ -394,7 +397,7 @@ def test_the_scheduler_never_overlaps_and_survives_a_failed_run(
         runs.append(event)
         ran.release()
 
-    scheduler = build_scheduler(settings, embedder, make_web_client(settings))
+    scheduler = build_scheduler(settings, embedder, SlackChat(make_web_client(settings)))
     scheduler.add_listener(record, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
     job = scheduler.get_job(JOB_ID)
     assert job.max_instances == 1 and job.coalesce is True

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
+from bot.dupe_scan import reply_text
 from bot.duplicates import (
     _Kept,
     candidate_text,
@@ -21,20 +22,12 @@ from bot.duplicates import (
     find_duplicates,
     normalize_text,
     prepared_as,
-    reply_text,
 )
 from bot.embeddings import LocalEmbedder
 from bot.errors import SettingsError
-from bot.messages import (
-    delete_message,
-    edit_message,
-    mark_scanned,
-    record_message,
-    unprepared_messages,
-    unscanned_messages,
-)
 from bot.scheduler import scan_trigger
 from bot.settings import Settings
+from bot.slack.format import from_slack
 from bot.store import Store
 from tests.conftest import make_settings
 
@@ -59,7 +52,7 @@ def store(settings: Settings) -> Iterator[Store]:
 def post(store: Store, offset: float, text: str, *, user: str = "U1", channel: str = "C1",
          thread: float | None = None) -> str:
     stamp = ts(offset)
-    record_message(store, channel=channel, ts=stamp, user=user, text=text,
+    store.messages.record_message(channel=channel, ts=stamp, user=user, text=text,
                    thread_ts=ts(thread) if thread is not None else None)
     return stamp
 
@@ -68,7 +61,7 @@ def found(store: Store, embedder: LocalEmbedder, settings: Settings, **overrides
     """(later ts, earlier ts) of each pair the scan would flag."""
     if overrides:
         settings = make_settings(settings.db_path.parent, **overrides)
-    return [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, embedder, settings).pairs]
+    return [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, embedder, settings, to_plain=from_slack).pairs]
 
 
 # --- normalisation and candidates -------------------------------------------------
@@ -91,7 +84,7 @@ def found(store: Store, embedder: LocalEmbedder, settings: Settings, **overrides
     ],
 )
 def test_normalize_turns_slack_markup_into_plain_text(raw: str, plain: str) -> None:
-    assert normalize_text(raw) == plain
+    assert normalize_text(raw, from_slack) == plain
 
 
 @pytest.mark.parametrize(
@@ -107,19 +100,19 @@ def test_normalize_turns_slack_markup_into_plain_text(raw: str, plain: str) -> N
     ],
 )
 def test_short_emoji_and_link_only_messages_are_not_candidates(text: str, settings: Settings) -> None:
-    assert candidate_text(text, settings) is None
+    assert candidate_text(text, settings, from_slack) is None
 
 
 def test_emoji_and_link_only_stay_out_even_without_length_limits(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, dup_min_words=0, dup_min_chars=0)
-    assert candidate_text(":tada:", settings) is None
-    assert candidate_text("<https://status.example.com>", settings) is None
-    assert candidate_text("ok", settings) == "ok"
+    assert candidate_text(":tada:", settings, from_slack) is None
+    assert candidate_text("<https://status.example.com>", settings, from_slack) is None
+    assert candidate_text("ok", settings, from_slack) == "ok"
 
 
 def test_a_labelled_link_counts_its_words(settings: Settings) -> None:
     text = "roadmap: <https://docs.example.com/q3|Q3 roadmap doc for comments>"
-    assert candidate_text(text, settings) == "roadmap: Q3 roadmap doc for comments"
+    assert candidate_text(text, settings, from_slack) == "roadmap: Q3 roadmap doc for comments"
 
 
 # --- who is compared with whom ---------------------------------------------------------
@@ -129,7 +122,7 @@ def test_a_repeat_pairs_with_the_earlier_message(store: Store, embedder: LocalEm
     first = post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     again = post(store, 120, VPN_AGAIN, user="U3", channel="C2")  # other channels count too
-    [pair] = find_duplicates(store, embedder, settings).pairs
+    [pair] = find_duplicates(store, embedder, settings, to_plain=from_slack).pairs
     assert (pair.later.ts, pair.earlier.ts) == (again, first)
     assert pair.later.channel == "C2" and pair.score >= settings.dup_threshold
     assert pair.as_dict() == {
@@ -163,7 +156,7 @@ def test_look_alikes_are_not_flagged(
 ) -> None:
     post(store, 0, earlier)
     post(store, 60, later, user="U2")
-    new, found_ = find_candidates(store, embedder, settings)
+    new, found_ = find_candidates(store, embedder, settings, to_plain=from_slack)
     assert [score for _, score in found_[0].earlier][0] >= 0.84  # what a threshold alone would flag
     assert found(store, embedder, settings) == []
 
@@ -174,7 +167,7 @@ def test_a_look_alike_that_scores_higher_does_not_hide_the_repeat(
     reworded = post(store, 0, "has release/3.3 been branched off main yet? I need my PAY-2231 fix in before the cut")
     look_alike = post(store, 60, "Is the v3.2 release branch cut yet? I have a fix for PAY-2231 that needs to go in.")
     later = post(store, 120, "Is the v3.3 release branch cut yet? I have a fix for PAY-2231 that needs to go in.")
-    _, found_ = find_candidates(store, embedder, settings)
+    _, found_ = find_candidates(store, embedder, settings, to_plain=from_slack)
     assert [m.ts for m, _ in found_[-1].earlier] == [look_alike, reworded]  # best similarity first
     assert found(store, embedder, settings)[-1] == (later, reworded)
     assert found(store, embedder, settings, dup_candidates=1)[-1:] == []  # the old single best match: lost
@@ -229,17 +222,17 @@ def test_only_the_window_counts(store: Store, embedder: LocalEmbedder, settings:
 def test_a_deleted_earlier_twin_is_not_a_match(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     first = post(store, 0, VPN)
     post(store, 60, VPN_AGAIN, user="U2")
-    delete_message(store, channel="C1", ts=first)
+    store.messages.delete_message(channel="C1", ts=first)
     assert found(store, embedder, settings) == []
 
 
 def test_only_new_messages_are_judged(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
-    mark_scanned(store, unscanned_messages(store))
-    assert find_duplicates(store, embedder, settings).examined == []
+    store.messages.mark_scanned(store.messages.unscanned_messages())
+    assert find_duplicates(store, embedder, settings, to_plain=from_slack).examined == []
     again = post(store, 120, VPN_AGAIN, user="U3")  # new, compared with scanned ones
-    findings = find_duplicates(store, embedder, settings)
+    findings = find_duplicates(store, embedder, settings, to_plain=from_slack)
     assert [m.ts for m in findings.examined] == [again]
     assert [(p.later.ts, p.earlier.ts) for p in findings.pairs] == [(again, ts(0))]
 
@@ -247,8 +240,8 @@ def test_only_new_messages_are_judged(store: Store, embedder: LocalEmbedder, set
 def test_an_edit_makes_a_message_new_again(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     post(store, 0, VPN)
     later = post(store, 60, OFFSITE, user="U2")
-    mark_scanned(store, unscanned_messages(store))
-    edit_message(store, channel="C1", ts=later, text=VPN_AGAIN)
+    store.messages.mark_scanned(store.messages.unscanned_messages())
+    store.messages.edit_message(channel="C1", ts=later, text=VPN_AGAIN)
     assert found(store, embedder, settings) == [(later, ts(0))]
 
 
@@ -258,12 +251,12 @@ def test_an_edit_after_a_scan_is_judged_by_its_new_text(
     first = post(store, 0, VPN)
     later = post(store, 60, VPN_AGAIN, user="U2")
     assert found(store, embedder, settings) == [(later, first)]  # both prepared with these texts
-    mark_scanned(store, unscanned_messages(store))
-    edit_message(store, channel="C1", ts=later, text=OFFSITE)
+    store.messages.mark_scanned(store.messages.unscanned_messages())
+    store.messages.edit_message(channel="C1", ts=later, text=OFFSITE)
     assert found(store, embedder, settings) == []
-    mark_scanned(store, unscanned_messages(store))
-    edit_message(store, channel="C1", ts=first, text=OFFSITE)
-    edit_message(store, channel="C1", ts=later, text=VPN)
+    store.messages.mark_scanned(store.messages.unscanned_messages())
+    store.messages.edit_message(channel="C1", ts=first, text=OFFSITE)
+    store.messages.edit_message(channel="C1", ts=later, text=VPN)
     assert found(store, embedder, settings) == []  # the earlier one no longer asks about the VPN
 
 
@@ -284,12 +277,13 @@ def test_a_scan_prepares_each_message_once(store: Store, embedder: LocalEmbedder
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     post(store, 90, "thanks!", user="U3")  # not worth judging: prepared without a vector
-    assert find_duplicates(store, counting, settings).pairs == []
+    assert find_duplicates(store, counting, settings, to_plain=from_slack).pairs == []
     assert counting.texts == 2
     label = prepared_as(embedder, settings)
-    assert unprepared_messages(store, 0, T0 + DAY, label) == []
+    assert store.messages.unprepared_messages(0, T0 + DAY, label) == []
     again = post(store, 120, VPN_AGAIN, user="U4")
-    assert [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, counting, settings).pairs] == [(again, ts(0))]
+    pairs = find_duplicates(store, counting, settings, to_plain=from_slack).pairs
+    assert [(p.later.ts, p.earlier.ts) for p in pairs] == [(again, ts(0))]
     assert counting.texts == 3  # only the new message went through the model
 
 
@@ -307,7 +301,7 @@ def test_a_vector_missing_from_the_cache_is_embedded_again(
 ) -> None:
     first = post(store, 0, VPN)
     assert found(store, embedder, settings) == []
-    mark_scanned(store, unscanned_messages(store))
+    store.messages.mark_scanned(store.messages.unscanned_messages())
     with store.conn:
         store.conn.execute("DELETE FROM embedding_cache")  # e.g. a cache cleared by hand
     again = post(store, 60, VPN_AGAIN, user="U2")
@@ -317,37 +311,35 @@ def test_a_vector_missing_from_the_cache_is_embedded_again(
 
 
 def test_messages_stored_before_m006_are_prepared_by_the_next_scan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: LocalEmbedder, settings: Settings
+    tmp_path: Path, embedder: LocalEmbedder, settings: Settings
 ) -> None:
     from bot import migrations
 
     path = tmp_path / "old.sqlite3"
-    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])
-    with Store(path) as old:
+    with Store(path, stop_before="m006_prepared_messages") as old:
         first = post(old, 0, VPN)
-        mark_scanned(old, unscanned_messages(old))
-    monkeypatch.undo()
+        old.messages.mark_scanned(old.messages.unscanned_messages())
     with Store(path) as store:
         assert "m006_prepared_messages" in migrations.applied(store.conn)
-        assert unprepared_messages(store, 0, T0 + DAY, prepared_as(embedder, settings))  # nothing prepared yet
+        assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings))  # nothing prepared yet
         again = post(store, 60, VPN_AGAIN, user="U2")
         assert found(store, embedder, settings) == [(again, first)]
-        assert unprepared_messages(store, 0, T0 + DAY, prepared_as(embedder, settings)) == []
+        assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings)) == []
 
 
 def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None:
     later = post(store, 0, OFFSITE)
-    judged = unscanned_messages(store)
-    edit_message(store, channel="C1", ts=later, text=VPN)  # arrives while the scan runs
-    mark_scanned(store, judged)
-    assert [m.text for m in unscanned_messages(store)] == [VPN]
+    judged = store.messages.unscanned_messages()
+    store.messages.edit_message(channel="C1", ts=later, text=VPN)  # arrives while the scan runs
+    store.messages.mark_scanned(judged)
+    assert [m.text for m in store.messages.unscanned_messages()] == [VPN]
 
 
 def test_dup_channels_limit_the_scan(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     post(store, 0, VPN, channel="C_OTHER")
     post(store, 60, VPN_AGAIN, user="U2")
-    assert find_duplicates(store, embedder, settings, ["C1"]).pairs == []
-    assert len(find_duplicates(store, embedder, settings).pairs) == 1
+    assert find_duplicates(store, embedder, settings, ["C1"], to_plain=from_slack).pairs == []
+    assert len(find_duplicates(store, embedder, settings, to_plain=from_slack).pairs) == 1
 
 
 # --- schedule and CLI -----------------------------------------------------------------

@@ -18,7 +18,9 @@ import pytest
 from slack_sdk import WebClient
 
 from bot.errors import DatabaseError
-from bot.server import Services, http_server
+from bot.server import http_server
+from bot.services import Services
+from bot.slack.chat import SlackChat
 from tests.conftest import make_settings
 
 
@@ -34,7 +36,7 @@ def _health(port: int) -> tuple[int, str]:
 def test_a_replaced_or_deleted_database_is_refused_and_fails_healthz(sample_db, tmp_path: Path, embedder, change) -> None:
     settings = make_settings(tmp_path)
     shutil.copy(sample_db, settings.db_path)
-    services = Services(settings, embedder, WebClient(token="xoxb-test", base_url="http://127.0.0.1:9/"))
+    services = Services(settings, embedder, SlackChat(WebClient(token="xoxb-test", base_url="http://127.0.0.1:9/")))
     server = http_server(None, "127.0.0.1", 0, healthy=services.healthy)
     threading.Thread(target=server.run, daemon=True).start()
     try:

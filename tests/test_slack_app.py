@@ -32,11 +32,12 @@ from bot.embeddings import LocalEmbedder
 from bot.errors import LockHeldError, SettingsError
 from bot.indexer import index_folder
 from bot.lock import index_lock
-from bot.messages import get_message, unprepared_messages
-from bot.server import Services, create_app, http_server, make_web_client, socket_mode_handler
+from bot.server import create_app, http_server, make_web_client, socket_mode_handler
+from bot.services import Services
 from bot.settings import Settings
 from bot.slack import app as slack_app
 from bot.slack.app import ASK_QUEUE_LIMIT
+from bot.slack.chat import SlackChat
 from bot.slack.gate import MAX_BODY_BYTES
 from bot.store import Store, cache_key
 from tests.conftest import make_settings
@@ -124,8 +125,9 @@ def start_bot(
 
     def start(**overrides: Any) -> Bot:
         settings = bot_settings(tmp_path, fake, bot_db, **overrides)
-        services = Services(settings, embedder, make_web_client(settings))
-        app = create_app(services)
+        client = make_web_client(settings)
+        services = Services(settings, embedder, SlackChat(client))
+        app = create_app(services, client)
         server = http_server(app, "127.0.0.1", 0, SECRET)
         thread = threading.Thread(target=server.run, name="waitress", daemon=True)
         thread.start()
@@ -189,13 +191,17 @@ def test_ask_acks_within_3_s_then_answers_privately_with_sources_and_scores(bot:
 
 
 @pytest.mark.parametrize("text", ["", "   ", "help", "HELP"])
-def test_empty_or_help_shows_usage(bot: Bot, text: str) -> None:
-    assert bot.ask(text, "usage").status == 200
+def test_empty_or_help_shows_usage_in_the_ack(bot: Bot, text: str) -> None:
+    reply = bot.ask(text, "usage")
+    assert reply.status == 200
 
-    usage = only(bot.fake.wait_responses("usage"))
+    usage = Call("ack", "", json.loads(reply.body), {})  # at once, in the ack: no answer follows it
+    assert usage.params["response_type"] == "ephemeral"
     assert "/ask how do I get reimbursed for a taxi" in usage.text
     assert "/ask reindex" in usage.text
     assert "<@UBOT>" in usage.text  # how to mention the bot, with its real name
+    bot.finish()
+    assert bot.fake.responses("usage") == []
 
 
 def test_a_40_kb_question_is_acked_and_answered_within_slack_limits(bot: Bot) -> None:
@@ -398,7 +404,7 @@ def test_channel_messages_are_stored_edited_and_deleted(start_bot: Callable[...,
     for number, event in enumerate([question, reply, kept, *ignored]):
         assert bot.event(event, f"EvM{number}").status == 200
     store = bot.services.store()
-    wait_until(lambda: all(get_message(store, "C0001", e["ts"]) for e in (question, reply, kept)))
+    wait_until(lambda: all(store.messages.get_message("C0001", e["ts"]) for e in (question, reply, kept)))
 
     bot.event({"type": "message", "subtype": "message_changed", "channel": "C0001", "channel_type": "channel",
                "message": {**question, "text": "How do I reset my VPN password on a Mac?"},
@@ -407,16 +413,16 @@ def test_channel_messages_are_stored_edited_and_deleted(start_bot: Callable[...,
                "deleted_ts": reply["ts"], "previous_message": reply, "ts": "1700000401.000100"}, "EvDelete")
     bot.finish()
 
-    assert get_message(store, "C0001", question["ts"]).text == "How do I reset my VPN password on a Mac?"
-    assert get_message(store, "C0001", reply["ts"]) is None
+    assert store.messages.get_message("C0001", question["ts"]).text == "How do I reset my VPN password on a Mac?"
+    assert store.messages.get_message("C0001", reply["ts"]) is None
     # each stored text was prepared for the duplicate scan as it arrived, the edit by its new text
     label = prepared_as(bot.services.embedder, bot.services.settings)
-    assert unprepared_messages(store, 0, 2e9, label) == []
+    assert store.messages.unprepared_messages(0, 2e9, label) == []
     keys = dict(store.conn.execute("SELECT ts, vector_key FROM messages WHERE deleted = 0"))
     model = bot.services.embedder.model
     assert keys == {question["ts"]: cache_key(model, "How do I reset my VPN password on a Mac?"),
                     kept["ts"]: cache_key(model, kept["text"])}
-    assert all(get_message(store, e["channel"], e["ts"]) is None for e in ignored)
+    assert all(store.messages.get_message(e["channel"], e["ts"]) is None for e in ignored)
     assert not bot.fake.calls_to("chat.postMessage")
 
 
@@ -603,8 +609,9 @@ def test_socket_mode_receives_a_command_acks_the_envelope_and_answers(
     fake: FakeSlack, bot_db: Path, embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
     settings = bot_settings(tmp_path, fake, bot_db, slack_app_token=APP_TOKEN, slack_signing_secret="")
-    services = Services(settings, embedder, make_web_client(settings))
-    app = create_app(services)
+    client = make_web_client(settings)
+    services = Services(settings, embedder, SlackChat(client))
+    app = create_app(services, client)
     handler = socket_mode_handler(app, settings)
     try:
         handler.connect()  # apps.connections.open with the app token, then the WebSocket
@@ -699,10 +706,11 @@ def test_a_rejected_bot_token_is_explained_without_showing_it(
     fake: FakeSlack, bot_db: Path, embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
     settings = bot_settings(tmp_path, fake, bot_db, slack_bot_token="xoxb-revoked")
-    services = Services(settings, embedder, make_web_client(settings))
+    client = make_web_client(settings)
+    services = Services(settings, embedder, SlackChat(client))
     try:
         with pytest.raises(SettingsError, match="Slack rejected SLACK_BOT_TOKEN") as error:
-            create_app(services)
+            create_app(services, client)
         assert "xoxb-revoked" not in str(error.value)
     finally:
         services.close()

@@ -173,14 +173,12 @@ def test_chunk_ids_are_never_reused(tmp_path, knowledge_copy, embedder):
         assert int(store.chunk_ids(gen).max()) > last
 
 
-def test_migration_keeps_chunks_of_an_existing_database(tmp_path, monkeypatch, embedder):
+def test_migration_keeps_chunks_of_an_existing_database(tmp_path, embedder):
     """A database made before m004 keeps its chunks, then searches through the copy."""
-    from bot import migrations
     from bot.chunking import Chunk
 
     path = tmp_path / "old.sqlite3"
-    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
-    with Store(path) as old:
+    with Store(path, stop_before="m004_vector_sync") as old:
         gen = old.create_generation(embedder.model, embedder.dim, "knowledge")
         doc = old.conn.execute(
             "INSERT INTO documents (generation, path, sha256, size, mtime, title, indexed_at) "
@@ -192,7 +190,6 @@ def test_migration_keeps_chunks_of_an_existing_database(tmp_path, monkeypatch, e
         old.conn.execute(f"INSERT INTO {gen.vec_table} (chunk_id, embedding) VALUES (?, ?)",
                          (chunk_id, embedder.embed([chunk.text])[0].tobytes()))
         old.activate(gen)
-    monkeypatch.undo()
     with Store(path) as store:
         (sql,) = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'chunks'").fetchone()
         assert "AUTOINCREMENT" in sql and store.vectors_version(gen) == 0

@@ -1,1 +1,1 @@
-"""The Slack side of kb-bot: `app` routes Slack requests, `format` builds the messages."""
+"""The Slack side of kb-bot: `app` and `listeners` route requests, `format` builds messages, `chat` serves the scan."""

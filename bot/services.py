@@ -1,0 +1,85 @@
+"""What every listener and background job shares: search, re-index and the duplicate scan, wired once.
+
+The settings, the embedder (loaded once; onnxruntime sessions are thread-safe),
+the chat platform (`bot.chat.ChatPort`), and one SQLite `Store` per thread,
+because listeners run on a thread pool and a connection must not be used by
+two threads at once. No chat library here: `bot.server` builds the Slack side.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from bot.chat import ChatPort
+from bot.embeddings import Embedder
+from bot.indexer import IndexReport, index_folder
+from bot.lock import index_lock
+from bot.scheduler import start_scheduler
+from bot.search import SearchResult, search
+from bot.settings import Settings
+from bot.store import Store
+
+
+class Services:
+    """What listeners and background jobs share; safe to use from any thread."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, chat: ChatPort) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.chat = chat
+        self._local = threading.local()
+        self._stores: list[Store] = []
+        self._stores_lock = threading.Lock()
+        self._on_close: list[Callable[[], object]] = []
+
+    def store(self) -> Store:
+        """This thread's `Store`, opened on first use."""
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None:
+            store = Store(self.settings.db_path)
+            self._local.store = store
+            with self._stores_lock:
+                self._stores.append(store)
+        store.check_file()  # never answer from, or write into, a deleted or replaced file
+        return store
+
+    def healthy(self) -> bool:
+        """False once the database file was deleted or replaced under the open connections."""
+        with self._stores_lock:
+            return not any(store.replaced() for store in self._stores)
+
+    def search(self, question: str) -> SearchResult:
+        settings = self.settings
+        return search(
+            self.store(), self.embedder, question,
+            k=settings.top_k, min_score=settings.min_score, mode=settings.search_mode,
+        )
+
+    def reindex(self, on_start: Callable[[], object]) -> IndexReport:
+        """An incremental re-index, on its own connection; `LockHeldError` if one is already running.
+
+        The lock is a file lock, so a `kb-bot index` in a shell and a second
+        `/ask reindex` are refused alike; `on_start` runs once it is held.
+        """
+        with index_lock(self.settings.db_path):
+            on_start()
+            with Store(self.settings.db_path) as store:
+                return index_folder(store, self.embedder, self.settings)
+
+    def at_close(self, stop: Callable[[], object]) -> None:
+        """Run `stop` at shutdown, before the stores close (e.g. a scheduler's `shutdown`)."""
+        self._on_close.append(stop)
+
+    def close(self) -> None:
+        for stop in reversed(self._on_close):
+            stop()
+        with self._stores_lock:
+            for store in self._stores:
+                store.close()
+            self._stores.clear()
+
+    def start_background_jobs(self) -> None:
+        """Start jobs that run beside the listeners: the duplicate scan (`bot.scheduler`), stopped by `close`."""
+        scheduler = start_scheduler(self.settings, self.embedder, self.chat)
+        self.at_close(scheduler.shutdown)  # waits for a scan in progress to finish
