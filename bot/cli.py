@@ -121,15 +121,14 @@ def format_result(result: SearchResult) -> str:
         return "No passages found."
     lines = []
     if not result.confident:
-        lines.append("No confident answer; best guesses:\n")
+        lines.append("Not sure: the folder may not answer this. Best guesses:\n")
     for rank, hit in enumerate(result.hits, start=1):
         where = f"{hit.path}:{hit.start_line}-{hit.end_line}"
         flag = "" if hit.confident else "  (guess)"
         lines.append(f"{rank}. [{hit.relevance:>3}] {where}{flag}")
         if hit.heading:
             lines.append(f"   {hit.heading}")
-        excerpt = " ".join(hit.text.split())
-        lines.append(f"   {excerpt[:300]}{'…' if len(excerpt) > 300 else ''}")
+        lines.append(f"   {hit.lead}")
         if hit.more:
             spans = ", ".join(f"{m.start_line}-{m.end_line}" for m in hit.more)
             lines.append(f"   (also in this file: lines {spans})")

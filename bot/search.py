@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 from bot.embeddings import Embedder, known_dim, valid_text
 from bot.errors import IndexNotBuiltError, QueryError
+from bot.excerpt import lead
 from bot.ranking import ANSWER_THRESHOLD, CANDIDATES, Source, candidates, rank
 from bot.settings import SEARCH_MODES
 from bot.store import Generation, Store
@@ -63,11 +64,12 @@ class Hit:
     rank_score: float | None = None  # what the mode sorted by (the ranker's logit in hybrid)
     relevance: int = 0  # 0-100: the score that ordered the list, shown to people
     more: tuple[Excerpt, ...] = ()  # other matching passages of the same file, best first
+    lead: str = ""  # the sentence or two of `text` that best match the question (`bot.excerpt`)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "relevance": self.relevance, "similarity": self.score, "path": self.path, "heading": self.heading,
-            "text": self.text, "start_line": self.start_line, "end_line": self.end_line,
+            "lead": self.lead, "text": self.text, "start_line": self.start_line, "end_line": self.end_line,
             "confident": self.confident, "more": [m.as_dict() for m in self.more],
         }
 
@@ -143,7 +145,7 @@ def search(
     ranking = rank(mode, passages, words, k)
     sure = ranking.answerable >= ANSWER_THRESHOLD
     hits = [
-        _hit(source, score, relevance, sure, min_score)
+        _hit(source, score, relevance, sure, min_score, head)
         for source, score, relevance in zip(ranking.sources, ranking.scores, ranking.relevance)
     ]
     return SearchResult(
@@ -152,13 +154,13 @@ def search(
     )
 
 
-def _hit(source: Source, score: float, relevance: int, sure: bool, min_score: float) -> Hit:
-    """A source as shown: its best passage, the next few folded under it."""
+def _hit(source: Source, score: float, relevance: int, sure: bool, min_score: float, question: str) -> Hit:
+    """A source as shown: its best passage led by the sentences that match, the next few folded under it."""
     best = source.best
     return Hit(
         score=round(best.cosine, 4), path=best.row.path, heading=best.row.heading, text=best.row.text,
         start_line=best.row.start_line, end_line=best.row.end_line, confident=sure and best.cosine >= min_score,
-        title=best.row.title, rank_score=round(score, 4), relevance=relevance,
+        title=best.row.title, rank_score=round(score, 4), relevance=relevance, lead=lead(best.row.text, question),
         more=tuple(
             Excerpt(round(p.cosine, 4), p.row.heading, p.row.text, p.row.start_line, p.row.end_line)
             for p in source.passages[1 : 1 + MORE_PASSAGES]

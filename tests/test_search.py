@@ -96,7 +96,7 @@ def test_cli_ask_json_shape(sample_db, tmp_path, monkeypatch):
     assert len(data["hits"]) == 3
     top = data["hits"][0]
     assert set(top) == {
-        "relevance", "similarity", "path", "heading", "text", "start_line", "end_line", "confident", "more",
+        "relevance", "similarity", "path", "heading", "lead", "text", "start_line", "end_line", "confident", "more",
     }
     assert top["path"] == "hr/expenses.md"
     assert len({hit["path"] for hit in data["hits"]}) == 3, "each file once"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.search import Hit, SearchResult
+from bot.search import Excerpt, Hit, SearchResult
 from bot.slack.format import (
     BLOCK_LIMIT,
     BUTTON_VALUE_LIMIT,
@@ -25,9 +25,10 @@ from tests.slack_fake import iter_blocks_text
 
 
 def hit(text: str = "Submit the receipt in Expensify.", *, score: float = 0.82, confident: bool = True,
-        path: str = "hr/expenses.md", heading: str | None = "Expenses > Taxis", title: str | None = "Expenses") -> Hit:
+        path: str = "hr/expenses.md", heading: str | None = "Expenses > Taxis", title: str | None = "Expenses",
+        relevance: int = 82, lead: str = "", more: tuple[Excerpt, ...] = ()) -> Hit:
     return Hit(score=score, path=path, heading=heading, text=text, start_line=1, end_line=5,
-               confident=confident, title=title)
+               confident=confident, title=title, relevance=relevance, lead=lead, more=more)
 
 
 def result(hits: list[Hit], query: str = "how do I get reimbursed for a taxi", truncated: bool = False) -> SearchResult:
@@ -99,10 +100,21 @@ def test_trimming_never_cuts_a_link_or_an_entity() -> None:
         assert balanced(trimmed), trimmed[-80:]
 
 
-def test_each_passage_shows_rank_score_source_heading_and_excerpt() -> None:
+def test_each_source_shows_rank_relevance_path_heading_and_excerpt() -> None:
     section = hit_block(2, hit())["text"]["text"]
 
-    assert section.splitlines() == ["*2.* `0.82`  *hr/expenses.md › Taxis*", "Submit the receipt in Expensify."]
+    assert section.splitlines() == ["*2.* `82`  *hr/expenses.md › Taxis*", "Submit the receipt in Expensify."]
+
+
+def test_a_source_leads_with_its_matching_sentences_and_names_its_other_passages() -> None:
+    long_text = "Intro that says little. " * 40 + "File the taxi receipt in Expensify within 30 days."
+    more = (Excerpt(0.5, "Expenses > Meals", "Meals up to 60 EUR.", 40, 52),)
+    section = hit_block(1, hit(long_text, lead="… File the taxi receipt in Expensify within 30 days.", more=more))
+    lines = section["text"]["text"].splitlines()
+
+    assert lines[1] == "… File the taxi receipt in Expensify within 30 days."
+    assert lines[2] == "_Also in this file: lines 40–52_"
+    assert "Intro that says little" not in section["text"]["text"]
 
 
 def test_the_answer_never_exceeds_50_blocks_and_says_what_is_left_out() -> None:
@@ -118,9 +130,8 @@ def test_no_confident_match_says_so_and_still_shows_the_best_guesses() -> None:
     message = answer_message(result([hit(score=0.21, confident=False), hit(score=0.2, confident=False)]))
 
     shown = texts(message)
-    assert "No confident answer" in shown[1]
-    assert sum("low confidence" in t for t in shown[2:]) == 2
-    assert "`0.21`" in shown[2]
+    assert "Not sure" in shown[1] and "best guesses" in shown[1]
+    assert sum("(guess)" in t for t in shown[2:]) == 2
 
 
 def test_nothing_found_is_said_plainly() -> None:

@@ -186,17 +186,25 @@ def shown(text: str) -> str:
 
 
 def hit_block(rank: int, hit: Hit) -> Block:
-    """One passage: rank, score, source and heading on the first line, then the excerpt."""
+    """One source: rank, relevance, path and heading on the first line, then its lead sentences.
+
+    The relevance (0-100) is what ordered the list, so the numbers read top-down;
+    the full passage and its cosine are in `kb-bot ask --json`.
+    """
     where = fit(hit.path, PATH_CHARS, _in_bold)
     trail = [part.strip() for part in (hit.heading or hit.title or "").split(" > ") if part.strip()]
     if len(trail) > 1 and hit.title and trail[0].lower() == hit.title.strip().lower():
         trail = trail[1:]  # the document's own title says little next to its path
     if trail:
         where += " › " + fit(" › ".join(trail), HEADING_CHARS, _in_bold)
-    flag = "  _(low confidence)_" if not hit.confident else ""
-    header = f"*{rank}.* `{hit.score:.2f}`  *{where}*{flag}"
-    excerpt = fit(trim(hit.text.strip(), EXCERPT_CHARS), SECTION_LIMIT - len(header) - 1)
-    return _section(f"{header}\n{excerpt}" if excerpt else header)
+    flag = "  _(guess)_" if not hit.confident else ""
+    header = f"*{rank}.* `{hit.relevance}`  *{where}*{flag}"
+    also = ""
+    if hit.more:
+        spans = ", ".join(f"{m.start_line}–{m.end_line}" for m in hit.more)
+        also = f"\n_Also in this file: lines {spans}_"
+    excerpt = fit(trim(hit.lead or hit.text.strip(), EXCERPT_CHARS), SECTION_LIMIT - len(header) - len(also) - 1)
+    return _section(f"{header}\n{excerpt}{also}" if excerpt else header + also)
 
 
 def answer_message(result: SearchResult, *, asker: str | None = None, shareable: bool = False) -> Message:
@@ -215,8 +223,8 @@ def answer_message(result: SearchResult, *, asker: str | None = None, shareable:
         notes.append("I found nothing in the knowledge folder for this.")
     elif not result.confident:
         notes.append(
-            ":grey_question: *No confident answer* in the knowledge folder. "
-            "These are the closest passages; they may not answer the question."
+            ":grey_question: *Not sure*: the knowledge folder may not answer this. "
+            "Below are my best guesses; check them before relying on them."
         )
     if notes:
         top.append(_context("\n".join(notes)))
