@@ -32,6 +32,7 @@ def test_every_dev_set_has_a_floor():
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
+@pytest.mark.quality
 def test_dev_set_test_split_floors(name: str, tmp_path: Path, embedder):
     settings = make_settings(tmp_path, knowledge_dir=DEV_SETS / name / "docs")
     items = load_golden(DEV_SETS / name / "questions.jsonl", "test")

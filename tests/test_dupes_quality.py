@@ -44,6 +44,7 @@ def stream(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder) ->
         return scan_stream(read_rows(DATA / "dupes.jsonl"), store, embedder, settings)
 
 
+@pytest.mark.quality
 def test_the_judge_beats_threshold_only_on_held_out(stream: Stream) -> None:
     print(f"\n{len(stream.cases)} later messages with candidates, {len(stream.repeats)} true repeats")
     print("| decider | split | precision | recall |\n|---|---|---|---|")
@@ -104,6 +105,7 @@ def sts(embedder: LocalEmbedder) -> tuple[np.ndarray, list[str], list[str], np.n
     return gold, first, second, similarity
 
 
+@pytest.mark.quality
 def test_sts_benchmark_spearman(sts: tuple[np.ndarray, list[str], list[str], np.ndarray]) -> None:
     gold, _, _, similarity = sts
     assert len(gold) == 1379
@@ -112,6 +114,7 @@ def test_sts_benchmark_spearman(sts: tuple[np.ndarray, list[str], list[str], np.
     assert rho >= STS_FLOOR
 
 
+@pytest.mark.quality
 def test_sts_pairs_as_an_outside_check_of_the_judge(sts: tuple[np.ndarray, list[str], list[str], np.ndarray]) -> None:
     """Gold >= 4 as duplicates, <= 2 as not (the middle left out); the judge sees only what reaches DUP_THRESHOLD."""
     gold, first, second, similarity = sts

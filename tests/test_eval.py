@@ -99,6 +99,7 @@ def test_cli_eval_beir_reuses_the_cache(tmp_path):
         assert store.stats()["cache_entries"] == cached == 4
 
 
+@pytest.mark.quality
 def test_golden_set_quality_floors(sample_store, embedder):
     """The sample folder's golden set: a drop here means search got worse."""
     items = load_golden(DATA / "golden.jsonl")
@@ -174,6 +175,7 @@ def test_cli_eval_golden_split_and_unanswerable(sample_db, tmp_path):
 
 
 @pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"SciFact not found at {SCIFACT}: quality check skipped")
+@pytest.mark.quality
 def test_scifact_subset_quality_floors(tmp_path, embedder):
     """A fixed SciFact test subset small enough for CI; floors are measured values less a margin."""
     data = load_beir(SCIFACT, "test").subset(queries=SCIFACT_QUERIES, other_docs=SCIFACT_OTHER_DOCS)
