@@ -59,7 +59,7 @@ BOT_TOKEN = "xoxb-test-token"
 APP_TOKEN = "xapp-test-token"
 ADMIN = "UADMIN"
 TAXI = "how do I get reimbursed for a taxi"
-SCORE = re.compile(r"`\d\.\d\d`")
+SCORE = re.compile(r"^\*1\.\* `\d{1,3}`", re.M)  # the relevance (0-100) that ordered the list
 SLACK_LIMIT_SECONDS = 3.0  # Slack gives up on an ack after 3 s
 
 
