@@ -28,7 +28,20 @@ from bot.store import Generation, Store
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class IndexProgress:
+    """Where a run stands, for a progress line: files read so far and texts embedded so far."""
+
+    files_done: int
+    files_total: int
+    path: str
+    chunks_embedded: int
+    finished: bool = False
+
+
+Progress = Callable[[IndexProgress], None]
 
 # Files are chunked ahead and embedded together, so the embedder sees large
 # batches it can sort by length, then each file is written in its own transaction.
@@ -110,13 +123,16 @@ def index_folder(
         for p in pending:
             (report.added if p.is_new else report.changed).append(p.source.rel)
             report.chunks_written += len(p.chunks)
+        if progress and pending:
+            progress(IndexProgress(files_done, len(to_read), pending[-1].source.rel, counts.embedded))
         pending.clear()
 
     to_read = [s for s in files if full or not _unchanged_by_stat(existing.get(s.rel), s)]
     report.unchanged += len(files) - len(to_read)
-    for number, (source, data) in enumerate(iter_loaded(to_read), start=1):
+    files_done = 0
+    for files_done, (source, data) in enumerate(iter_loaded(to_read), start=1):
         if progress:
-            progress(number, len(to_read), source.rel)
+            progress(IndexProgress(files_done, len(to_read), source.rel, counts.embedded))
         old = existing.get(source.rel)
         if isinstance(data, Skipped):
             _skip(store, gen, report, source.rel, data.reason, old is not None, dry_run)
@@ -143,6 +159,8 @@ def index_folder(
         if sum(len(p.chunks) for p in pending) >= EMBED_GROUP_CHUNKS:
             flush()
     flush()
+    if progress:
+        progress(IndexProgress(files_done, len(to_read), "", counts.embedded, finished=True))
 
     seen = {s.rel for s in files}
     for path in sorted(set(existing) - seen):
