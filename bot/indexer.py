@@ -29,7 +29,6 @@ from bot.store import Generation, Store
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class IndexProgress:
     """Where a run stands, for a progress line: files read so far and texts embedded so far."""
