@@ -88,10 +88,13 @@ def _progress(live: bool) -> Progress:
             summary = f"{counts}, took {_duration(elapsed)}"
             click.echo(f"\r{summary}\x1b[K" if live else summary, err=True, color=live)
         elif live:
-            left = elapsed * (p.files_total - p.files_done) / p.files_done if p.files_done else 0.0
+            # chunks still to write, guessed from the chunks per file read so far, at the rate written so far
+            expected = p.chunks_read * p.files_total / max(p.files_done, 1)
+            left = elapsed * (expected - p.chunks_written) / p.chunks_written if p.chunks_written else None
             label = p.path if len(p.path) <= 40 else "…" + p.path[-39:]
             # \x1b[K clears what a longer previous line left on the right
-            click.echo(f"\r{counts}, ETA {_duration(left)}  {label}\x1b[K", nl=False, err=True, color=True)
+            eta = "…" if left is None else _duration(left)
+            click.echo(f"\r{counts}, ETA {eta}  {label}\x1b[K", nl=False, err=True, color=True)
 
     return show
 

@@ -29,6 +29,7 @@ def test_index_reports_each_file_and_the_embedded_chunks(knowledge_copy: Path, t
     chunks = [e.chunks_embedded for e in events]
     assert chunks == sorted(chunks), "chunks embedded never goes down"
     assert chunks[-2] == report.texts_embedded > 0, "the chunks are counted once embedded, before the end"
+    assert events[-1].chunks_read == events[-1].chunks_written == report.chunks_written
     last = events[-1]
     assert last.finished and events.count(last) == 1
     assert (last.files_done, last.chunks_embedded) == (files, report.texts_embedded)
@@ -60,14 +61,16 @@ def test_json_index_prints_no_progress(knowledge_copy: Path, tmp_path: Path) -> 
 
 def test_a_terminal_gets_one_rewritten_line_with_an_eta(capsys: pytest.CaptureFixture[str]) -> None:
     show = _progress(live=True)
-    for done in range(1, 4):
-        show(IndexProgress(done, 10, f"docs/page-{done}.rst", done * 40))
-    show(IndexProgress(10, 10, "", 400, finished=True))
+    show(IndexProgress(1, 10, "docs/first.rst", 40, 0, 0))  # nothing written yet: no rate to guess from
+    for done in range(1, 4):  # 40 chunks a file, 30 written after each
+        show(IndexProgress(done, 10, f"docs/page-{done}.rst", done * 40, done * 30, done * 30))
+    show(IndexProgress(10, 10, "", 400, 400, 300, finished=True))
     err = capsys.readouterr().err
-    updates = err.split("\r")[1:]
+    first, *updates = err.split("\r")[1:]
+    assert "ETA …  docs/first.rst" in first
     assert len(updates) == 4
     for done, update in enumerate(updates[:3], start=1):
-        assert re.match(rf"{done}/10 files, {done * 40} chunks embedded, [\d.]+ chunks/s, ETA \d+(m\d\ds|s)  "
+        assert re.match(rf"{done}/10 files, {done * 30} chunks embedded, [\d.]+ chunks/s, ETA \d+(m\d\ds|s)  "
                         rf"docs/page-{done}\.rst\x1b\[K$", update), update
     assert SUMMARY.match(updates[3].removesuffix("\x1b[K\n")), updates[3]
     assert err.endswith("\n") and err.count("\n") == 1
