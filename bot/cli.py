@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from bot.duplicates import Pair
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
-from bot.indexer import IndexReport, index_folder
+from bot.indexer import IndexProgress, IndexReport, Progress, index_folder
 from bot.lock import index_lock
 from bot.reports import format_report
 from bot.search import SearchResult, search
@@ -75,28 +76,41 @@ knowledge_option = click.option(
 json_option = click.option("--json", "json_", is_flag=True, help="Print JSON.")
 
 
-def _progress(enabled: bool) -> Callable[[int, int, str], None] | None:
-    if not enabled:
-        return None
+def _progress(live: bool) -> Progress:
+    """Files done / total, chunks embedded, rate and ETA on stderr: a live line on a terminal, else one line at the end."""
+    started = time.monotonic()
 
-    def show(done: int, total: int, path: str) -> None:
-        width = 30
-        filled = int(width * done / max(total, 1))
-        label = path if len(path) <= 40 else "…" + path[-39:]
-        click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<40}", nl=False, err=True)
-        if done == total:
-            click.echo("", err=True)
+    def show(p: IndexProgress) -> None:
+        elapsed = time.monotonic() - started
+        counts = (
+            f"{p.files_done}/{p.files_total} files, {p.chunks_embedded} chunks embedded, "
+            f"{p.chunks_embedded / max(elapsed, 1e-3):.1f} chunks/s"
+        )
+        if p.finished:
+            summary = f"{counts}, took {_duration(elapsed)}"
+            click.echo(f"\r{summary}\x1b[K" if live else summary, err=True, color=live)
+        elif live:
+            # chunks still to write, guessed from the chunks per file read so far, at the rate written so far
+            expected = p.chunks_read * p.files_total / max(p.files_done, 1)
+            left = elapsed * (expected - p.chunks_written) / p.chunks_written if p.chunks_written else None
+            label = p.path if len(p.path) <= 40 else "…" + p.path[-39:]
+            # \x1b[K clears what a longer previous line left on the right
+            eta = "…" if left is None else _duration(left)
+            click.echo(f"\r{counts}, ETA {eta}  {label}\x1b[K", nl=False, err=True, color=True)
 
     return show
 
 
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 def run_index(
-    settings: Settings, embedder: Embedder, *, full: bool = False, dry_run: bool = False, progress: bool = False
+    settings: Settings, embedder: Embedder, *, full: bool = False, dry_run: bool = False, progress: Progress | None = None
 ) -> IndexReport:
     with index_lock(settings.db_path), Store(settings.db_path) as store:
-        return index_folder(
-            store, embedder, settings, full=full, dry_run=dry_run, progress=_progress(progress)
-        )
+        return index_folder(store, embedder, settings, full=full, dry_run=dry_run, progress=progress)
 
 
 @cli.command("index")
@@ -111,7 +125,8 @@ def index_cmd(ctx: click.Context, knowledge: Path | None, db: Path | None, full:
     """Index the knowledge folder (incremental; unchanged files cost nothing)."""
     settings = _settings(ctx, knowledge_dir=knowledge, db_path=db)
     embedder = make_embedder(settings)
-    report = run_index(settings, embedder, full=full, dry_run=dry_run, progress=sys.stderr.isatty() and not json_)
+    progress = None if json_ else _progress(sys.stderr.isatty())
+    report = run_index(settings, embedder, full=full, dry_run=dry_run, progress=progress)
     click.echo(json.dumps(report.as_dict(), indent=2) if json_ else format_report(report))
 
 
@@ -162,7 +177,7 @@ def ask_cmd(
             # Built as `kb-bot index` builds it: under the index lock (a second
             # process says who is indexing instead of embedding the same texts), with progress.
             click.echo(f"No index for this model yet: indexing {settings.knowledge_dir} first…", err=True)
-            report = run_index(settings, embedder, progress=sys.stderr.isatty())
+            report = run_index(settings, embedder, progress=_progress(sys.stderr.isatty()))
             click.echo(format_report(report), err=True)
             result = ask(store)
     click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) if json_ else format_result(result))

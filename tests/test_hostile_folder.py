@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.indexer import IndexReport, index_folder
+from bot.indexer import IndexProgress, IndexReport, index_folder
 from bot.loaders import MAX_FILE_BYTES, TOO_LARGE
 from bot.search import search
 from bot.store import Store
@@ -68,8 +68,11 @@ def test_file_swapped_for_a_symlink_after_the_scan_is_not_read(folder, tmp_path,
     (folder / "team").mkdir()
     (folder / "team" / "printers.md").write_text(PRINTER)
 
-    def swap_after_first_read(done: int, total: int, path: str) -> None:
-        if done == 1:
+    swapped = []
+
+    def swap_after_first_read(progress: IndexProgress) -> None:
+        if progress.files_done == 1 and not swapped:
+            swapped.append(progress.path)
             (folder / "zz-notes.md").unlink()
             (folder / "zz-notes.md").symlink_to(outside / ".env")
             shutil.rmtree(folder / "team")
