@@ -108,7 +108,8 @@ class QuestionWords:
 
     @classmethod
     def of(cls, store: Store, gen: Generation, text: str) -> QuestionWords:
-        total = max(len(in_memory(store, gen)), 1)
+        copy = in_memory(store, gen)  # None for a reader still on a generation a re-index just replaced
+        total = max(len(copy) if copy is not None else len(store.chunk_ids(gen)), 1)
         words = query_words(text)
         ids = [keyword_scores(store, gen, word).ids for word in words]  # each word's list is cached
         idf = np.array([math.log(1 + (total - len(i) + 0.5) / (len(i) + 0.5)) for i in ids])
