@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waitress.server import BaseWSGIServer
+from waitress.wasyncore import close_all
 
 from bot.embeddings import LocalEmbedder
 from bot.indexer import index_folder
@@ -68,3 +71,17 @@ def sample_store(sample_db: Path) -> Iterator[Store]:
     """A read-only use of the shared sample index."""
     with Store(sample_db) as store:
         yield store
+
+
+def stop_http_server(server: BaseWSGIServer, thread: threading.Thread) -> None:
+    """Stop a waitress server serving on `thread`: its sockets are closed from that thread itself.
+
+    asyncore is not thread-safe: closing them from here makes the serving loop's
+    select() fail with EBADF. If the trigger pipe is already gone, the loop is ending.
+    """
+    try:
+        server.trigger.pull_trigger(lambda: close_all(server._map))
+    except OSError:
+        close_all(server._map)
+    thread.join()
+    server.task_dispatcher.shutdown()

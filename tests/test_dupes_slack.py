@@ -31,7 +31,7 @@ from bot.settings import Settings
 from bot.slack import chat as slack_chat
 from bot.slack.chat import SlackChat
 from bot.store import Store
-from tests.conftest import make_settings
+from tests.conftest import make_settings, stop_http_server
 from tests.slack_fake import Call, FakeSlack, event_envelope, post_signed
 
 SECRET = "signing-secret"
@@ -111,8 +111,7 @@ def serving(settings: Settings, embedder: LocalEmbedder) -> Iterator[tuple[Servi
     finally:
         app.listener_runner.listener_executor.shutdown(wait=True)  # events delivered are handled
         services.close()  # stops the scheduler, waiting for a scan in progress
-        server.close()
-        server.task_dispatcher.shutdown()
+        stop_http_server(server, thread)
 
 
 def deliver(url: str, event: dict, event_id: str) -> None:

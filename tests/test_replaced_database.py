@@ -21,7 +21,7 @@ from bot.errors import DatabaseError
 from bot.server import http_server
 from bot.services import Services
 from bot.slack.chat import SlackChat
-from tests.conftest import make_settings
+from tests.conftest import make_settings, stop_http_server
 
 
 def _health(port: int) -> tuple[int, str]:
@@ -38,7 +38,8 @@ def test_a_replaced_or_deleted_database_is_refused_and_fails_healthz(sample_db, 
     shutil.copy(sample_db, settings.db_path)
     services = Services(settings, embedder, SlackChat(WebClient(token="xoxb-test", base_url="http://127.0.0.1:9/")))
     server = http_server(None, "127.0.0.1", 0, healthy=services.healthy)
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     try:
         assert services.search("how do I get reimbursed for a taxi").hits
         assert _health(server.effective_port) == (200, "ok\n")
@@ -57,5 +58,5 @@ def test_a_replaced_or_deleted_database_is_refused_and_fails_healthz(sample_db, 
         status, body = _health(server.effective_port)
         assert status == 503 and "restart kb-bot" in body
     finally:
-        server.close()
+        stop_http_server(server, thread)
         services.close()

@@ -24,7 +24,6 @@ from urllib.error import HTTPError
 import pytest
 from click.testing import CliRunner
 from slack_bolt import App
-from waitress.wasyncore import close_all
 
 from bot.cli import cli
 from bot.duplicates import prepared_as
@@ -40,7 +39,7 @@ from bot.slack.app import ASK_QUEUE_LIMIT
 from bot.slack.chat import SlackChat
 from bot.slack.gate import MAX_BODY_BYTES
 from bot.store import Store, cache_key
-from tests.conftest import make_settings
+from tests.conftest import make_settings, stop_http_server
 from tests.slack_fake import (
     Call,
     FakeSlack,
@@ -133,13 +132,7 @@ def start_bot(
         thread.start()
 
         def stop() -> None:
-            # asyncore is not thread-safe: close every socket from the serving thread itself
-            try:
-                server.trigger.pull_trigger(lambda: close_all(server._map))
-            except OSError:  # EBADF: the trigger's pipe is already closed, so its loop is ending; seen 1 in ~10 runs
-                close_all(server._map)
-            thread.join()
-            server.task_dispatcher.shutdown()
+            stop_http_server(server, thread)
             app.listener_runner.listener_executor.shutdown(wait=True)
             services.close()
 
