@@ -238,7 +238,7 @@ def load(source: SourceFile, data: bytes) -> LoadedDocument | Skipped:
     if not data.strip():
         return Skipped("empty file")
     if len(data) > MAX_FILE_BYTES:
-        return Skipped(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        return Skipped(TOO_LARGE)
     if suffix in PDF:
         return _load_pdf(data)
     decoded = decode_text(data)
