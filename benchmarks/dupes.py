@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/dupes.py [--full N] [--real N] [--repeats N] [--profile] [--seed N]
 
-Times `bot.duplicates.find_duplicates` — what `kb-bot dupes scan --dry-run`
+Times `bot.dupes.flag.find_duplicates` — what `kb-bot dupes scan --dry-run`
 runs, no Slack — on a real SQLite store in a temporary directory with the
 bundled embedder, for:
 
@@ -63,7 +63,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import print_table  # noqa: E402
-from bot.duplicates import (  # noqa: E402
+from bot.dupes.flag import (  # noqa: E402
     DAY,
     WINDOW_CHUNK,
     Candidates,
@@ -433,7 +433,7 @@ def scan(store: Store, embedder: Embedder, settings: Settings, reasks: Collectio
         sizes.append((len(args[0].rows), len(args[1])))  # type: ignore[attr-defined,arg-type]
         return top_earlier(*args, **kwargs)
 
-    import bot.duplicates as dup
+    import bot.dupes.flag as dup
 
     top_earlier = dup._top_earlier
     dup._top_earlier = counting  # only to count the rows; the scan itself is untouched

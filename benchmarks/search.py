@@ -40,10 +40,10 @@ from benchmarks.common import (  # noqa: E402
     timed_each,
 )
 from bot import keyword_index  # noqa: E402
-from bot.db import transaction  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.search import search  # noqa: E402
 from bot.store import Generation, Store  # noqa: E402
+from bot.store.sqlite.db import transaction  # noqa: E402
 from bot.vector_index import CompactVectors, in_memory, nearest, shortlist_size  # noqa: E402
 
 DIM = 384

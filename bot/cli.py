@@ -19,8 +19,8 @@ from typing import Any
 import click
 
 from bot.chat import ChatPort
-from bot.dupe_scan import backfill, dry_run_pairs, scan_and_flag, watched_channels, why
-from bot.duplicates import Pair
+from bot.dupes.flag import Pair
+from bot.dupes.scan import backfill, dry_run_pairs, scan_and_flag, watched_channels, why
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
@@ -328,8 +328,8 @@ def format_pairs(pairs: list[Pair], dry_run: bool) -> str:
 
 def _slack_chat(settings: Settings) -> ChatPort:
     """Slack through the Web API client `kb-bot serve` uses (rate limits waited out)."""
-    from bot.server import BOT_TOKEN_HELP, make_web_client  # Slack libraries load only when needed
     from bot.slack.chat import SlackChat
+    from bot.slack.server import BOT_TOKEN_HELP, make_web_client  # Slack libraries load only when needed
 
     if not settings.slack_bot_token:
         raise SettingsError(BOT_TOKEN_HELP)
@@ -400,7 +400,7 @@ def dupes_feedback_cmd(ctx: click.Context, db: Path | None, export: bool) -> Non
 @user_errors
 def serve_cmd(ctx: click.Context, port: int | None, db: Path | None, knowledge: Path | None) -> None:
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on --port."""
-    from bot.server import serve  # Slack libraries load only for this command
+    from bot.slack.server import serve  # Slack libraries load only for this command
 
     serve(_settings(ctx, port=port, db_path=db, knowledge_dir=knowledge))
 

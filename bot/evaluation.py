@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.cache import embed_many
-from bot.db import transaction
 from bot.embeddings import Embedder
 from bot.errors import KbError
 from bot.indexer import prepare_chunks
@@ -26,6 +25,7 @@ from bot.parsing import text_blocks
 from bot.search import Hit, search
 from bot.settings import Settings
 from bot.store import Store
+from bot.store.sqlite.db import transaction
 
 # Passages fetched per BEIR query: enough to rank 100 distinct documents.
 BEIR_PASSAGES = 300

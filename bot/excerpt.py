@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
-from bot.keyword import query_words
 from bot.ranking import STEM
+from bot.store.sqlite.fts import query_words
 
 LEAD_CHARS = 300  # about two sentences: three sources then fit one Slack screen
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bot.db import open_private
 from bot.errors import LockHeldError
+from bot.store.sqlite.db import open_private
 
 
 def lock_path(db_path: Path) -> Path:

@@ -1,8 +1,8 @@
 """Channel messages as the duplicate scan sees them, and the `MessageStore` protocol that keeps them.
 
-Filled by Slack message events (and by the backfill in `bot.duplicates`);
+Filled by Slack message events (and by the backfill in `bot.dupes.flag`);
 edits replace the text and make the message new again for the scan, deletions
-hide it from every later comparison. `bot.message_store.SqliteMessageStore` is
+hide it from every later comparison. `bot.store.sqlite.messages.SqliteMessageStore` is
 the SQLite implementation (`Store.messages`).
 """
 
@@ -36,7 +36,7 @@ class WindowRow:
 
 @dataclass(frozen=True)
 class Feedback:
-    """A flagged pair someone said is not the same question (`bot.dupe_feedback`)."""
+    """A flagged pair someone said is not the same question (`bot.dupes.feedback`)."""
 
     later_channel: str
     later_ts: str

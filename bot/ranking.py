@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bot.keyword import query_words
 from bot.keyword_index import keyword_scores
 from bot.store import ChunkRow, Generation, Store
+from bot.store.sqlite.fts import query_words
 from bot.vector_index import in_memory, nearest, similarities
 
 # --- fitted constants (benchmarks/fit_ranker.py) ------------------------------

@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.chat import ChatPort
-from bot.dupe_scan import check_action, scan_and_flag
+from bot.dupes.scan import check_action, scan_and_flag
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
 from bot.settings import Settings

@@ -3,7 +3,7 @@
 The settings, the embedder (loaded once; onnxruntime sessions are thread-safe),
 the chat platform (`bot.chat.ChatPort`), and one SQLite `Store` per thread,
 because listeners run on a thread pool and a connection must not be used by
-two threads at once. No chat library here: `bot.server` builds the Slack side.
+two threads at once. No chat library here: `bot.slack.server` builds the Slack side.
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ import sqlite_vec
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.db import connect, sqlite_module, transaction
 from bot.errors import DatabaseError
 from bot.lock import index_lock, lock_path
-from bot.migrations import MIGRATIONS, migrate
 from bot.store import Store
+from bot.store.sqlite.db import connect, sqlite_module, transaction
+from bot.store.sqlite.migrations import MIGRATIONS, migrate
 
 # Set by .ci/run to the module each of its test runs must use: sqlean or sqlite3.
 CI_EXPECTED_SQLITE = "CI_EXPECTED_SQLITE_MODULE"
@@ -361,7 +361,7 @@ def test_an_existing_database_readable_by_others_is_warned_about_once(
     Store(db).close()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     os.chmod(db, 0o644)
-    with caplog.at_level(logging.WARNING, logger="bot.db"):
+    with caplog.at_level(logging.WARNING, logger="bot.store.sqlite.db"):
         Store(db).close()
         Store(db).close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.dupe_feedback import NOT_SAME_ACTION, record_not_same
+from bot.dupes.feedback import NOT_SAME_ACTION, record_not_same
 from bot.embeddings import LocalEmbedder
 from bot.settings import Settings
 from bot.store import Store

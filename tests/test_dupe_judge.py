@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.dupe_judge import CUT, FEATURES, FLOOR, _one_edit, evidence, judge, numbers, probability, words
+from bot.dupes.judge import CUT, FEATURES, FLOOR, _one_edit, evidence, judge, numbers, probability, words
 
 
 def features(later: str, earlier: str, similarity: float = 0.9) -> dict[str, float]:

@@ -4,7 +4,7 @@ tests/data/dupes.jsonl is a Slack-like stream (file order = posting order):
 messages of one `group` ask the same thing; `hard_negative_of` marks look-alikes
 that ask something else; `split` is train (what scripts/fit_dupe_judge.py fits
 the judge on) or heldout (never used to choose anything). The rows go through
-the real scan's first stage (`bot.dupe_eval.scan_stream`), and two deciders
+the real scan's first stage (`bot.dupes.evaluate.scan_stream`), and two deciders
 are scored on the same candidates in the same run: threshold-only (the scan
 before the judge: the best match at DUP_THRESHOLD 0.69) and the judge.
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.dupe_eval import Stream, judged, read_rows, scan_stream, score, threshold_only
-from bot.dupe_judge import judge
-from bot.duplicates import normalize_text
+from bot.dupes.evaluate import Stream, judged, read_rows, scan_stream, score, threshold_only
+from bot.dupes.flag import normalize_text
+from bot.dupes.judge import judge
 from bot.embeddings import LocalEmbedder
 from bot.settings import Settings
 from bot.slack.format import from_slack

@@ -21,15 +21,15 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecution
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.dupe_scan import backfill, scan_and_flag
-from bot.duplicates import Pair
+from bot.dupes.flag import Pair
+from bot.dupes.scan import backfill, scan_and_flag
 from bot.embeddings import LocalEmbedder
 from bot.scheduler import JOB_ID, build_scheduler
-from bot.server import EVENTS_PATH, create_app, http_server, make_web_client
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack import chat as slack_chat
 from bot.slack.chat import SlackChat
+from bot.slack.server import EVENTS_PATH, create_app, http_server, make_web_client
 from bot.store import Store
 from tests.conftest import make_settings, stop_http_server
 from tests.slack_fake import Call, FakeSlack, event_envelope, post_signed

@@ -14,8 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.dupe_scan import reply_text
-from bot.duplicates import (
+from bot.dupes.flag import (
     _Kept,
     candidate_text,
     find_candidates,
@@ -23,6 +22,7 @@ from bot.duplicates import (
     normalize_text,
     prepared_as,
 )
+from bot.dupes.scan import reply_text
 from bot.embeddings import LocalEmbedder
 from bot.errors import SettingsError
 from bot.scheduler import scan_trigger
@@ -313,7 +313,7 @@ def test_a_vector_missing_from_the_cache_is_embedded_again(
 def test_messages_stored_before_m006_are_prepared_by_the_next_scan(
     tmp_path: Path, embedder: LocalEmbedder, settings: Settings
 ) -> None:
-    from bot import migrations
+    from bot.store.sqlite import migrations
 
     path = tmp_path / "old.sqlite3"
     with Store(path, stop_before="m006_prepared_messages") as old:

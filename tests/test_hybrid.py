@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bot import keyword
 from bot.chunking import Chunk, embedding_text
 from bot.cli import cli
 from bot.errors import QueryError
 from bot.indexer import index_folder
-from bot.keyword import phrase, query_words
 from bot.search import search
 from bot.store import Store
+from bot.store.sqlite import fts as keyword
+from bot.store.sqlite.fts import phrase, query_words
 from tests.conftest import make_settings
 
 MODES = ("hybrid", "vector", "keyword")

@@ -11,9 +11,9 @@ import pytest
 
 from bot import keyword_index
 from bot.indexer import index_folder
-from bot.keyword import phrase, query_words
 from bot.keyword_index import KeywordScores, keyword_scores
 from bot.store import Store
+from bot.store.sqlite.fts import phrase, query_words
 from tests.conftest import make_settings
 
 QUESTIONS = [

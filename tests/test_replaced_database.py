@@ -18,9 +18,9 @@ import pytest
 from slack_sdk import WebClient
 
 from bot.errors import DatabaseError
-from bot.server import http_server
 from bot.services import Services
 from bot.slack.chat import SlackChat
+from bot.slack.server import http_server
 from tests.conftest import make_settings, stop_http_server
 
 

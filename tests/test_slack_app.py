@@ -26,18 +26,18 @@ from click.testing import CliRunner
 from slack_bolt import App
 
 from bot.cli import cli
-from bot.duplicates import prepared_as
+from bot.dupes.flag import prepared_as
 from bot.embeddings import LocalEmbedder
 from bot.errors import LockHeldError, SettingsError
 from bot.indexer import index_folder
 from bot.lock import index_lock
-from bot.server import create_app, http_server, make_web_client, socket_mode_handler
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack import app as slack_app
 from bot.slack.app import ASK_QUEUE_LIMIT
 from bot.slack.chat import SlackChat
 from bot.slack.gate import MAX_BODY_BYTES
+from bot.slack.server import create_app, http_server, make_web_client, socket_mode_handler
 from bot.store import Store, cache_key
 from tests.conftest import make_settings, stop_http_server
 from tests.slack_fake import (

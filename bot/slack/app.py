@@ -36,7 +36,7 @@ def build_app(services: Services, client: WebClient) -> App:
     settings = services.settings
     pool = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="kb-bot-listener")
     asks = AskQueue(pool, ASK_QUEUE_LIMIT, ASK_MAX_WAIT_SECONDS)
-    # Under "slack_bolt", which bot.server keeps at INFO or above: Bolt's DEBUG lines carry bodies.
+    # Under "slack_bolt", which bot.slack.server keeps at INFO or above: Bolt's DEBUG lines carry bodies.
     # Bolt copies this logger's own level (not its effective one) to the loggers it makes.
     logger = logging.getLogger("slack_bolt.kb-bot")
     logger.setLevel(logger.getEffectiveLevel())

@@ -6,7 +6,7 @@ no id with a slash command, so a captured signed /ask could be sent again within
 the signature window and was answered again. Here a request is, in order:
 
 1. refused with 413 when larger than MAX_BODY_BYTES (waitress does it from the
-   Content-Length header, before reading the body: see `bot.server.http_server`);
+   Content-Length header, before reading the body: see `bot.slack.server.http_server`);
 2. verified: a missing, bad or stale signature gets 401 and one log line, and
    nothing of the body is parsed or logged;
 3. ignored (200, nothing done) when its signature and timestamp were seen

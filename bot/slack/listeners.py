@@ -25,9 +25,9 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.dupe_feedback import NOT_SAME_ACTION, not_same_text, record_not_same
-from bot.dupe_scan import watches_event
-from bot.duplicates import receive
+from bot.dupes.feedback import NOT_SAME_ACTION, not_same_text, record_not_same
+from bot.dupes.flag import receive
+from bot.dupes.scan import watches_event
 from bot.errors import KbError
 from bot.reports import format_report
 from bot.services import Services

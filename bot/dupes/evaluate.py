@@ -5,7 +5,7 @@ normalisation, candidate filter, the window's vectors, each later message's
 best earlier matches) in a throw-away database, so the numbers are the
 product's. Two deciders are scored on the same candidates: threshold-only
 (the old scan: the best match, if its similarity reaches a threshold) and the
-judge (`bot.dupe_judge`). Used by tests/test_dupes_quality.py and
+judge (`bot.dupes.judge`). Used by tests/test_dupes_quality.py and
 scripts/fit_dupe_judge.py.
 
 A decision is "flag later message L against earlier E". Precision: decisions
@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.dupe_judge import BIAS, CUT, WEIGHTS, Evidence, evidence, probability
-from bot.duplicates import candidate_text, find_candidates, normalize_text
+from bot.dupes.flag import candidate_text, find_candidates, normalize_text
+from bot.dupes.judge import BIAS, CUT, WEIGHTS, Evidence, evidence, probability
 from bot.embeddings import Embedder
 from bot.settings import Settings
 from bot.slack.format import from_slack  # the labelled stream is Slack messages

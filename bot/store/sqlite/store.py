@@ -1,7 +1,7 @@
 """The SQLite file: documents, chunks, vectors, the embedding cache, bot state.
 
 `Store` owns the connection. Vectors live in one sqlite-vec `vec0` table per
-*generation*, beside one FTS5 keyword table (`bot.keyword`); a generation
+*generation*, beside one FTS5 keyword table (`bot.store.sqlite.fts`); a generation
 belongs to one embedding model, so vectors of different models never meet. A
 model change builds a new generation beside the active one and swaps them in
 one transaction.
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bot import keyword
 from bot.chunking import Chunk
-from bot.db import Connection, connect, read_snapshot, sqlite_description, transaction
 from bot.errors import DatabaseError, EmbeddingError
-from bot.message_store import SqliteMessageStore
-from bot.migrations import SCHEMA_VERSION, migrate
+from bot.store.sqlite import fts
+from bot.store.sqlite.db import Connection, connect, read_snapshot, sqlite_description, transaction
+from bot.store.sqlite.messages import SqliteMessageStore
+from bot.store.sqlite.migrations import SCHEMA_VERSION, migrate
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Generation:
 
     @property
     def keyword_table(self) -> str:
-        return keyword.table_name(self.id)
+        return fts.table_name(self.id)
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,11 @@ class Store:
             )
 
     def snapshot(self) -> AbstractContextManager[Connection]:
-        """A block whose reads all see one state of the file (`bot.db.read_snapshot`)."""
+        """A block whose reads all see one state of the file (`bot.store.sqlite.db.read_snapshot`)."""
         return read_snapshot(self.conn)
 
     def atomic(self) -> AbstractContextManager[Connection]:
-        """A block written in one transaction, or not at all (a savepoint when nested; `bot.db.transaction`)."""
+        """A block written in one transaction, or not at all (a savepoint when nested; `bot.store.sqlite.db.transaction`)."""
         return transaction(self.conn)
 
     def __enter__(self) -> Store:
@@ -176,7 +176,7 @@ class Store:
                 f"CREATE VIRTUAL TABLE {gen.vec_table} USING vec0("
                 f"chunk_id INTEGER PRIMARY KEY, embedding float[{dim}] distance_metric=cosine)"
             )
-            keyword.create_table(self.conn, gen.id)
+            fts.create_table(self.conn, gen.id)
         return gen
 
     def activate(self, gen: Generation) -> None:
@@ -357,7 +357,7 @@ class Store:
         rows = self.conn.execute(
             f"SELECT rowid, -bm25({gen.keyword_table}) FROM {gen.keyword_table} "
             f"WHERE {gen.keyword_table} MATCH ? ORDER BY rowid",
-            (keyword.phrase(word),),
+            (fts.phrase(word),),
         ).fetchall()
         # fromiter: 3 ms for 33,000 rows where np.array(rows) takes 13-20
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))

@@ -1,4 +1,4 @@
-"""One duplicate scan over a chat platform: backfill, find (`bot.duplicates`), flag, mark scanned.
+"""One duplicate scan over a chat platform: backfill, find (`bot.dupes.flag`), flag, mark scanned.
 
 Run by `bot.scheduler` and by `kb-bot dupes scan`. Everything the platform
 does goes through a `bot.chat.ChatPort`, so these rules — which channels,
@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from enum import Enum
 
 from bot.chat import ChatError, ChatPort, MessageGone
-from bot.dupe_feedback import not_same_button
-from bot.duplicates import DAY, Pair, find_duplicates
+from bot.dupes.feedback import not_same_button
+from bot.dupes.flag import DAY, Pair, find_duplicates
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
 from bot.settings import Settings
@@ -43,7 +43,7 @@ def reply_text(earlier_link: str, pair: Pair) -> str:
 
 
 def reply_blocks(earlier_link: str, pair: Pair) -> list[dict[str, object]]:
-    """The threaded flag: its text, and a button for saying it is wrong (`bot.dupe_feedback`)."""
+    """The threaded flag: its text, and a button for saying it is wrong (`bot.dupes.feedback`)."""
     return [{"type": "section", "text": {"type": "mrkdwn", "text": reply_text(earlier_link, pair)}},
             not_same_button(pair.later.channel, pair.later.ts)]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from bot.db import Connection
+from bot.store.sqlite.db import Connection
 
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 

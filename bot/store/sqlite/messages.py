@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterable, Iterator
 
-from bot.db import Connection, transaction
 from bot.messages import Feedback, Message, WindowRow
+from bot.store.sqlite.db import Connection, transaction
 
 _COLUMNS = "channel, ts, thread_ts, user, text, posted_at"
 _FEEDBACK_COLUMNS = ("later_channel, later_ts, earlier_channel, earlier_ts, later_text, earlier_text, score, "

@@ -2,7 +2,7 @@
 
 Platform-free: a platform's markup is read through the `to_plain` it passes
 in, and its message events arrive as `bot.chat.MessageChange`s (`receive`).
-One scan (`bot.dupe_scan`, over a `bot.chat.ChatPort`):
+One scan (`bot.dupes.scan`, over a `bot.chat.ChatPort`):
 
 1. backfill — fetch each watched channel's history since its cursor, so
    messages posted while the bot was down are seen;
@@ -10,7 +10,7 @@ One scan (`bot.dupe_scan`, over a `bot.chat.ChatPort`):
    through the embedding cache, keep the vector's cache key on the message;
    the Slack app does this as messages arrive), then compare each new message
    with the earlier messages of the window, keep its DUP_CANDIDATES most
-   similar at DUP_THRESHOLD or more, and let the judge (`bot.dupe_judge`) pick
+   similar at DUP_THRESHOLD or more, and let the judge (`bot.dupes.judge`) pick
    the one that asks the same question, if any;
 3. flag — a threaded reply and/or a digest, each later message at most once
    (`flagged_pairs`), then mark scanned exactly what was handled.
@@ -36,7 +36,7 @@ import numpy as np
 
 from bot.cache import embed_many
 from bot.chat import Deleted, Edited, MessageChange, ToPlain
-from bot.dupe_judge import Verdict, judge
+from bot.dupes.judge import Verdict, judge
 from bot.embeddings import Embedder
 from bot.messages import Message, WindowRow
 from bot.settings import Settings
@@ -200,7 +200,7 @@ def find_candidates(
     """The unscanned messages, and for each that has any, its DUP_CANDIDATES best earlier matches.
 
     Stage one of the scan: vector similarity alone, at a threshold loose
-    enough to reach honest rewordings; the judge (`bot.dupe_judge`) decides.
+    enough to reach honest rewordings; the judge (`bot.dupes.judge`) decides.
     """
     new = store.messages.unscanned_messages(channels)
     if not new:

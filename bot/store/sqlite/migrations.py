@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bot import keyword
-from bot.db import Connection, transaction
+from bot.store.sqlite import fts
+from bot.store.sqlite.db import Connection, transaction
 
 
 def _execute_all(conn: Connection, script: str) -> None:
@@ -125,9 +125,9 @@ def m002_slack_state(conn: Connection) -> None:
 def m003_keyword_index(conn: Connection) -> None:
     """Give every existing generation its keyword table, filled from its chunks."""
     for (generation_id,) in conn.execute("SELECT id FROM generations").fetchall():
-        keyword.create_table(conn, generation_id)
+        fts.create_table(conn, generation_id)
         conn.execute(
-            f"INSERT INTO {keyword.table_name(generation_id)} (rowid, title, heading, body) "
+            f"INSERT INTO {fts.table_name(generation_id)} (rowid, title, heading, body) "
             "SELECT c.id, d.title, c.heading, c.text FROM chunks c "
             "JOIN documents d ON d.id = c.document_id WHERE c.generation = ?",
             (generation_id,),

@@ -1,0 +1,1 @@
+"""Repeated questions: prepare channel messages, find the earlier one a message repeats, judge, flag."""
