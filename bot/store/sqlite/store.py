@@ -24,6 +24,7 @@ from bot.store.sqlite import fts
 from bot.store.sqlite.db import Connection, connect, read_snapshot, sqlite_description, transaction
 from bot.store.sqlite.messages import SqliteMessageStore
 from bot.store.sqlite.migrations import SCHEMA_VERSION, migrate
+from bot.store.sqlite.questions import SqliteQuestionStore
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Store:
         self.conn: Connection = connect(path)
         migrate(self.conn, stop_before=stop_before)
         self.messages = SqliteMessageStore(self.conn)
+        self.questions = SqliteQuestionStore(self.conn)
         self.identity = _file_identity(self.path)
 
     def replaced(self) -> bool:

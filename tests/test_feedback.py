@@ -1,0 +1,78 @@
+"""The question log and votes: what is kept, one vote per person per answer, retention."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.questions import DAY, person_hash, prune, record_question, record_vote
+from bot.search import search
+from bot.store import Store
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def store(sample_db: Path, tmp_path: Path) -> Store:
+    copy = tmp_path / "kb.sqlite3"
+    shutil.copy(sample_db, copy)
+    with Store(copy) as store:
+        yield store
+
+
+def test_a_question_is_kept_with_its_sources_and_a_hashed_asker(store, embedder, tmp_path):
+    settings = make_settings(tmp_path)
+    result = search(store, embedder, "how much parental leave do we get?")
+    qid = record_question(store, embedder, settings, result, channel="C1", user="U123", now=1000.0)
+    [kept] = store.questions.since(0)
+    assert kept.id == qid and kept.text == "how much parental leave do we get?" and kept.channel == "C1"
+    assert kept.asker == person_hash(store.questions.salt(), "U123") and "U123" not in kept.asker
+    assert kept.sources[0] == {
+        "path": result.hits[0].path, "start_line": result.hits[0].start_line,
+        "end_line": result.hits[0].end_line, "score": result.hits[0].score,
+    }
+    assert kept.confident == result.confident
+    # The vector is in the embedding cache: grouping later embeds nothing.
+    vectors = store.questions.vectors(embedder.model, [kept.vector_key])
+    assert vectors[kept.vector_key] == pytest.approx(embedder.embed([kept.text])[0], abs=1e-5)
+
+
+def test_salt_differs_per_database(store, tmp_path):
+    with Store(tmp_path / "other.sqlite3") as other:
+        assert other.questions.salt() != store.questions.salt()
+        assert person_hash(other.questions.salt(), "U1") != person_hash(store.questions.salt(), "U1")
+
+
+def test_one_vote_per_person_per_answer_and_a_second_click_changes_it(store, embedder, tmp_path):
+    settings = make_settings(tmp_path)
+    qid = record_question(store, embedder, settings, search(store, embedder, "vpn setup"), channel="C1", user="U1")
+    assert record_vote(store, qid, "U2", helpful=True)
+    assert record_vote(store, qid, "U3", helpful=True)
+    assert record_vote(store, qid, "U2", helpful=False)
+    salt = store.questions.salt()
+    assert store.questions.votes(qid) == {person_hash(salt, "U2"): False, person_hash(salt, "U3"): True}
+    [kept] = store.questions.since(0)
+    assert (kept.helpful, kept.not_helpful) == (1, 1)
+
+
+def test_a_vote_on_a_question_no_longer_kept_is_refused(store):
+    assert not record_vote(store, 12345, "U2", helpful=True)
+    assert store.conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 0
+
+
+def test_retention_removes_old_votes_and_old_questions_with_their_votes(store, embedder, tmp_path):
+    settings = make_settings(tmp_path, questions_days=30, feedback_days=10)
+    result = search(store, embedder, "how do I roll back a deploy")
+    old = record_question(store, embedder, settings, result, channel="C1", user="U1", now=0.0)
+    recent = record_question(store, embedder, settings, result, channel="C1", user="U1", now=25 * DAY)
+    record_vote(store, old, "U2", helpful=False, now=1.0)
+    record_vote(store, recent, "U2", helpful=False, now=12 * DAY)
+    record_vote(store, recent, "U3", helpful=True, now=25 * DAY)
+
+    assert prune(store, settings, now=31 * DAY) == (1, 2)  # the old question and the 19-day-old vote
+    assert [q.id for q in store.questions.since(0)] == [recent]
+    assert list(store.questions.votes(recent).values()) == [True]
+    # Recording prunes too: nothing past retention survives a new question.
+    record_question(store, embedder, settings, result, channel=None, user=None, now=100 * DAY)
+    assert [q.asker for q in store.questions.since(0)] == [None]
