@@ -27,6 +27,7 @@ from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
 from bot.indexer import IndexProgress, IndexReport, Progress, index_folder
 from bot.lock import index_lock
 from bot.reports import format_report
+from bot.scopes import parse_scope, scope_note
 from bot.search import SearchResult, search
 from bot.settings import SEARCH_MODES, Settings, load_settings
 from bot.store import Store
@@ -148,6 +149,8 @@ def format_result(result: SearchResult) -> str:
             spans = ", ".join(f"{m.start_line}-{m.end_line}" for m in hit.more)
             lines.append(f"   (also in this file: lines {spans})")
         lines.append("")
+    if result.scope:
+        lines.append(scope_note(result.scope))
     return "\n".join(lines).rstrip()
 
 
@@ -155,20 +158,22 @@ def format_result(result: SearchResult) -> str:
 @click.argument("question")
 @click.option("-k", "k", type=click.IntRange(1, 50), help="How many passages (default: KB_TOP_K).")
 @click.option("--mode", type=click.Choice(SEARCH_MODES), help="How to rank (default: KB_SEARCH_MODE).")
+@click.option("--scope", multiple=True, help="Search only these top folders (repeat, or comma-separate).")
 @db_option
 @knowledge_option
 @json_option
 @click.pass_context
 @user_errors
 def ask_cmd(
-    ctx: click.Context, question: str, k: int | None, mode: str | None, db: Path | None, knowledge: Path | None, json_: bool
+    ctx: click.Context, question: str, k: int | None, mode: str | None, scope: tuple[str, ...], db: Path | None,
+    knowledge: Path | None, json_: bool,
 ) -> None:
     """Print the sources that best answer QUESTION, best first, with their relevance (0-100)."""
     settings = _settings(ctx, db_path=db, knowledge_dir=knowledge, search_mode=mode)
     embedder = make_embedder(settings)
     ask = functools.partial(
         search, embedder=embedder, query=question, k=k or settings.top_k,
-        min_score=settings.min_score, mode=settings.search_mode,
+        min_score=settings.min_score, mode=settings.search_mode, scope=parse_scope(scope),
     )
     with Store(settings.db_path) as store:
         try:
@@ -387,6 +392,27 @@ def dupes_feedback_cmd(ctx: click.Context, db: Path | None, export: bool) -> Non
             click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
     else:
         click.echo(f"{len(reports)} flag(s) marked not the same question; --export prints them as JSON lines.")
+
+
+@cli.command("gaps")
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True, help="Questions of the last N days.")
+@click.option("--all", "include_all", is_flag=True, help="Every question (what people ask most), not only the unanswered.")
+@db_option
+@json_option
+@click.pass_context
+@user_errors
+def gaps_cmd(ctx: click.Context, days: int, include_all: bool, db: Path | None, json_: bool) -> None:
+    """Group the questions asked in Slack that got no confident answer or a "Not helpful" vote, largest first."""
+    from bot.gaps import find_gaps, format_gaps
+
+    settings = _settings(ctx, db_path=db)
+    with Store(settings.db_path) as store:
+        gaps = find_gaps(store, days=days, include_all=include_all)
+    if json_:
+        data = {"days": days, "all": include_all, "gaps": [g.as_dict() for g in gaps]}
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_gaps(gaps, days=days, include_all=include_all))
 
 
 @cli.command("serve")

@@ -24,12 +24,14 @@ from bot.chat import ChatPort
 from bot.dupes.scan import check_action, scan_and_flag
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
+from bot.gaps import post_gaps_report
 from bot.settings import Settings
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "dupes-scan"
+GAPS_JOB_ID = "gaps-report"
 
 
 def scan_trigger(settings: Settings) -> BaseTrigger:
@@ -66,7 +68,23 @@ def build_scheduler(settings: Settings, embedder: Embedder, chat: ChatPort) -> B
         misfire_grace_time=None,  # late is better than skipped: the scan catches up whatever it missed
         next_run_time=datetime.now(UTC),
     )
+    if settings.gaps_report_channel:
+        add_gaps_report(scheduler, settings, chat)
     return scheduler
+
+
+def add_gaps_report(scheduler: BackgroundScheduler, settings: Settings, chat: ChatPort) -> None:
+    """Post the knowledge-gaps report to GAPS_REPORT_CHANNEL on GAPS_REPORT_CRON (weekly by default)."""
+    try:
+        trigger = CronTrigger.from_crontab(settings.gaps_report_cron)
+    except ValueError as exc:
+        raise SettingsError(f"GAPS_REPORT_CRON {settings.gaps_report_cron!r} is not a crontab line: {exc}") from None
+
+    def run() -> None:
+        with Store(settings.db_path) as store:
+            post_gaps_report(store, chat, settings.gaps_report_channel)
+
+    scheduler.add_job(run, trigger, id=GAPS_JOB_ID, name="knowledge gaps report", max_instances=1, coalesce=True)
 
 
 def start_scheduler(settings: Settings, embedder: Embedder, chat: ChatPort) -> BackgroundScheduler:

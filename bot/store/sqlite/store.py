@@ -323,6 +323,20 @@ class Store:
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def chunk_ids_under(self, gen: Generation, folders: Sequence[str]) -> np.ndarray:
+        """The chunk ids, ascending, of the files under any of `folders` (paths relative to the knowledge folder)."""
+        prefixes = [f.strip("/") + "/" for f in folders if f.strip("/")]
+        if not prefixes:
+            return np.zeros(0, np.int64)
+        # substr, not LIKE: exact and case-sensitive, as paths are, with nothing to escape
+        where = " OR ".join("substr(d.path, 1, ?) = ?" for _ in prefixes)
+        rows = self.conn.execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"WHERE d.generation = ? AND ({where}) ORDER BY c.id",
+            (gen.id, *[arg for p in prefixes for arg in (len(p), p)]),
+        ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
     def vector_pages(
         self, gen: Generation, ids: np.ndarray | None = None, page: int = 5_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
