@@ -415,6 +415,34 @@ def gaps_cmd(ctx: click.Context, days: int, include_all: bool, db: Path | None, 
         click.echo(format_gaps(gaps, days=days, include_all=include_all))
 
 
+@cli.command("map")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("map.html"), show_default=True,
+              help="The HTML file to write.")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path), help="Also a PNG of it (needs Chromium).")
+@click.option("--max-points", type=click.IntRange(100, 500_000), default=20_000, show_default=True,
+              help="Plot a random sample of this many passages when the index holds more.")
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True, help="Questions of the last N days.")
+@db_option
+@click.pass_context
+@user_errors
+def map_cmd(ctx: click.Context, out: Path, png: Path | None, max_points: int, days: int, db: Path | None) -> None:
+    """Write a self-contained HTML map of every passage (coloured by top folder) with recent questions on it."""
+    from bot.knowledge_map import build_map, render_html, screenshot
+
+    settings = _settings(ctx, db_path=db)
+    started = time.perf_counter()
+    with Store(settings.db_path) as store:
+        knowledge_map = build_map(store, max_points=max_points, days=days)
+    out.write_text(render_html(knowledge_map), encoding="utf-8")
+    shown = len(knowledge_map.xy)
+    sample = f" (a random sample of {shown:,})" if shown < knowledge_map.total else ""
+    click.echo(f"Wrote {out}: {knowledge_map.total:,} passages{sample}, {len(knowledge_map.questions)} questions, "
+               f"{time.perf_counter() - started:.1f} s.")
+    if png is not None:
+        screenshot(out, png)
+        click.echo(f"Wrote {png}.")
+
+
 @cli.command("serve")
 @click.option(
     "--port", type=click.IntRange(1, 65535),
