@@ -76,10 +76,13 @@ from bot.dupes.flag import (  # noqa: E402
     prepared_as,
 )
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
-from bot.messages import Message  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.slack.format import from_slack  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store import (  # noqa: E402
+    Message,
+    Store,  # noqa: E402
+    open_store,
+)
 
 TARGET_S = 5.0
 END = 1_767_225_600.0  # 2026-01-01 00:00 UTC: the newest message, fixed so runs are identical
@@ -368,7 +371,7 @@ def prefill(store: Store, embedder: Embedder, settings: Settings, messages: list
 
 
 def make_store(folder: Path, name: str, scanned: list[Message], new: list[Message]) -> Store:
-    store = Store(folder / f"{name}.db")
+    store = open_store(folder / f"{name}.db")
     store.messages.record_messages(scanned, scanned_at=END - NEW_SPAN)
     store.messages.record_messages(new)
     return store

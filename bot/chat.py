@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.messages import Message
+from bot.store import Message
 
 ToPlain = Callable[[str], str]  # a platform's markup (links, mentions, entities) → the words people see
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from bot.keyword_index import keyword_scores
 from bot.store import ChunkRow, Generation, Store
-from bot.store.sqlite.fts import query_words
 from bot.vector_index import in_memory, nearest, similarities
+from bot.words import query_words
 
 # --- fitted constants (benchmarks/fit_ranker.py) ------------------------------
 

@@ -25,7 +25,7 @@ from bot.dupes.scan import check_action, scan_and_flag
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def scan_job(settings: Settings, embedder: Embedder, chat: ChatPort) -> Callable
     """One scheduled scan, with its own database connection (it runs on the scheduler's thread)."""
 
     def run() -> None:
-        with Store(settings.db_path) as store:
+        with open_store(settings.db_path) as store:
             scan_and_flag(store, embedder, settings, chat)
 
     return run

@@ -105,7 +105,7 @@ def active_generation_for(store: Store, embedder: Embedder) -> Generation:
     """The generation to search, checked to match the embedder's model (and size, once known)."""
     gen = store.active_generation()
     if gen is None:
-        raise IndexNotBuiltError(f"no index yet in {store.path}: run `kb-bot index` first")
+        raise IndexNotBuiltError(f"no index yet in {store.location}: run `kb-bot index` first")
     if gen.model != embedder.model:
         raise IndexNotBuiltError(
             f"the index was built with {gen.model} but the embedder is {embedder.model}; "

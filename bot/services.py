@@ -18,7 +18,7 @@ from bot.lock import index_lock
 from bot.scheduler import start_scheduler
 from bot.search import SearchResult, search
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Store, open_store
 
 
 class Services:
@@ -37,7 +37,7 @@ class Services:
         """This thread's `Store`, opened on first use."""
         store: Store | None = getattr(self._local, "store", None)
         if store is None:
-            store = Store(self.settings.db_path)
+            store = open_store(self.settings.db_path)
             self._local.store = store
             with self._stores_lock:
                 self._stores.append(store)
@@ -64,7 +64,7 @@ class Services:
         """
         with index_lock(self.settings.db_path):
             on_start()
-            with Store(self.settings.db_path) as store:
+            with open_store(self.settings.db_path) as store:
                 return index_folder(store, self.embedder, self.settings)
 
     def at_close(self, stop: Callable[[], object]) -> None:

@@ -214,7 +214,7 @@ def nearest(store: Store, gen: Generation, query: np.ndarray, k: int) -> list[tu
     """The `k` chunks closest to `query` as (chunk_id, cosine), best first."""
     copy = in_memory(store, gen)
     if copy is None:
-        return store.nearest(gen, query, k)
+        return store.exact_nearest(gen, query, k)
     ids, cosines = copy.search(query, k)
     return list(zip(ids.tolist(), cosines.tolist()))
 

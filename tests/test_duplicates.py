@@ -28,7 +28,8 @@ from bot.errors import SettingsError
 from bot.scheduler import scan_trigger
 from bot.settings import Settings
 from bot.slack.format import from_slack
-from bot.store import Store
+from bot.store import Store, open_store
+from bot.store.sqlite.store import SqliteStore
 from tests.conftest import make_settings
 
 VPN = "How do I reset my VPN password? It expired over the weekend."
@@ -45,7 +46,7 @@ def ts(offset: float) -> str:
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         yield store
 
 
@@ -316,10 +317,10 @@ def test_messages_stored_before_m006_are_prepared_by_the_next_scan(
     from bot.store.sqlite import migrations
 
     path = tmp_path / "old.sqlite3"
-    with Store(path, stop_before="m006_prepared_messages") as old:
+    with SqliteStore(path, stop_before="m006_prepared_messages") as old:
         first = post(old, 0, VPN)
         old.messages.mark_scanned(old.messages.unscanned_messages())
-    with Store(path) as store:
+    with open_store(path) as store:
         assert "m006_prepared_messages" in migrations.applied(store.conn)
         assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings))  # nothing prepared yet
         again = post(store, 60, VPN_AGAIN, user="U2")

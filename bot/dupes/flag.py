@@ -38,9 +38,8 @@ from bot.cache import embed_many
 from bot.chat import Deleted, Edited, MessageChange, ToPlain
 from bot.dupes.judge import Verdict, judge
 from bot.embeddings import Embedder
-from bot.messages import Message, WindowRow
 from bot.settings import Settings
-from bot.store import Store, cache_key
+from bot.store import Message, Store, WindowRow, cache_key
 
 log = logging.getLogger(__name__)
 
