@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/dupes.py [--full N] [--real N] [--repeats N] [--profile] [--seed N]
 
-Times `bot.dupes.flag.find_duplicates` — what `kb-bot dupes scan --dry-run`
+Times `bot.dupes.match.find_duplicates` — what `kb-bot dupes scan --dry-run`
 runs, no Slack — on a real SQLite store in a temporary directory with the
 bundled embedder, for:
 
@@ -63,18 +63,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import print_table  # noqa: E402
-from bot.dupes.flag import (  # noqa: E402
+from bot.dupes.match import (  # noqa: E402
     DAY,
     WINDOW_CHUNK,
     Candidates,
     _top_earlier,
     _window,
-    candidate_text,
     find_duplicates,
     judged_pair,
-    prepare_messages,
-    prepared_as,
 )
+from bot.dupes.normalise import candidate_text  # noqa: E402
+from bot.dupes.prepare import prepare_messages, prepared_as  # noqa: E402
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.messages import Message  # noqa: E402
 from bot.settings import Settings  # noqa: E402
@@ -433,7 +432,7 @@ def scan(store: Store, embedder: Embedder, settings: Settings, reasks: Collectio
         sizes.append((len(args[0].rows), len(args[1])))  # type: ignore[attr-defined,arg-type]
         return top_earlier(*args, **kwargs)
 
-    import bot.dupes.flag as dup
+    import bot.dupes.match as dup
 
     top_earlier = dup._top_earlier
     dup._top_earlier = counting  # only to count the rows; the scan itself is untouched

@@ -19,8 +19,9 @@ from typing import Any
 import click
 
 from bot.chat import ChatPort
-from bot.dupes.flag import Pair
-from bot.dupes.scan import backfill, dry_run_pairs, scan_and_flag, watched_channels, why
+from bot.dupes.flag import why
+from bot.dupes.match import Pair
+from bot.dupes.scan import backfill, dry_run_pairs, scan_and_flag, watched_channels
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir

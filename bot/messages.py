@@ -1,6 +1,6 @@
 """Channel messages as the duplicate scan sees them, and the `MessageStore` protocol that keeps them.
 
-Filled by Slack message events (and by the backfill in `bot.dupes.flag`);
+Filled by Slack message events (and by the backfill in `bot.dupes.scan`);
 edits replace the text and make the message new again for the scan, deletions
 hide it from every later comparison. `bot.store.sqlite.messages.SqliteMessageStore` is
 the SQLite implementation (`Store.messages`).

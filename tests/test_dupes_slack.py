@@ -21,7 +21,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecution
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.dupes.flag import Pair
+from bot.dupes.match import Pair
 from bot.dupes.scan import backfill, scan_and_flag
 from bot.embeddings import LocalEmbedder
 from bot.scheduler import JOB_ID, build_scheduler

@@ -14,15 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.dupes.flag import (
-    _Kept,
-    candidate_text,
-    find_candidates,
-    find_duplicates,
-    normalize_text,
-    prepared_as,
-)
-from bot.dupes.scan import reply_text
+from bot.dupes.flag import reply_text
+from bot.dupes.match import _Kept, find_candidates, find_duplicates
+from bot.dupes.normalise import candidate_text, normalize_text
+from bot.dupes.prepare import prepared_as
 from bot.embeddings import LocalEmbedder
 from bot.errors import SettingsError
 from bot.scheduler import scan_trigger

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from slack_bolt import App
 
 from bot.cli import cli
-from bot.dupes.flag import prepared_as
+from bot.dupes.prepare import prepared_as
 from bot.embeddings import LocalEmbedder
 from bot.errors import LockHeldError, SettingsError
 from bot.indexer import index_folder

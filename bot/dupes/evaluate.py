@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.dupes.flag import candidate_text, find_candidates, normalize_text
 from bot.dupes.judge import BIAS, CUT, WEIGHTS, Evidence, evidence, probability
+from bot.dupes.match import find_candidates
+from bot.dupes.normalise import candidate_text, normalize_text
 from bot.embeddings import Embedder
 from bot.settings import Settings
 from bot.slack.format import from_slack  # the labelled stream is Slack messages
