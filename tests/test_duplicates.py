@@ -18,6 +18,7 @@ from bot.dupes.flag import reply_text
 from bot.dupes.match import _Kept, find_candidates, find_duplicates
 from bot.dupes.normalise import candidate_text, normalize_text
 from bot.dupes.prepare import prepared_as
+from bot.dupes.rules import DupRules
 from bot.embeddings import LocalEmbedder
 from bot.errors import SettingsError
 from bot.scheduler import scan_trigger
@@ -56,7 +57,8 @@ def found(store: Store, embedder: LocalEmbedder, settings: Settings, **overrides
     """(later ts, earlier ts) of each pair the scan would flag."""
     if overrides:
         settings = make_settings(settings.db_path.parent, **overrides)
-    return [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, embedder, settings, to_plain=from_slack).pairs]
+    pairs = find_duplicates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack).pairs
+    return [(p.later.ts, p.earlier.ts) for p in pairs]
 
 
 # --- normalisation and candidates -------------------------------------------------
@@ -95,19 +97,19 @@ def test_normalize_turns_slack_markup_into_plain_text(raw: str, plain: str) -> N
     ],
 )
 def test_short_emoji_and_link_only_messages_are_not_candidates(text: str, settings: Settings) -> None:
-    assert candidate_text(text, settings, from_slack) is None
+    assert candidate_text(text, DupRules.from_settings(settings), from_slack) is None
 
 
 def test_emoji_and_link_only_stay_out_even_without_length_limits(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, dup_min_words=0, dup_min_chars=0)
-    assert candidate_text(":tada:", settings, from_slack) is None
-    assert candidate_text("<https://status.example.com>", settings, from_slack) is None
-    assert candidate_text("ok", settings, from_slack) == "ok"
+    assert candidate_text(":tada:", DupRules.from_settings(settings), from_slack) is None
+    assert candidate_text("<https://status.example.com>", DupRules.from_settings(settings), from_slack) is None
+    assert candidate_text("ok", DupRules.from_settings(settings), from_slack) == "ok"
 
 
 def test_a_labelled_link_counts_its_words(settings: Settings) -> None:
     text = "roadmap: <https://docs.example.com/q3|Q3 roadmap doc for comments>"
-    assert candidate_text(text, settings, from_slack) == "roadmap: Q3 roadmap doc for comments"
+    assert candidate_text(text, DupRules.from_settings(settings), from_slack) == "roadmap: Q3 roadmap doc for comments"
 
 
 # --- who is compared with whom ---------------------------------------------------------
@@ -117,7 +119,7 @@ def test_a_repeat_pairs_with_the_earlier_message(store: Store, embedder: LocalEm
     first = post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     again = post(store, 120, VPN_AGAIN, user="U3", channel="C2")  # other channels count too
-    [pair] = find_duplicates(store, embedder, settings, to_plain=from_slack).pairs
+    [pair] = find_duplicates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack).pairs
     assert (pair.later.ts, pair.earlier.ts) == (again, first)
     assert pair.later.channel == "C2" and pair.score >= settings.dup_threshold
     assert pair.as_dict() == {
@@ -151,7 +153,7 @@ def test_look_alikes_are_not_flagged(
 ) -> None:
     post(store, 0, earlier)
     post(store, 60, later, user="U2")
-    new, found_ = find_candidates(store, embedder, settings, to_plain=from_slack)
+    new, found_ = find_candidates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack)
     assert [score for _, score in found_[0].earlier][0] >= 0.84  # what a threshold alone would flag
     assert found(store, embedder, settings) == []
 
@@ -162,7 +164,7 @@ def test_a_look_alike_that_scores_higher_does_not_hide_the_repeat(
     reworded = post(store, 0, "has release/3.3 been branched off main yet? I need my PAY-2231 fix in before the cut")
     look_alike = post(store, 60, "Is the v3.2 release branch cut yet? I have a fix for PAY-2231 that needs to go in.")
     later = post(store, 120, "Is the v3.3 release branch cut yet? I have a fix for PAY-2231 that needs to go in.")
-    _, found_ = find_candidates(store, embedder, settings, to_plain=from_slack)
+    _, found_ = find_candidates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack)
     assert [m.ts for m, _ in found_[-1].earlier] == [look_alike, reworded]  # best similarity first
     assert found(store, embedder, settings)[-1] == (later, reworded)
     assert found(store, embedder, settings, dup_candidates=1)[-1:] == []  # the old single best match: lost
@@ -225,9 +227,9 @@ def test_only_new_messages_are_judged(store: Store, embedder: LocalEmbedder, set
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     store.messages.mark_scanned(store.messages.unscanned_messages())
-    assert find_duplicates(store, embedder, settings, to_plain=from_slack).examined == []
+    assert find_duplicates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack).examined == []
     again = post(store, 120, VPN_AGAIN, user="U3")  # new, compared with scanned ones
-    findings = find_duplicates(store, embedder, settings, to_plain=from_slack)
+    findings = find_duplicates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack)
     assert [m.ts for m in findings.examined] == [again]
     assert [(p.later.ts, p.earlier.ts) for p in findings.pairs] == [(again, ts(0))]
 
@@ -272,12 +274,12 @@ def test_a_scan_prepares_each_message_once(store: Store, embedder: LocalEmbedder
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     post(store, 90, "thanks!", user="U3")  # not worth judging: prepared without a vector
-    assert find_duplicates(store, counting, settings, to_plain=from_slack).pairs == []
+    assert find_duplicates(store, counting, DupRules.from_settings(settings), to_plain=from_slack).pairs == []
     assert counting.texts == 2
-    label = prepared_as(embedder, settings)
+    label = prepared_as(embedder, DupRules.from_settings(settings))
     assert store.messages.unprepared_messages(0, T0 + DAY, label) == []
     again = post(store, 120, VPN_AGAIN, user="U4")
-    pairs = find_duplicates(store, counting, settings, to_plain=from_slack).pairs
+    pairs = find_duplicates(store, counting, DupRules.from_settings(settings), to_plain=from_slack).pairs
     assert [(p.later.ts, p.earlier.ts) for p in pairs] == [(again, ts(0))]
     assert counting.texts == 3  # only the new message went through the model
 
@@ -311,15 +313,16 @@ def test_messages_stored_before_m006_are_prepared_by_the_next_scan(
     from bot.store.sqlite import migrations
 
     path = tmp_path / "old.sqlite3"
+    label = prepared_as(embedder, DupRules.from_settings(settings))
     with Store(path, stop_before="m006_prepared_messages") as old:
         first = post(old, 0, VPN)
         old.messages.mark_scanned(old.messages.unscanned_messages())
     with Store(path) as store:
         assert "m006_prepared_messages" in migrations.applied(store.conn)
-        assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings))  # nothing prepared yet
+        assert store.messages.unprepared_messages(0, T0 + DAY, label)  # nothing prepared yet
         again = post(store, 60, VPN_AGAIN, user="U2")
         assert found(store, embedder, settings) == [(again, first)]
-        assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings)) == []
+        assert store.messages.unprepared_messages(0, T0 + DAY, label) == []
 
 
 def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None:
@@ -333,8 +336,8 @@ def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None
 def test_dup_channels_limit_the_scan(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     post(store, 0, VPN, channel="C_OTHER")
     post(store, 60, VPN_AGAIN, user="U2")
-    assert find_duplicates(store, embedder, settings, ["C1"], to_plain=from_slack).pairs == []
-    assert len(find_duplicates(store, embedder, settings, to_plain=from_slack).pairs) == 1
+    assert find_duplicates(store, embedder, DupRules.from_settings(settings), ["C1"], to_plain=from_slack).pairs == []
+    assert len(find_duplicates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack).pairs) == 1
 
 
 # --- schedule and CLI -----------------------------------------------------------------

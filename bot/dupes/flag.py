@@ -14,7 +14,7 @@ from enum import Enum
 from bot.chat import ChatError, ChatPort, MessageGone
 from bot.dupes.feedback import not_same_button
 from bot.dupes.match import Pair
-from bot.settings import Settings
+from bot.dupes.rules import DupRules
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,12 @@ def _failed(store: Store, chat: ChatPort, pair: Pair, error: ChatError, what: st
     return Outcome.RETRY if chat.is_transient(error) else Outcome.DROP
 
 
-def _flag_one(store: Store, chat: ChatPort, settings: Settings, pair: Pair) -> Outcome:
+def _flag_one(store: Store, chat: ChatPort, rules: DupRules, pair: Pair) -> Outcome:
     """Claim, then post the threaded reply (if asked for); undo the claim if the platform fails."""
     later, earlier = pair.later, pair.earlier
     if store.messages.get_message(earlier.channel, earlier.ts) is None:
         return Outcome.RETRY  # the earlier twin was deleted meanwhile: judge again without it
-    if not store.messages.claim_flag(later, earlier, pair.score, settings.dup_action):
+    if not store.messages.claim_flag(later, earlier, pair.score, rules.action):
         return Outcome.DROP
     try:
         link = chat.permalink(earlier.channel, earlier.ts)
@@ -64,7 +64,7 @@ def _flag_one(store: Store, chat: ChatPort, settings: Settings, pair: Pair) -> O
         return Outcome.RETRY
     except ChatError as exc:
         return _failed(store, chat, pair, exc, "permalink", earlier.channel)
-    if settings.dup_action == "digest":
+    if rules.action == "digest":
         return Outcome.FLAGGED
     try:
         chat.reply_in_thread(later.channel, later.thread_ts or later.ts, reply_text(link, pair),
@@ -83,17 +83,17 @@ def digest_text(chat: ChatPort, pairs: list[Pair]) -> str:
     return "\n".join(lines)
 
 
-def flag_pairs(store: Store, chat: ChatPort, settings: Settings, pairs: list[Pair]) -> dict[Pair, Outcome]:
+def flag_pairs(store: Store, chat: ChatPort, rules: DupRules, pairs: list[Pair]) -> dict[Pair, Outcome]:
     """Post what DUP_ACTION asks for, each later message at most once, ever."""
-    outcomes = {pair: _flag_one(store, chat, settings, pair) for pair in pairs}
+    outcomes = {pair: _flag_one(store, chat, rules, pair) for pair in pairs}
     flagged = [p for p, outcome in outcomes.items() if outcome is Outcome.FLAGGED]
-    if settings.dup_action == "thread" or not flagged:
+    if rules.action == "thread" or not flagged:
         return outcomes
     try:
-        chat.post(settings.dup_report_channel, digest_text(chat, flagged))
+        chat.post(rules.report_channel, digest_text(chat, flagged))
     except ChatError as exc:
-        log.warning("dupes digest failed channel=%s error=%s", settings.dup_report_channel, exc.code)
-        if settings.dup_action == "digest":  # nothing reached anyone: try these again next scan
+        log.warning("dupes digest failed channel=%s error=%s", rules.report_channel, exc.code)
+        if rules.action == "digest":  # nothing reached anyone: try these again next scan
             store.messages.release_flags((p.later, p.earlier) for p in flagged)
             outcomes.update(dict.fromkeys(flagged, Outcome.RETRY))
     return outcomes

@@ -28,14 +28,12 @@ from bot.chat import ToPlain
 from bot.dupes.judge import Verdict, judge
 from bot.dupes.normalise import candidate_text, normalize_text
 from bot.dupes.prepare import prepare_messages, prepared_as
+from bot.dupes.rules import DupRules
 from bot.embeddings import Embedder
 from bot.messages import Message, WindowRow
-from bot.settings import Settings
 from bot.store import Store
 
 log = logging.getLogger(__name__)
-
-DAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ class Candidates:
 
 
 def find_candidates(
-    store: Store, embedder: Embedder, settings: Settings, channels: Collection[str] | None = None, *,
+    store: Store, embedder: Embedder, rules: DupRules, channels: Collection[str] | None = None, *,
     to_plain: ToPlain,
 ) -> tuple[list[Message], list[Candidates]]:
     """The unscanned messages, and for each that has any, its DUP_CANDIDATES best earlier matches.
@@ -100,16 +98,16 @@ def find_candidates(
     new = store.messages.unscanned_messages(channels)
     if not new:
         return [], []
-    start, end = new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at
-    label = prepared_as(embedder, settings)
-    prepare_messages(store, embedder, settings, store.messages.unprepared_messages(start, end, label, channels),
+    start, end = new[0].posted_at - rules.window_seconds, new[-1].posted_at
+    label = prepared_as(embedder, rules)
+    prepare_messages(store, embedder, rules, store.messages.unprepared_messages(start, end, label, channels),
                      to_plain=to_plain)
-    window = _window(store, embedder, settings, store.messages.prepared_window(start, end, label, channels), to_plain)
+    window = _window(store, embedder, rules, store.messages.prepared_window(start, end, label, channels), to_plain)
     flagged = store.messages.flagged_laters()
     by_key = {(m.channel, m.ts): m for m in new}
     judge = [i for i, r in enumerate(window.rows) if (r.channel, r.ts) in by_key and (r.channel, r.ts) not in flagged]
     found = []
-    for i, matches in _top_earlier(window, judge, settings):
+    for i, matches in _top_earlier(window, judge, rules):
         earlier = [(message, score) for j, score in matches
                    if (message := store.messages.get_message(window.rows[j].channel, window.rows[j].ts)) is not None]
         if earlier:
@@ -118,7 +116,7 @@ def find_candidates(
 
 
 def find_duplicates(
-    store: Store, embedder: Embedder, settings: Settings, channels: Collection[str] | None = None, *,
+    store: Store, embedder: Embedder, rules: DupRules, channels: Collection[str] | None = None, *,
     to_plain: ToPlain,
 ) -> Findings:
     """Pair each unscanned message with the earlier one the judge is surest asks the same thing.
@@ -126,7 +124,7 @@ def find_duplicates(
     Writes nothing but the messages' preparation and the embedding cache, so it
     is also the dry run.
     """
-    new, found = find_candidates(store, embedder, settings, channels, to_plain=to_plain)
+    new, found = find_candidates(store, embedder, rules, channels, to_plain=to_plain)
     return Findings([pair for candidates in found if (pair := judged_pair(candidates, to_plain)) is not None], new)
 
 
@@ -142,7 +140,7 @@ def judged_pair(candidates: Candidates, to_plain: ToPlain) -> Pair | None:
 
 
 def _window(
-    store: Store, embedder: Embedder, settings: Settings, prepared: Iterable[tuple[WindowRow, bytes | None]],
+    store: Store, embedder: Embedder, rules: DupRules, prepared: Iterable[tuple[WindowRow, bytes | None]],
     to_plain: ToPlain,
 ) -> Window:
     """The prepared rows and their vectors as one matrix; vectors deleted from the cache are embedded again."""
@@ -164,7 +162,7 @@ def _window(
     if not lost:
         return Window(rows, vectors)
     log.warning("dupes: %d message vectors missing from the embedding cache: embedding them again", len(lost))
-    texts = {m: t for m in lost if (t := candidate_text(m.text, settings, to_plain)) is not None}
+    texts = {m: t for m in lost if (t := candidate_text(m.text, rules, to_plain)) is not None}
     rows += [WindowRow(m.channel, m.ts, m.thread_ts, m.user, m.posted_at) for m in texts]
     again = embed_many(embedder, store, list(texts.values()), truncate=True)
     vectors = np.vstack([vectors, again.astype(np.float16)])
@@ -177,7 +175,7 @@ def _half(blobs: list[bytes]) -> bytes:
     return np.frombuffer(b"".join(blobs), dtype=np.float32).astype(np.float16).tobytes()
 
 
-def _top_earlier(window: Window, judge: list[int], settings: Settings) -> Iterable[tuple[int, list[tuple[int, float]]]]:
+def _top_earlier(window: Window, judge: list[int], rules: DupRules) -> Iterable[tuple[int, list[tuple[int, float]]]]:
     """(row, [(earlier row, similarity), ...] best first) for each row in `judge` (ascending) with a match.
 
     A match is an earlier row at or above DUP_THRESHOLD; each row keeps its
@@ -193,11 +191,11 @@ def _top_earlier(window: Window, judge: list[int], settings: Settings) -> Iterab
     posted = np.array([r.posted_at for r in window.rows])
     family = _codes([(r.channel, r.thread_ts or r.ts) for r in window.rows])
     author = _codes([r.user for r in window.rows])
-    span = settings.dup_window_days * DAY
-    same_author = settings.dup_same_author_minutes * 60.0
+    span = rules.window_seconds
+    same_author = rules.same_author_minutes * 60.0
     rows = np.array(judge)
     questions = window.vectors[rows].astype(np.float32)
-    kept = _Kept.empty(len(rows), settings.dup_threshold, settings.dup_candidates)
+    kept = _Kept.empty(len(rows), rules.threshold, rules.candidates)
     for lo in range(0, int(rows[-1]), WINDOW_CHUNK):
         hi = min(lo + WINDOW_CHUNK, int(rows[-1]))
         # the judged rows after the chunk's start whose window reaches back into it

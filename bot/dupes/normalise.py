@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from bot.chat import ToPlain
-from bot.settings import Settings
+from bot.dupes.rules import DupRules
 
 _CODE_BLOCK = re.compile(r"```(.*?)```", re.DOTALL)
 _INLINE_CODE = re.compile(r"`([^`]*)`")
@@ -36,7 +36,7 @@ def normalize_text(text: str, to_plain: ToPlain) -> str:
     return " ".join(text.split())
 
 
-def candidate_text(text: str, settings: Settings, to_plain: ToPlain) -> str | None:
+def candidate_text(text: str, rules: DupRules, to_plain: ToPlain) -> str | None:
     """The normalised text if the message is worth judging, else None.
 
     Emoji-only and URL-only messages normalise to nothing; short ones
@@ -44,6 +44,6 @@ def candidate_text(text: str, settings: Settings, to_plain: ToPlain) -> str | No
     """
     plain = normalize_text(text, to_plain)
     words = sum(1 for word in plain.split() if _ALNUM.search(word))
-    if words == 0 or words < settings.dup_min_words or len(plain) < settings.dup_min_chars:
+    if words == 0 or words < rules.min_words or len(plain) < rules.min_chars:
         return None
     return plain

@@ -13,17 +13,17 @@ from collections.abc import Iterable
 from bot.cache import embed_many
 from bot.chat import Deleted, Edited, MessageChange, ToPlain
 from bot.dupes.normalise import candidate_text
+from bot.dupes.rules import DupRules
 from bot.embeddings import Embedder
 from bot.messages import Message
-from bot.settings import Settings
 from bot.store import Store, cache_key
 
 log = logging.getLogger(__name__)
 
 
-def prepared_as(embedder: Embedder, settings: Settings) -> str:
+def prepared_as(embedder: Embedder, rules: DupRules) -> str:
     """What a message's preparation depends on: the model and the candidate rules."""
-    return f"{embedder.model} words>={settings.dup_min_words} chars>={settings.dup_min_chars}"
+    return f"{embedder.model} words>={rules.min_words} chars>={rules.min_chars}"
 
 
 # Messages normalised, embedded and recorded at a time: memory stays flat on a
@@ -32,7 +32,7 @@ PREPARE_BATCH = 5000
 
 
 def prepare_messages(
-    store: Store, embedder: Embedder, settings: Settings, messages: Iterable[Message], *, to_plain: ToPlain
+    store: Store, embedder: Embedder, rules: DupRules, messages: Iterable[Message], *, to_plain: ToPlain
 ) -> None:
     """Normalise and embed messages for the scan, once: each keeps its vector's cache key.
 
@@ -41,17 +41,17 @@ def prepare_messages(
     PREPARE_BATCH keep memory flat on a first scan of a long backfill.
     """
     messages = list(messages)
-    label = prepared_as(embedder, settings)
+    label = prepared_as(embedder, rules)
     for start in range(0, len(messages), PREPARE_BATCH):
         batch = messages[start : start + PREPARE_BATCH]
-        texts = [candidate_text(m.text, settings, to_plain) for m in batch]
+        texts = [candidate_text(m.text, rules, to_plain) for m in batch]
         # a long message is judged by its opening (the model's window): where a question usually is
         embed_many(embedder, store, [t for t in texts if t is not None], truncate=True)
         keys = [cache_key(embedder.model, t) if t is not None else None for t in texts]
         store.messages.set_prepared(zip(batch, keys), label)
 
 
-def receive(store: Store, embedder: Embedder, settings: Settings, change: MessageChange, *, to_plain: ToPlain) -> None:
+def receive(store: Store, embedder: Embedder, rules: DupRules, change: MessageChange, *, to_plain: ToPlain) -> None:
     """Apply a message event: a post is kept, an edit replaces the text, a deletion hides the message.
 
     A new text is prepared at once, so a scan rarely waits for the model; best
@@ -70,6 +70,6 @@ def receive(store: Store, embedder: Embedder, settings: Settings, change: Messag
     if message is None:
         return
     try:
-        prepare_messages(store, embedder, settings, [message], to_plain=to_plain)
+        prepare_messages(store, embedder, rules, [message], to_plain=to_plain)
     except Exception as exc:  # noqa: BLE001 - e.g. the embeddings API down: the scan retries
         log.warning("dupes: preparing a message on arrival failed (%s); the next scan will", type(exc).__name__)

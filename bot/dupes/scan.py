@@ -14,10 +14,10 @@ from collections.abc import Iterable
 
 from bot.chat import ChatError, ChatPort
 from bot.dupes.flag import Outcome, flag_pairs
-from bot.dupes.match import DAY, Pair, find_duplicates
+from bot.dupes.match import Pair, find_duplicates
+from bot.dupes.rules import DupRules
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
-from bot.settings import Settings
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # --- backfill ---------------------------------------------------------------------
 
 
-def watched_channels(chat: ChatPort, settings: Settings) -> list[str]:
+def watched_channels(chat: ChatPort, rules: DupRules) -> list[str]:
     """The channels a scan reads: the public channels the bot is in, all of them or those in DUP_CHANNELS.
 
     A private channel is watched only when DUP_CHANNELS names it and
@@ -34,27 +34,27 @@ def watched_channels(chat: ChatPort, settings: Settings) -> list[str]:
     channel, so a private message would otherwise be linked in a public thread.
     Any other id in DUP_CHANNELS is skipped with a warning.
     """
-    private = settings.dup_allow_private and bool(settings.dup_channels)
+    private = rules.allow_private and bool(rules.channels)
     member = chat.channels(private=private)
-    if not settings.dup_channels:
+    if not rules.channels:
         return [channel for channel, is_private in member.items() if not is_private]
-    for channel in (c for c in settings.dup_channels if c not in member):
+    for channel in (c for c in rules.channels if c not in member):
         log.warning("dupes: not watching %s from DUP_CHANNELS: not a public channel the bot is in%s", channel,
                     "" if private else " (private channels need DUP_ALLOW_PRIVATE=true)")
-    return [channel for channel in settings.dup_channels if channel in member]
+    return [channel for channel in rules.channels if channel in member]
 
 
-def watches_event(settings: Settings, channel: str, channel_type: str | None) -> bool:
+def watches_event(rules: DupRules, channel: str, channel_type: str | None) -> bool:
     """Whether a message event is from a channel the scan may watch (the same rule as `watched_channels`).
 
     An event without `channel_type` is not trusted to be from a public channel.
     """
     if channel_type == "group":
-        return settings.dup_allow_private and channel in settings.dup_channels
-    return channel_type == "channel" and (not settings.dup_channels or channel in settings.dup_channels)
+        return rules.allow_private and channel in rules.channels
+    return channel_type == "channel" and (not rules.channels or channel in rules.channels)
 
 
-def backfill(store: Store, chat: ChatPort, settings: Settings, channels: Iterable[str]) -> int:
+def backfill(store: Store, chat: ChatPort, rules: DupRules, channels: Iterable[str]) -> int:
     """Fetch each channel's history since its cursor; return how many messages were new.
 
     A channel seen for the first time is read back DUP_WINDOW_DAYS and kept as
@@ -67,7 +67,7 @@ def backfill(store: Store, chat: ChatPort, settings: Settings, channels: Iterabl
     added = 0
     for channel in channels:
         cursor = store.messages.channel_cursor(channel)
-        oldest = cursor or f"{time.time() - settings.dup_window_days * DAY:.6f}"
+        oldest = cursor or f"{time.time() - rules.window_seconds:.6f}"
         try:
             history = chat.history(channel, oldest)
         except ChatError as exc:
@@ -83,28 +83,28 @@ def backfill(store: Store, chat: ChatPort, settings: Settings, channels: Iterabl
 # --- the job -------------------------------------------------------------------------
 
 
-def check_action(settings: Settings) -> None:
-    if settings.dup_action != "thread" and not settings.dup_report_channel:
-        raise SettingsError(f"DUP_ACTION={settings.dup_action} needs DUP_REPORT_CHANNEL (a channel id)")
+def check_action(rules: DupRules) -> None:
+    if rules.action != "thread" and not rules.report_channel:
+        raise SettingsError(f"DUP_ACTION={rules.action} needs DUP_REPORT_CHANNEL (a channel id)")
 
 
-def dry_run_pairs(store: Store, embedder: Embedder, settings: Settings, chat: ChatPort) -> list[Pair]:
+def dry_run_pairs(store: Store, embedder: Embedder, rules: DupRules, chat: ChatPort) -> list[Pair]:
     """The pairs a scan would flag now, from the messages already stored: the same channels, nothing
     fetched, posted or marked (the platform is only asked which channels the bot is in)."""
-    return find_duplicates(store, embedder, settings, watched_channels(chat, settings), to_plain=chat.to_plain).pairs
+    return find_duplicates(store, embedder, rules, watched_channels(chat, rules), to_plain=chat.to_plain).pairs
 
 
-def scan_and_flag(store: Store, embedder: Embedder, settings: Settings, chat: ChatPort) -> list[Pair]:
+def scan_and_flag(store: Store, embedder: Embedder, rules: DupRules, chat: ChatPort) -> list[Pair]:
     """One full scan: backfill, find, flag, mark scanned. Returns the pairs flagged now.
 
     A message is marked scanned only once handled; one whose flag failed for
     a passing reason stays new, so the next scan retries it.
     """
-    check_action(settings)
-    channels = watched_channels(chat, settings)
-    added = backfill(store, chat, settings, channels)
-    findings = find_duplicates(store, embedder, settings, channels, to_plain=chat.to_plain)
-    outcomes = flag_pairs(store, chat, settings, findings.pairs)
+    check_action(rules)
+    channels = watched_channels(chat, rules)
+    added = backfill(store, chat, rules, channels)
+    findings = find_duplicates(store, embedder, rules, channels, to_plain=chat.to_plain)
+    outcomes = flag_pairs(store, chat, rules, findings.pairs)
     retry = {(p.later.channel, p.later.ts) for p, outcome in outcomes.items() if outcome is Outcome.RETRY}
     store.messages.mark_scanned([m for m in findings.examined if (m.channel, m.ts) not in retry])
     flagged = [p for p, outcome in outcomes.items() if outcome is Outcome.FLAGGED]

@@ -13,8 +13,8 @@ from bot.slack.chat import change_from_event
 
 def store_message(services: Services, event: dict[str, Any]) -> None:
     """Channel messages feed duplicate detection: posts are kept, edits and deletions applied."""
-    if not watches_event(services.settings, event.get("channel", ""), event.get("channel_type")):
+    if not watches_event(services.dup_rules, event.get("channel", ""), event.get("channel_type")):
         return
     change = change_from_event(event)
     if change is not None:
-        receive(services.store(), services.embedder, services.settings, change, to_plain=fmt.from_slack)
+        receive(services.store(), services.embedder, services.dup_rules, change, to_plain=fmt.from_slack)
