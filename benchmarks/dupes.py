@@ -72,7 +72,7 @@ from bot.dupes.match import (  # noqa: E402
     judged_pair,
 )
 from bot.dupes.normalise import candidate_text  # noqa: E402
-from bot.dupes.prepare import prepare_messages, prepared_as  # noqa: E402
+from bot.dupes.prepare import preparation_label, prepare_messages  # noqa: E402
 from bot.dupes.rules import DAY, DupRules  # noqa: E402
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.messages import Message  # noqa: E402
@@ -460,7 +460,7 @@ def stages(store: Store, embedder: Embedder, rules: DupRules) -> list[tuple[str,
 
     new = step("unscanned_messages (SQL)", lambda: store.messages.unscanned_messages())
     start, end = new[0].posted_at - rules.window_seconds, new[-1].posted_at
-    label = prepared_as(embedder, rules)
+    label = preparation_label(embedder, rules)
     todo = step("unprepared_messages (SQL: none left after the first scan)",
                 lambda: store.messages.unprepared_messages(start, end, label))
     step("prepare_messages on them", lambda: prepare_messages(store, embedder, rules, todo, to_plain=from_slack))

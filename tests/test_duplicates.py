@@ -17,7 +17,7 @@ from bot.cli import cli
 from bot.dupes.flag import reply_text
 from bot.dupes.match import _Kept, find_candidates, find_duplicates
 from bot.dupes.normalise import candidate_text, normalize_text
-from bot.dupes.prepare import prepared_as
+from bot.dupes.prepare import preparation_label
 from bot.dupes.rules import DupRules
 from bot.embeddings import LocalEmbedder
 from bot.errors import SettingsError
@@ -276,7 +276,7 @@ def test_a_scan_prepares_each_message_once(store: Store, embedder: LocalEmbedder
     post(store, 90, "thanks!", user="U3")  # not worth judging: prepared without a vector
     assert find_duplicates(store, counting, DupRules.from_settings(settings), to_plain=from_slack).pairs == []
     assert counting.texts == 2
-    label = prepared_as(embedder, DupRules.from_settings(settings))
+    label = preparation_label(embedder, DupRules.from_settings(settings))
     assert store.messages.unprepared_messages(0, T0 + DAY, label) == []
     again = post(store, 120, VPN_AGAIN, user="U4")
     pairs = find_duplicates(store, counting, DupRules.from_settings(settings), to_plain=from_slack).pairs
@@ -313,7 +313,7 @@ def test_messages_stored_before_m006_are_prepared_by_the_next_scan(
     from bot.store.sqlite import migrations
 
     path = tmp_path / "old.sqlite3"
-    label = prepared_as(embedder, DupRules.from_settings(settings))
+    label = preparation_label(embedder, DupRules.from_settings(settings))
     with Store(path, stop_before="m006_prepared_messages") as old:
         first = post(old, 0, VPN)
         old.messages.mark_scanned(old.messages.unscanned_messages())

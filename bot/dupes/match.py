@@ -27,7 +27,7 @@ from bot.cache import embed_many
 from bot.chat import ToPlain
 from bot.dupes.judge import Verdict, judge
 from bot.dupes.normalise import candidate_text, normalize_text
-from bot.dupes.prepare import prepare_messages, prepared_as
+from bot.dupes.prepare import preparation_label, prepare_messages
 from bot.dupes.rules import DupRules
 from bot.embeddings import Embedder
 from bot.messages import Message, WindowRow
@@ -99,7 +99,7 @@ def find_candidates(
     if not new:
         return [], []
     start, end = new[0].posted_at - rules.window_seconds, new[-1].posted_at
-    label = prepared_as(embedder, rules)
+    label = preparation_label(embedder, rules)
     prepare_messages(store, embedder, rules, store.messages.unprepared_messages(start, end, label, channels),
                      to_plain=to_plain)
     window = _window(store, embedder, rules, store.messages.prepared_window(start, end, label, channels), to_plain)

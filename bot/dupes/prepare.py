@@ -21,8 +21,11 @@ from bot.store import Store, cache_key
 log = logging.getLogger(__name__)
 
 
-def prepared_as(embedder: Embedder, rules: DupRules) -> str:
-    """What a message's preparation depends on: the model and the candidate rules."""
+def preparation_label(embedder: Embedder, rules: DupRules) -> str:
+    """The label a prepared message keeps (its `prepared_as` column): the model and the candidate rules.
+
+    A message prepared under another label (another model, other DUP_MIN_*) is prepared again.
+    """
     return f"{embedder.model} words>={rules.min_words} chars>={rules.min_chars}"
 
 
@@ -41,7 +44,7 @@ def prepare_messages(
     PREPARE_BATCH keep memory flat on a first scan of a long backfill.
     """
     messages = list(messages)
-    label = prepared_as(embedder, rules)
+    label = preparation_label(embedder, rules)
     for start in range(0, len(messages), PREPARE_BATCH):
         batch = messages[start : start + PREPARE_BATCH]
         texts = [candidate_text(m.text, rules, to_plain) for m in batch]
