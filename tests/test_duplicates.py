@@ -26,6 +26,7 @@ from bot.settings import Settings
 from bot.slack.format import from_slack
 from bot.store import Store
 from tests.conftest import make_settings
+from tests.test_structure import imported, modules
 
 VPN = "How do I reset my VPN password? It expired over the weekend."
 VPN_AGAIN = "my vpn password expired, how do I reset it?"
@@ -355,3 +356,21 @@ def test_flagging_needs_a_bot_token(settings: Settings) -> None:
     result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "dupes", "scan", "--db", str(settings.db_path)])
     assert result.exit_code == 1
     assert "SLACK_BOT_TOKEN" in result.output
+
+
+# --- layering -----------------------------------------------------------------------------
+
+# The message → flag path, bottom up: each module may import only those before it, so it never climbs back up.
+DUPES_LAYERS = ("rules", "normalise", "prepare", "judge", "match", "feedback", "flag", "scan", "evaluate")
+
+
+def test_the_dupes_modules_import_only_the_layers_below_them() -> None:
+    trees = modules()
+    assert sorted(name for name in trees if name.startswith("bot.dupes.")) == sorted(
+        f"bot.dupes.{layer}" for layer in DUPES_LAYERS
+    )
+    for i, layer in enumerate(DUPES_LAYERS):
+        name = f"bot.dupes.{layer}"
+        above = {f"bot.dupes.{later}" for later in DUPES_LAYERS[i + 1 :]}
+        climbs = {m for m in imported(trees[name], name) if m in above or m.rpartition(".")[0] in above}
+        assert climbs == set(), f"{name} imports {climbs}"
