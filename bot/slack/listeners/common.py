@@ -24,7 +24,7 @@ from bot.errors import KbError
 from bot.services import Services
 from bot.slack import format as fmt
 
-log = logging.getLogger("bot.slack.listeners")
+log = logging.getLogger(__name__)
 
 NOT_A_MEMBER = {"not_in_channel", "channel_not_found", "is_archived"}
 
