@@ -66,7 +66,7 @@ def collect(store: Store, embedder: Embedder, group: str, asked: list[tuple[str,
     vectors = embedder.embed(texts, truncate=True)
     out = []
     for text, vector, (_, answers) in zip(texts, vectors, asked):
-        passages, words = ranking.candidates(store, gen, text, vector, ranking.CANDIDATES)
+        passages, words = ranking.candidates(store, gen, text, vector, ranking.RANKED_PASSAGES)
         out.append(Question(group, answers, passages, words))
     return out
 

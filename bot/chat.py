@@ -2,7 +2,7 @@
 
 The scan's rules (which channels, what to post, when to retry) stay in core
 code; a platform only moves messages. Another platform implements this
-protocol, and its events become the `MessageChange`s `bot.dupes.flag.receive`
+protocol, and its events become the `MessageChange`s `bot.dupes.prepare.receive`
 applies.
 """
 

@@ -19,8 +19,10 @@ from typing import Any
 import click
 
 from bot.chat import ChatPort
-from bot.dupes.flag import Pair
-from bot.dupes.scan import backfill, dry_run_pairs, scan_and_flag, watched_channels, why
+from bot.dupes.flag import why
+from bot.dupes.match import Pair
+from bot.dupes.rules import DupRules
+from bot.dupes.scan import backfill, dry_run_pairs, scan_and_flag, watched_channels
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
@@ -349,9 +351,9 @@ def dupes_scan_cmd(ctx: click.Context, db: Path | None, dry_run: bool, json_: bo
     embedder = make_embedder(settings)
     with open_store(settings.db_path) as store:
         if dry_run:
-            pairs = dry_run_pairs(store, embedder, settings, chat)
+            pairs = dry_run_pairs(store, embedder, DupRules.from_settings(settings), chat)
         else:
-            pairs = scan_and_flag(store, embedder, settings, chat)
+            pairs = scan_and_flag(store, embedder, DupRules.from_settings(settings), chat)
     if json_:
         click.echo(json.dumps({"pairs": [p.as_dict() for p in pairs]}, ensure_ascii=False))
     else:
@@ -366,9 +368,10 @@ def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
     """Fetch the watched channels' history since the last fetch (nothing is flagged)."""
     settings = _settings(ctx, db_path=db)
     chat = _slack_chat(settings)
+    rules = DupRules.from_settings(settings)
     with open_store(settings.db_path) as store:
-        channels = watched_channels(chat, settings)
-        added = backfill(store, chat, settings, channels)
+        channels = watched_channels(chat, rules)
+        added = backfill(store, chat, rules, channels)
     click.echo(f"Fetched {added} new message(s) from {len(channels)} channel(s).")
 
 

@@ -48,7 +48,7 @@ ANSWER_THRESHOLD = 0.257  # answer probability under which the reply says "no co
 STRONG_MEANING_MARGIN = 0.3
 
 # Passages each ranking proposes (more when more sources are asked for).
-CANDIDATES = 100
+RANKED_PASSAGES = 100
 # Word keys for the heading match: a crude stem (the first letters) so that
 # "reimbursed" meets "Reimbursement" without a stemmer.
 STEM = 5

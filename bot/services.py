@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from bot.chat import ChatPort
+from bot.dupes.rules import DupRules
 from bot.embeddings import Embedder
 from bot.indexer import IndexReport, index_folder
 from bot.lock import index_lock
@@ -26,6 +27,7 @@ class Services:
 
     def __init__(self, settings: Settings, embedder: Embedder, chat: ChatPort) -> None:
         self.settings = settings
+        self.dup_rules = DupRules.from_settings(settings)
         self.embedder = embedder
         self.chat = chat
         self._local = threading.local()

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.dupes.evaluate import Stream, f_half, judged, read_rows, scan_stream, score, threshold_only  # noqa: E402
-from bot.dupes.flag import normalize_text  # noqa: E402
 from bot.dupes.judge import FEATURES, evidence, probability  # noqa: E402
+from bot.dupes.normalise import normalize_text  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.slack.format import from_slack  # noqa: E402

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from bot.dupes.evaluate import Stream, judged, read_rows, scan_stream, score, threshold_only
-from bot.dupes.flag import normalize_text
 from bot.dupes.judge import judge
+from bot.dupes.normalise import normalize_text
 from bot.embeddings import LocalEmbedder
 from bot.settings import Settings
 from bot.slack.format import from_slack

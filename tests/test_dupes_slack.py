@@ -21,7 +21,8 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecution
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.dupes.flag import Pair
+from bot.dupes.match import Pair
+from bot.dupes.rules import DupRules
 from bot.dupes.scan import backfill, scan_and_flag
 from bot.embeddings import LocalEmbedder
 from bot.scheduler import JOB_ID, build_scheduler
@@ -66,7 +67,7 @@ def settings(tmp_path: Path, fake: FakeSlack) -> Settings:
 
 def scan(settings: Settings, embedder: LocalEmbedder) -> list[Pair]:
     with open_store(settings.db_path) as store:
-        return scan_and_flag(store, embedder, settings, SlackChat(make_web_client(settings)))
+        return scan_and_flag(store, embedder, DupRules.from_settings(settings), SlackChat(make_web_client(settings)))
 
 
 def post(settings: Settings, channel: str, ts: str, text: str, user: str) -> None:
@@ -280,11 +281,11 @@ def test_backfill_pages_through_history_and_waits_out_rate_limits(
     chat = SlackChat(make_web_client(settings))
     fake.rate_limit("conversations.history")
     with open_store(settings.db_path) as store:
-        assert backfill(store, chat, settings, ["C1"]) == 5  # the join is not a post
+        assert backfill(store, chat, DupRules.from_settings(settings), ["C1"]) == 5  # the join is not a post
         assert store.messages.unscanned_messages() == []  # a first look is context only
         assert store.messages.channel_cursor("C1") == stamp(44)
         fake.history["C1"].append(message_event("C1", stamp(3), VPN, "U2"))
-        assert backfill(store, chat, settings, ["C1"]) == 1
+        assert backfill(store, chat, DupRules.from_settings(settings), ["C1"]) == 1
         assert [m.ts for m in store.messages.unscanned_messages()] == [stamp(3)]
     calls = fake.calls_to("conversations.history")
     assert len(calls) == 1 + 3 + 1  # the 429, three pages, then one page since the cursor
@@ -376,7 +377,7 @@ def test_a_channel_that_fails_does_not_stop_the_others(
     fake.fail("conversations.history", "not_in_channel")
     fake.history["C2"] = [message_event("C2", stamp(5), VPN, "U1")]
     with open_store(settings.db_path) as store:
-        assert backfill(store, SlackChat(make_web_client(settings)), settings, ["C1", "C2"]) == 1
+        assert backfill(store, SlackChat(make_web_client(settings)), DupRules.from_settings(settings), ["C1", "C2"]) == 1
         assert store.messages.channel_cursor("C1") is None and store.messages.channel_cursor("C2") == stamp(5)
 
 
