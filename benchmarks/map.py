@@ -26,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import print_table  # noqa: E402
 from benchmarks.search import DIM, clustered_unit_vectors, fill_store, real_texts  # noqa: E402
 from bot import knowledge_map  # noqa: E402
-from bot.store import Store, cache_key  # noqa: E402
+from bot.store import Store, cache_key, open_store  # noqa: E402
 from bot.vector_index import in_memory  # noqa: E402
 
 MODEL = "synthetic"
 
 
 def make_store(path: Path, n: int, rng: np.random.Generator) -> Store:
-    store = Store(path)
+    store = open_store(path)
     docs, _ = real_texts()
     fill_store(store, MODEL, clustered_unit_vectors(n, rng, clusters=40), docs)
     with store.atomic() as conn:

@@ -18,8 +18,7 @@ import numpy as np
 
 from bot.chat import ChatPort
 from bot.questions import DAY
-from bot.store import Store
-from bot.store.sqlite.questions import QuestionRecord
+from bot.store import QuestionRecord, Store
 from bot.vector_index import nearest
 
 # Average cosine at which two groups of questions are the same topic. On the 40 questions in 6 topics of

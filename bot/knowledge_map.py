@@ -75,7 +75,7 @@ def build_map(
     """The map of the active index, with the questions of the last `days` days."""
     gen = store.active_generation()
     if gen is None:
-        raise IndexNotBuiltError(f"no index yet in {store.path}: run `kb-bot index` first")
+        raise IndexNotBuiltError(f"no index yet in {store.location}: run `kb-bot index` first")
     copy = in_memory(store, gen) or CompactVectors.from_pages(gen.dim, store.vector_pages(gen))
     if not len(copy):
         raise KbError("the index holds no passages: nothing to map")

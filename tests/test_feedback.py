@@ -9,7 +9,7 @@ import pytest
 
 from bot.questions import DAY, person_hash, prune, record_question, record_vote
 from bot.search import search
-from bot.store import Store
+from bot.store import Store, open_store
 from tests.conftest import make_settings
 
 
@@ -17,7 +17,7 @@ from tests.conftest import make_settings
 def store(sample_db: Path, tmp_path: Path) -> Store:
     copy = tmp_path / "kb.sqlite3"
     shutil.copy(sample_db, copy)
-    with Store(copy) as store:
+    with open_store(copy) as store:
         yield store
 
 
@@ -39,7 +39,7 @@ def test_a_question_is_kept_with_its_sources_and_a_hashed_asker(store, embedder,
 
 
 def test_salt_differs_per_database(store, tmp_path):
-    with Store(tmp_path / "other.sqlite3") as other:
+    with open_store(tmp_path / "other.sqlite3") as other:
         assert other.questions.salt() != store.questions.salt()
         assert person_hash(other.questions.salt(), "U1") != person_hash(store.questions.salt(), "U1")
 

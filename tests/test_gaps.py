@@ -19,7 +19,7 @@ from bot.scheduler import GAPS_JOB_ID, build_scheduler
 from bot.search import search
 from bot.slack.chat import SlackChat
 from bot.slack.server import make_web_client
-from bot.store import Store
+from bot.store import Store, open_store
 from tests.conftest import make_settings
 from tests.slack_fake import FakeSlack
 
@@ -84,7 +84,7 @@ TOPICS = {
 def store(sample_db: Path, tmp_path: Path) -> Store:
     copy = tmp_path / "kb.sqlite3"
     shutil.copy(sample_db, copy)
-    with Store(copy) as store:
+    with open_store(copy) as store:
         yield store
 
 
@@ -160,7 +160,7 @@ def test_cli_gaps_text_and_json(sample_db, embedder, tmp_path):
     db = tmp_path / "kb.sqlite3"
     shutil.copy(sample_db, db)
     settings = make_settings(tmp_path, db_path=db)
-    with Store(db) as store:
+    with open_store(db) as store:
         for n, question in enumerate(TOPICS["vpn"][:3]):
             record_question(store, embedder, settings, search(store, embedder, question), channel="C1", user=f"U{n}")
     runner = CliRunner()

@@ -13,7 +13,7 @@ from bot.indexer import index_folder
 from bot.scopes import parse_scope, scope_for, scope_note
 from bot.search import search
 from bot.settings import load_settings
-from bot.store import Store
+from bot.store import open_store
 from tests.conftest import make_settings
 
 HR_QUESTION = "how much parental leave do we get"
@@ -49,7 +49,7 @@ def test_a_folder_matches_whole_path_segments_only(tmp_path, embedder):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(f"# Deploys\n\nHow we deploy the service, file {name}.\n")
     settings = make_settings(tmp_path, knowledge_dir=folder)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         index_folder(store, embedder, settings)
         result = search(store, embedder, "how do we deploy", k=5, scope=("eng",))
     assert [h.path for h in result.hits] == ["eng/a.md"]

@@ -234,7 +234,7 @@ def m009_questions(conn: Connection) -> None:
     """The questions people asked and their votes (issue 16: feedback, knowledge gaps).
 
     `vector_key` points into the embedding cache (the question's vector, kept there
-    once), `asker` and `voter` are salted hashes (`meta.asker_salt`, made here) so
+    once), `asker` and `voter` are salted hashes (`question_salt`, random, made here) so
     distinct people can be counted and nobody named. Votes go with their question.
     """
     _execute_all(
@@ -249,9 +249,11 @@ def m009_questions(conn: Connection) -> None:
             channel TEXT,
             asker TEXT,
             confident INTEGER NOT NULL,
-            sources TEXT NOT NULL
+            sources TEXT NOT NULL,
+            thread TEXT
         );
         CREATE INDEX questions_by_time ON questions(asked_at);
+        CREATE INDEX questions_by_thread ON questions(channel, thread);
         CREATE TABLE votes (
             question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
             voter TEXT NOT NULL,
@@ -262,7 +264,8 @@ def m009_questions(conn: Connection) -> None:
         CREATE INDEX votes_by_time ON votes(voted_at)
         """,
     )
-    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('asker_salt', ?)", (secrets.token_hex(16),))
+    conn.execute("CREATE TABLE question_salt (salt TEXT NOT NULL)")
+    conn.execute("INSERT INTO question_salt (salt) VALUES (?)", (secrets.token_hex(16),))
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [

@@ -1,35 +1,19 @@
 """The SQL of the question log: questions people asked, their votes, retention.
 
-`SqliteQuestionStore` sits on a `Store`'s connection (`Store.questions`); the
-rules (what is kept, hashing, grouping) live in `bot.questions` and `bot.gaps`.
+`SqliteQuestionStore` implements `bot.store.QuestionStore` on the calling
+thread's connection (`SqliteStore.questions`); the rules (what is kept,
+hashing, grouping) live in `bot.questions` and `bot.gaps`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 
+from bot.store.records import QuestionRecord
 from bot.store.sqlite.db import Connection, transaction
-
-
-@dataclass(frozen=True)
-class QuestionRecord:
-    """One stored question as the gaps report and the map read it."""
-
-    id: int
-    text: str
-    model: str
-    vector_key: bytes
-    asked_at: float
-    channel: str | None
-    asker: str | None
-    confident: bool
-    sources: list[dict[str, object]]
-    not_helpful: int  # "Not helpful" votes on its answer
-    helpful: int
-
 
 _SELECT = (
     "SELECT q.id, q.text, q.model, q.vector_key, q.asked_at, q.channel, q.asker, q.confident, q.sources, "
@@ -41,25 +25,37 @@ _SELECT = (
 class SqliteQuestionStore:
     """The questions and votes tables of one SQLite connection."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self, connection: Callable[[], Connection]) -> None:
+        self._connection = connection
+
+    @property
+    def conn(self) -> Connection:
+        return self._connection()
 
     def salt(self) -> str:
         """The random salt of asker hashes, made once per database by its migration."""
-        return str(self.conn.execute("SELECT value FROM meta WHERE key = 'asker_salt'").fetchone()[0])
+        return str(self.conn.execute("SELECT salt FROM question_salt").fetchone()[0])
 
     def add(
         self, *, text: str, model: str, vector_key: bytes, asked_at: float, channel: str | None,
-        asker: str | None, confident: bool, sources: list[dict[str, object]],
+        asker: str | None, confident: bool, sources: list[dict[str, object]], thread: str | None = None,
     ) -> int:
         """Keep a question; return its id (the answer's id in vote buttons)."""
         with transaction(self.conn):
             cursor = self.conn.execute(
-                "INSERT INTO questions (text, model, vector_key, asked_at, channel, asker, confident, sources) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (text, model, vector_key, asked_at, channel, asker, int(confident), json.dumps(sources)),
+                "INSERT INTO questions (text, model, vector_key, asked_at, channel, asker, confident, sources, thread) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (text, model, vector_key, asked_at, channel, asker, int(confident), json.dumps(sources), thread),
             )
         return int(cursor.lastrowid or 0)
+
+    def in_thread(self, channel: str, thread: str, limit: int) -> list[str]:
+        """The texts of the last `limit` questions answered in a thread, oldest first."""
+        rows = self.conn.execute(
+            "SELECT text FROM questions WHERE channel = ? AND thread = ? ORDER BY id DESC LIMIT ?",
+            (channel, thread, limit),
+        ).fetchall()
+        return [r[0] for r in reversed(rows)]
 
     def vote(self, question_id: int, voter: str, helpful: bool, at: float) -> bool:
         """One vote per voter per answer: a second one replaces the first. False if the question is gone."""
