@@ -37,12 +37,13 @@ def shown_sources(result: SearchResult) -> list[dict[str, object]]:
 
 def record_question(
     store: Store, embedder: Embedder, settings: Settings, result: SearchResult, *,
-    channel: str | None, user: str | None, now: float | None = None,
+    channel: str | None, user: str | None, thread: str | None = None, now: float | None = None,
 ) -> int:
     """Keep a question people asked with what it was shown; return its id (the answer's id in vote buttons).
 
     Its vector goes to the embedding cache under `vector_key` (a cache hit when
     the same question was asked before), so grouping questions later embeds nothing.
+    `thread` is the chat thread the answer went to: later turns there are follow-ups.
     """
     now = time.time() if now is None else now
     text = result.query[:MAX_QUERY_CHARS]
@@ -51,7 +52,7 @@ def record_question(
     return store.questions.add(
         text=result.query, model=embedder.model, vector_key=cache_key(embedder.model, text), asked_at=now,
         channel=channel, asker=person_hash(store.questions.salt(), user) if user else None,
-        confident=result.confident, sources=shown_sources(result),
+        confident=result.confident, sources=shown_sources(result), thread=thread,
     )
 
 
@@ -65,3 +66,15 @@ def prune(store: Store, settings: Settings, now: float | None = None) -> tuple[i
     """Drop what is past retention: (questions removed, votes removed)."""
     now = time.time() if now is None else now
     return store.questions.prune(now - settings.questions_days * DAY, now - settings.feedback_days * DAY)
+
+
+FOLLOW_UP_TURNS = 2  # earlier questions of a thread searched with a follow-up
+
+
+def follow_up_query(earlier: list[str], text: str) -> str:
+    """What a follow-up searches: the thread's last few questions, then the new text.
+
+    "what about contractors?" alone finds nothing useful; with the question
+    before it, it finds that question's topic as it applies to contractors.
+    """
+    return " ".join([*earlier[-FOLLOW_UP_TURNS:], text])

@@ -16,7 +16,9 @@ from bot.dupes.rules import DupRules
 from bot.embeddings import Embedder
 from bot.indexer import IndexReport, index_folder
 from bot.lock import index_lock
+from bot.questions import record_question
 from bot.scheduler import start_scheduler
+from bot.scopes import scope_for
 from bot.search import SearchResult, search
 from bot.settings import Settings
 from bot.store import Store, open_store
@@ -51,11 +53,21 @@ class Services:
         with self._stores_lock:
             return not any(store.replaced() for store in self._stores)
 
-    def search(self, question: str) -> SearchResult:
+    def search(self, question: str, channel: str | None = None) -> SearchResult:
+        """The answer to `question`, searched within `channel`'s scope (KB_SCOPES) when it has one."""
         settings = self.settings
         return search(
             self.store(), self.embedder, question,
             k=settings.top_k, min_score=settings.min_score, mode=settings.search_mode,
+            scope=scope_for(settings, channel),
+        )
+
+    def log_question(
+        self, result: SearchResult, *, channel: str | None, user: str | None, thread: str | None = None
+    ) -> int:
+        """Keep a question people asked and what it was shown (`bot.questions`); its id goes on the vote buttons."""
+        return record_question(
+            self.store(), self.embedder, self.settings, result, channel=channel, user=user, thread=thread
         )
 
     def reindex(self, on_start: Callable[[], object]) -> IndexReport:
