@@ -10,7 +10,12 @@ import pytest
 from bot.questions import DAY, person_hash, prune, record_question, record_vote
 from bot.search import search
 from bot.store import Store, open_store
+from tests import test_slack_app as slack
 from tests.conftest import make_settings
+from tests.slack_fake import Call, interaction_form, share_click_payload
+from tests.test_slack_app import TAXI, Bot, only, wait_until
+
+fake, bot_db, start_bot = slack.fake, slack.bot_db, slack.start_bot  # the loopback Slack app's fixtures
 
 
 @pytest.fixture
@@ -76,3 +81,65 @@ def test_retention_removes_old_votes_and_old_questions_with_their_votes(store, e
     # Recording prunes too: nothing past retention survives a new question.
     record_question(store, embedder, settings, result, channel=None, user=None, now=100 * DAY)
     assert [q.asker for q in store.questions.since(0)] == [None]
+
+
+# --- through the loopback Slack, with signed requests ------------------------------------------
+
+
+@pytest.fixture
+def app(start_bot) -> Bot:
+    return start_bot()
+
+
+def buttons(call: Call) -> dict[str, dict]:
+    return {e["action_id"]: e for b in call.params["blocks"] for e in b.get("elements") or [] if e.get("type") == "button"}
+
+
+def click(bot: Bot, button: dict, reply_to: str, *, user: str = "U123", channel: str = "C0001") -> None:
+    payload = share_click_payload(button["value"], response_url=bot.fake.response_url(reply_to), user_id=user,
+                                  channel_id=channel, action_id=button["action_id"])
+    assert bot.post(interaction_form(payload)).status == 200
+
+
+def test_a_vote_on_the_private_answer_is_stored_then_changed_and_confirmed_privately(app: Bot) -> None:
+    bot = app
+    bot.ask(TAXI, "ask")
+    answer = only(bot.fake.wait_responses("ask"))
+    votes = buttons(answer)
+    assert [votes[a]["text"]["text"] for a in ("answer_helpful", "answer_not_helpful")] == ["Helpful", "Not helpful"]
+    store = bot.services.store()
+    [asked] = store.questions.since(0)
+    assert asked.text == TAXI and asked.channel == "C0001" and asked.asker == person_hash(store.questions.salt(), "U123")
+    assert votes["answer_helpful"]["value"] == str(asked.id)
+
+    click(bot, votes["answer_helpful"], "vote-1", user="U7")
+    confirm = only(bot.fake.wait_responses("vote-1"))
+    assert confirm.params["response_type"] == "ephemeral" and confirm.params["replace_original"] is False
+    assert "noted as *helpful*" in confirm.text
+    click(bot, votes["answer_not_helpful"], "vote-2", user="U7")
+    assert "noted as *not helpful*" in only(bot.fake.wait_responses("vote-2")).text
+    assert store.questions.votes(asked.id) == {person_hash(store.questions.salt(), "U7"): False}
+    assert bot.fake.calls_to("chat.postMessage") == []  # no channel noise
+
+
+def test_the_shared_answer_and_the_mention_reply_carry_votes_for_their_question(app: Bot) -> None:
+    bot = app
+    bot.ask(TAXI, "ask")
+    private = buttons(only(bot.fake.wait_responses("ask")))
+    click(bot, private["share_answer"], "share", channel="C0042")
+    shared = only(bot.fake.wait_calls("chat.postMessage"))
+    [asked] = bot.services.store().questions.since(0)  # sharing asks nothing new
+    assert buttons(shared)["answer_not_helpful"]["value"] == str(asked.id)
+    click(bot, buttons(shared)["answer_not_helpful"], "vote-shared", user="U9", channel="C0042")
+    assert "not helpful" in only(bot.fake.wait_responses("vote-shared")).text
+
+    bot.event({"type": "app_mention", "user": "U5", "text": "<@UBOT> which VPN client should I install",
+               "ts": "1700000100.000100", "channel": "C0001", "event_ts": "1700000100.000100"}, "EvVote")
+    wait_until(lambda: len(bot.fake.calls_to("chat.postMessage")) == 2)
+    reply = bot.fake.calls_to("chat.postMessage")[1]
+    mentioned = bot.services.store().questions.since(0)[-1]
+    assert mentioned.text == "which VPN client should I install" and mentioned.channel == "C0001"
+    assert buttons(reply)["answer_helpful"]["value"] == str(mentioned.id)
+    click(bot, buttons(reply)["answer_helpful"], "vote-mention", user="U9")
+    bot.fake.wait_responses("vote-mention")
+    assert [(q.helpful, q.not_helpful) for q in bot.services.store().questions.since(0)] == [(0, 1), (1, 0)]
