@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -14,7 +15,10 @@ from bot.scopes import parse_scope, scope_for, scope_note
 from bot.search import search
 from bot.settings import load_settings
 from bot.store import open_store
+from tests import test_slack_app as slack
 from tests.conftest import make_settings
+from tests.slack_fake import command_payload, form
+from tests.test_slack_app import only
 
 HR_QUESTION = "how much parental leave do we get"
 
@@ -79,3 +83,20 @@ def test_cli_scope(sample_db):
     data = json.loads(runner.invoke(cli, [*base, "--json"]).output)
     assert data["scope"] == ["it"] and len(data["hits"]) == 3
     assert all(h["path"].startswith("it/") for h in data["hits"])
+
+
+# --- through the loopback Slack -------------------------------------------------------------------
+
+
+fake, bot_db, start_bot = slack.fake, slack.bot_db, slack.start_bot  # the loopback Slack app's fixtures
+
+
+def test_a_question_from_a_scoped_channel_searches_only_its_folders_and_says_so(start_bot) -> None:
+    bot = start_bot(scopes=(("C0ENG", ("engineering", "it")),))
+    bot.post(form(command_payload(HR_QUESTION, response_url=bot.fake.response_url("eng"), channel_id="C0ENG")))
+    bot.post(form(command_payload(HR_QUESTION, response_url=bot.fake.response_url("dm"), channel_id="D0DM")))
+    scoped, everywhere = only(bot.fake.wait_responses("eng")), only(bot.fake.wait_responses("dm"))
+    paths = re.findall(r"^\*\d+\.\* `\d+`  \*([^* ]+)", scoped.text, re.M)
+    assert len(paths) == 5 and all(p.startswith(("engineering/", "it/")) for p in paths), paths
+    assert "Searched only engineering/, it/." in scoped.text
+    assert "hr/parental-leave.txt" in everywhere.text and "Searched only" not in everywhere.text
