@@ -1,4 +1,4 @@
-"""Run the duplicate scan in the background of `kb-bot serve`.
+"""Run the duplicate scan (and, with GAPS_REPORT_CHANNEL, the weekly gaps report) in the background of `kb-bot serve`.
 
 APScheduler's BackgroundScheduler runs the scan on its own thread every
 DUP_SCAN_MINUTES, or on DUP_SCAN_CRON when set, and once at start-up so
@@ -6,7 +6,8 @@ messages posted while the bot was down are caught up at once. max_instances=1
 means a slow scan is never overlapped by the next one, and coalesce=True folds
 runs missed meanwhile into one. A run that fails is logged by APScheduler and
 the schedule goes on; the scan marks scanned only what it handled, so the next
-run retries the rest.
+run retries the rest. The gaps report (`bot.gaps.post_gaps_report`) runs on
+GAPS_REPORT_CRON and posts only when a question no earlier post covered is in it.
 """
 
 from __future__ import annotations
