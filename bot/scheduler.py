@@ -27,6 +27,7 @@ from bot.dupes.scan import check_action, scan_and_flag
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
 from bot.gaps import post_gaps_report
+from bot.questions import prune
 from bot.settings import Settings
 from bot.store import open_store
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 JOB_ID = "dupes-scan"
 GAPS_JOB_ID = "gaps-report"
+RETENTION_JOB_ID = "question-retention"
 
 
 def scan_trigger(settings: Settings) -> BaseTrigger:
@@ -73,7 +75,22 @@ def build_scheduler(settings: Settings, embedder: Embedder, chat: ChatPort) -> B
     )
     if settings.gaps_report_channel:
         add_gaps_report(scheduler, settings, chat)
+    scheduler.add_job(
+        retention_job(settings), IntervalTrigger(hours=24), id=RETENTION_JOB_ID, name="question retention",
+        max_instances=1, coalesce=True, next_run_time=datetime.now(UTC),
+    )
     return scheduler
+
+
+def retention_job(settings: Settings) -> Callable[[], None]:
+    """Daily, and at start: questions and votes past KB_QUESTIONS_DAYS / KB_FEEDBACK_DAYS go even when
+    nobody asks anything (recording a question prunes too)."""
+
+    def run() -> None:
+        with open_store(settings.db_path) as store:
+            prune(store, settings)
+
+    return run
 
 
 def add_gaps_report(scheduler: BackgroundScheduler, settings: Settings, chat: ChatPort) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from bot.questions import DAY, person_hash, prune, record_question, record_vote
+from bot.scheduler import RETENTION_JOB_ID, build_scheduler
 from bot.search import search
 from bot.store import Store, open_store
 from tests import test_slack_app as slack
@@ -143,3 +145,13 @@ def test_the_shared_answer_and_the_mention_reply_carry_votes_for_their_question(
     click(bot, buttons(reply)["answer_helpful"], "vote-mention", user="U9")
     bot.fake.wait_responses("vote-mention")
     assert [(q.helpful, q.not_helpful) for q in bot.services.store().questions.since(0)] == [(0, 1), (1, 0)]
+
+
+def test_the_daily_retention_job_prunes_without_new_questions(store, embedder, tmp_path):
+    settings = make_settings(tmp_path, db_path=store.path, questions_days=1)
+    result = search(store, embedder, "vpn setup")
+    record_question(store, embedder, settings, result, channel="C1", user="U1", now=time.time() - 2 * DAY)
+    job = build_scheduler(settings, embedder, None).get_job(RETENTION_JOB_ID)  # type: ignore[arg-type]
+    assert str(job.trigger) == "interval[1 day, 0:00:00]"
+    job.func()
+    assert store.questions.since(0) == []
