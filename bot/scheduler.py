@@ -73,13 +73,17 @@ def build_scheduler(settings: Settings, embedder: Embedder, chat: ChatPort) -> B
         misfire_grace_time=None,  # late is better than skipped: the scan catches up whatever it missed
         next_run_time=datetime.now(UTC),
     )
-    if settings.gaps_report_channel:
-        add_gaps_report(scheduler, settings, chat)
+    return scheduler
+
+
+def add_question_jobs(scheduler: BackgroundScheduler, settings: Settings, chat: ChatPort) -> None:
+    """The question log's jobs: retention daily (and at start), the gaps report when GAPS_REPORT_CHANNEL is set."""
     scheduler.add_job(
         retention_job(settings), IntervalTrigger(hours=24), id=RETENTION_JOB_ID, name="question retention",
         max_instances=1, coalesce=True, next_run_time=datetime.now(UTC),
     )
-    return scheduler
+    if settings.gaps_report_channel:
+        add_gaps_report(scheduler, settings, chat)
 
 
 def retention_job(settings: Settings) -> Callable[[], None]:
@@ -110,6 +114,7 @@ def add_gaps_report(scheduler: BackgroundScheduler, settings: Settings, chat: Ch
 def start_scheduler(settings: Settings, embedder: Embedder, chat: ChatPort) -> BackgroundScheduler:
     """Start scanning in the background; the caller shuts the scheduler down on exit."""
     scheduler = build_scheduler(settings, embedder, chat)
+    add_question_jobs(scheduler, settings, chat)
     scheduler.start()
     log.info("dupes scheduler started trigger=%s", scheduler.get_job(JOB_ID).trigger)
     return scheduler

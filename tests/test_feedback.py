@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.questions import DAY, person_hash, prune, record_question, record_vote
-from bot.scheduler import RETENTION_JOB_ID, build_scheduler
+from bot.scheduler import RETENTION_JOB_ID, add_question_jobs
 from bot.search import search
 from bot.store import Store, open_store
 from tests import test_slack_app as slack
@@ -151,7 +152,9 @@ def test_the_daily_retention_job_prunes_without_new_questions(store, embedder, t
     settings = make_settings(tmp_path, db_path=store.path, questions_days=1)
     result = search(store, embedder, "vpn setup")
     record_question(store, embedder, settings, result, channel="C1", user="U1", now=time.time() - 2 * DAY)
-    job = build_scheduler(settings, embedder, None).get_job(RETENTION_JOB_ID)  # type: ignore[arg-type]
+    scheduler = BackgroundScheduler()
+    add_question_jobs(scheduler, settings, None)  # type: ignore[arg-type]
+    job = scheduler.get_job(RETENTION_JOB_ID)
     assert str(job.trigger) == "interval[1 day, 0:00:00]"
     job.func()
     assert store.questions.since(0) == []

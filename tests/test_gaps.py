@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.errors import SettingsError
 from bot.gaps import cluster, find_gaps, format_gaps
 from bot.questions import DAY, record_question, record_vote
-from bot.scheduler import GAPS_JOB_ID, build_scheduler
+from bot.scheduler import GAPS_JOB_ID, add_question_jobs
 from bot.search import search
 from bot.slack.chat import SlackChat
 from bot.slack.server import make_web_client
@@ -184,7 +185,8 @@ def test_the_scheduled_report_posts_to_slack_only_when_something_is_new(store, e
             tmp_path, db_path=store.path, slack_bot_token=fake.bot_token, slack_api_url=fake.api_url,
             gaps_report_channel="CGAPS",
         )
-        scheduler = build_scheduler(settings, embedder, SlackChat(make_web_client(settings)))
+        scheduler = BackgroundScheduler()
+        add_question_jobs(scheduler, settings, SlackChat(make_web_client(settings)))
         job = scheduler.get_job(GAPS_JOB_ID)
         assert str(job.trigger) == "cron[month='*', day='*', day_of_week='mon', hour='9', minute='0']"
         job.func()  # nothing asked yet: nothing posted
@@ -206,4 +208,4 @@ def test_the_scheduled_report_posts_to_slack_only_when_something_is_new(store, e
 def test_a_bad_gaps_cron_is_refused_in_one_line(tmp_path, embedder):
     settings = make_settings(tmp_path, gaps_report_channel="CGAPS", gaps_report_cron="every monday")
     with pytest.raises(SettingsError, match="GAPS_REPORT_CRON 'every monday' is not a crontab line"):
-        build_scheduler(settings, embedder, None)  # type: ignore[arg-type]
+        add_question_jobs(BackgroundScheduler(), settings, None)  # type: ignore[arg-type]
