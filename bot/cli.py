@@ -27,7 +27,7 @@ from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
 from bot.indexer import IndexProgress, IndexReport, Progress, index_folder
 from bot.lock import index_lock
 from bot.reports import format_report
-from bot.search import SearchResult, search
+from bot.search import SearchOptions, SearchResult
 from bot.settings import SEARCH_MODES, Settings, load_settings
 from bot.store import Store
 
@@ -166,10 +166,7 @@ def ask_cmd(
     """Print the sources that best answer QUESTION, best first, with their relevance (0-100)."""
     settings = _settings(ctx, db_path=db, knowledge_dir=knowledge, search_mode=mode)
     embedder = make_embedder(settings)
-    ask = functools.partial(
-        search, embedder=embedder, query=question, k=k or settings.top_k,
-        min_score=settings.min_score, mode=settings.search_mode,
-    )
+    ask = functools.partial(SearchOptions.from_settings(settings, k=k).search, embedder=embedder, query=question)
     with Store(settings.db_path) as store:
         try:
             result = ask(store)
