@@ -42,7 +42,7 @@ def embed_many(
     texts = [valid_text(t) for t in texts]
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
-    model = embedder.model
+    model = embedder.model_id
     found = store.cached_vectors(model, texts, known_dim(embedder))
     misses = list(dict.fromkeys(t for t in texts if t not in found))
     started = time.perf_counter()
@@ -74,7 +74,7 @@ def _embed_into(
     for start in range(0, len(texts), embedder.batch_size):
         batch = texts[start : start + embedder.batch_size]
         vectors = embedder.embed(batch, truncate=truncate)
-        store.cache_vectors(embedder.model, batch, vectors)
+        store.cache_vectors(embedder.model_id, batch, vectors)
         found.update(zip(batch, vectors))
 
 

@@ -216,7 +216,7 @@ def embed_cmd(ctx: click.Context, text: str, per_word: bool, values: int, json_:
     with Store(settings.db_path) as store:
         vectors = embed_many(embedder, store, texts)
     rows = [
-        {"text": t, "model": embedder.model, "dim": int(v.shape[0]), "vector": [round(float(x), 6) for x in v]}
+        {"text": t, "model": embedder.model_id, "dim": int(v.shape[0]), "vector": [round(float(x), 6) for x in v]}
         for t, v in zip(texts, vectors)
     ]
     if json_:
@@ -271,9 +271,9 @@ def eval_beir_cmd(
     settings = _settings(ctx)
     data = load_beir(folder, split).subset(queries=limit, other_docs=docs)
     embedder = make_embedder(settings)
-    click.echo(f"Indexing {len(data.corpus)} documents with {embedder.model} (cache: {cache_db})…", err=True)
+    click.echo(f"Indexing {len(data.corpus)} documents with {embedder.model_id} (cache: {cache_db})…", err=True)
     results = run_beir(data, embedder, settings, cache_db, modes or SEARCH_MODES)
-    title = f"{folder.name} {split}: {len(data.queries)} queries, {len(data.corpus)} documents, {embedder.model}"
+    title = f"{folder.name} {split}: {len(data.queries)} queries, {len(data.corpus)} documents, {embedder.model_id}"
     click.echo(json.dumps(results, indent=2) if json_ else format_scores(title, results))
 
 
@@ -303,7 +303,7 @@ def eval_golden_cmd(
         results = {mode: evaluate_golden(store, embedder, items, mode) for mode in modes or SEARCH_MODES}
     unanswerable = sum(item.file is None for item in items)
     name = f"{file.name} ({split})" if split else file.name
-    title = f"{name}: {len(items)} questions ({unanswerable} unanswerable), {embedder.model}"
+    title = f"{name}: {len(items)} questions ({unanswerable} unanswerable), {embedder.model_id}"
     click.echo(json.dumps(results, indent=2) if json_ else format_scores(title, results))
 
 

@@ -97,7 +97,7 @@ def index_folder(
     folder = Path(knowledge_dir or settings.knowledge_dir)
     if not folder.is_dir():
         raise KbError(f"knowledge folder not found: {folder} (set KB_KNOWLEDGE_DIR or --knowledge)")
-    run = _Run(store, embedder, settings, IndexReport(model=embedder.model, dry_run=dry_run), full, progress)
+    run = _Run(store, embedder, settings, IndexReport(model=embedder.model_id, dry_run=dry_run), full, progress)
     scan = walk(folder)
     run.report.unsupported = scan.unsupported
     to_read = run.plan(folder, scan)
@@ -185,7 +185,7 @@ class _Run:
         """Embed the pending files' chunks together, then write each file in its own transaction."""
         texts = [t for p in self.pending for t in p.texts]
         if self.dry_run:
-            hits = len(self.store.cached_vectors(self.embedder.model, texts))
+            hits = len(self.store.cached_vectors(self.embedder.model_id, texts))
             self.counts.cache_hits += hits
             self.counts.embedded += len(set(texts)) - hits
         else:
@@ -265,11 +265,11 @@ def _target_generation(
     it does not linger beside the active generation.
     """
     active = store.active_generation()
-    current = active is not None and active.model == embedder.model and active.dim == embedder.dim
+    current = active is not None and active.model == embedder.model_id and active.dim == embedder.dim
     if dry_run:
         return (active, False) if current and not full else (None, True)
     if not full and not current:
-        resumed = store.building_generation(embedder.model, embedder.dim)
+        resumed = store.building_generation(embedder.model_id, embedder.dim)
         if resumed:
             log.info("resuming the unfinished build of generation %d", resumed.id)
             return resumed, True
@@ -277,7 +277,7 @@ def _target_generation(
         store.drop_generations(except_id=active.id)
     if current and not full:
         return active, False
-    return store.create_generation(embedder.model, embedder.dim, str(folder.resolve())), True
+    return store.create_generation(embedder.model_id, embedder.dim, str(folder.resolve())), True
 
 
 def _unchanged_by_stat(old: DocumentRecord | None, source: SourceFile) -> bool:

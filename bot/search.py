@@ -123,15 +123,15 @@ def active_generation_for(store: Store, embedder: Embedder) -> Generation:
     gen = store.active_generation()
     if gen is None:
         raise IndexNotBuiltError(f"no index yet in {store.path}: run `kb-bot index` first")
-    if gen.model != embedder.model:
+    if gen.model != embedder.model_id:
         raise IndexNotBuiltError(
-            f"the index was built with {gen.model} but the embedder is {embedder.model}; "
+            f"the index was built with {gen.model} but the embedder is {embedder.model_id}; "
             "run `kb-bot index` to rebuild it"
         )
     dim = known_dim(embedder)
     if dim not in (None, gen.dim):
         raise IndexNotBuiltError(
-            f"the index holds {gen.dim}-dimensional vectors but {embedder.model} now returns "
+            f"the index holds {gen.dim}-dimensional vectors but {embedder.model_id} now returns "
             f"{dim}-dimensional ones; run `kb-bot index` to rebuild it"
         )
     return gen

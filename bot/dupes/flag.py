@@ -116,7 +116,7 @@ class Findings:
 
 def prepared_as(embedder: Embedder, settings: Settings) -> str:
     """What a message's preparation depends on: the model and the candidate rules."""
-    return f"{embedder.model} words>={settings.dup_min_words} chars>={settings.dup_min_chars}"
+    return f"{embedder.model_id} words>={settings.dup_min_words} chars>={settings.dup_min_chars}"
 
 
 # Messages normalised, embedded and recorded at a time: memory stays flat on a
@@ -140,7 +140,7 @@ def prepare_messages(
         texts = [candidate_text(m.text, settings, to_plain) for m in batch]
         # a long message is judged by its opening (the model's window): where a question usually is
         embed_many(embedder, store, [t for t in texts if t is not None], truncate=True)
-        keys = [cache_key(embedder.model, t) if t is not None else None for t in texts]
+        keys = [cache_key(embedder.model_id, t) if t is not None else None for t in texts]
         store.messages.set_prepared(zip(batch, keys), label)
 
 
