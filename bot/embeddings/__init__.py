@@ -6,7 +6,7 @@ One small interface (`base.Embedder`) and backends registered by name
 `make_embedder(settings)` builds the one EMBED_BACKEND names.
 """
 
-from bot.embeddings.base import Embedder, known_dim, normalize, valid_text
+from bot.embeddings.base import Embedder, embed_batches, known_dim, normalize, valid_text
 from bot.embeddings.fake import FakeEmbedder
 from bot.embeddings.local import (
     BUNDLED_MAX_TOKENS,
@@ -35,6 +35,7 @@ __all__ = [
     "FakeEmbedder",
     "LocalEmbedder",
     "OpenAIEmbedder",
+    "embed_batches",
     "embedder_backends",
     "known_dim",
     "make_embedder",

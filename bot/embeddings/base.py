@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -25,6 +25,15 @@ def known_dim(embedder: Embedder) -> int | None:
     return embedder.known_dim if isinstance(embedder, Embedder) else embedder.dim
 
 
+def embed_batches(
+    embedder: Embedder, batches: Sequence[Sequence[str]], *, truncate: bool = False
+) -> Iterator[tuple[int, np.ndarray]]:
+    """`embedder.embed_batches`; an object that only looks like an Embedder (a wrapper) goes batch by batch."""
+    if isinstance(embedder, Embedder):
+        return embedder.embed_batches(batches, truncate=truncate)
+    return Embedder.embed_batches(embedder, batches, truncate=truncate)  # type: ignore[arg-type]
+
+
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Scale each row to unit length (zero rows stay zero)."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -42,6 +51,17 @@ class Embedder:
 
     def embed(self, texts: Sequence[str], *, truncate: bool = False) -> np.ndarray:
         raise NotImplementedError
+
+    def embed_batches(
+        self, batches: Sequence[Sequence[str]], *, truncate: bool = False
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Each batch's index and vectors as it finishes: one after another here.
+
+        A remote backend overrides it to keep several requests in flight; the
+        caller stores each finished batch at once, so a failure loses none of them.
+        """
+        for i, batch in enumerate(batches):
+            yield i, self.embed(batch, truncate=truncate)
 
     @property
     def known_dim(self) -> int | None:

@@ -1,4 +1,9 @@
-"""The `openai` backend: any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Azure, self-hosted)."""
+"""The `openai` backend: any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Azure, self-hosted).
+
+A big first index is mostly waiting on the network, so `embed_batches` keeps up
+to `concurrency` requests in flight (EMBED_CONCURRENCY), each with the client's
+own retries and backoff.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -40,6 +46,7 @@ class OpenAIEmbedder(Embedder):
         batch_tokens: int = 100_000,
         timeout: float = 30.0,
         max_retries: int = 5,
+        concurrency: int = 1,
     ) -> None:
         import openai
 
@@ -58,6 +65,7 @@ class OpenAIEmbedder(Embedder):
         self.max_tokens = max_tokens
         self.batch_size = min(batch_size, self.MAX_INPUTS)
         self.batch_tokens = batch_tokens
+        self.concurrency = max(concurrency, 1)
         self._dim = dim
 
     @property
@@ -97,6 +105,42 @@ class OpenAIEmbedder(Embedder):
         if not parts:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
         return np.vstack(parts)
+
+    def embed_batches(
+        self, batches: Sequence[Sequence[str]], *, truncate: bool = False
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Each batch's index and vectors as it finishes, with at most `concurrency` batches in flight.
+
+        After a batch fails (its retries spent), no new batch starts; the ones
+        already in flight finish and are yielded, then the first error is raised.
+        """
+        if self.concurrency == 1 or len(batches) < 2:
+            yield from super().embed_batches(batches, truncate=truncate)
+            return
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="embed")
+        waiting = iter(enumerate(batches))
+        running: dict[Future[np.ndarray], int] = {}
+        error: BaseException | None = None
+        try:
+            while True:
+                while error is None and len(running) < self.concurrency:
+                    item = next(waiting, None)
+                    if item is None:
+                        break
+                    running[pool.submit(self.embed, item[1], truncate=truncate)] = item[0]
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=running.__getitem__):
+                    index = running.pop(future)
+                    if future.exception() is None:
+                        yield index, future.result()
+                    elif error is None:
+                        error = future.exception()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if error is not None:
+            raise error
 
     def _batches(self, texts: list[str], counts: list[int]) -> Iterator[list[str]]:
         batch: list[str] = []
@@ -205,4 +249,5 @@ def _openai(settings: Settings) -> OpenAIEmbedder:
         batch_tokens=settings.embed_batch_tokens,
         timeout=settings.openai_timeout,
         max_retries=settings.openai_max_retries,
+        concurrency=settings.embed_concurrency,
     )
