@@ -13,7 +13,7 @@ int8 storage (they are looked up, not multiplied), so the file stays ~23 MB.
     .venv/bin/python scripts/quantize_model.py --variant weights-tensor --out /tmp/x.onnx
 
 The output is byte-identical on every run with the same onnx/onnxruntime
-versions (checked: two runs, same sha256); bot/embeddings.py pins that sha256.
+versions (checked: two runs, same sha256); bot/embeddings/local.py pins that sha256.
 onnxruntime.quantization needs `onnx`, a dev dependency (`make install`).
 """
 
