@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import knowledge_sentences, print_table  # noqa: E402
 from bot.cache import embed_many  # noqa: E402
 from bot.embeddings import OpenAIEmbedder  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store import open_store  # noqa: E402
 from tests.openai_fake import OpenAIFake  # noqa: E402
 
 CONCURRENCY = (1, 2, 4, 8)
