@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from bot.chat import ChatPort
 from bot.dupes.rules import DupRules
@@ -19,7 +20,7 @@ from bot.lock import index_lock
 from bot.questions import record_question
 from bot.scheduler import start_scheduler
 from bot.scopes import scope_for
-from bot.search import SearchResult, search
+from bot.search import SearchOptions, SearchResult
 from bot.settings import Settings
 from bot.store import Store, open_store
 
@@ -32,6 +33,7 @@ class Services:
         self.dup_rules = DupRules.from_settings(settings)
         self.embedder = embedder
         self.chat = chat
+        self.search_options = SearchOptions.from_settings(settings)
         self._local = threading.local()
         self._stores: list[Store] = []
         self._stores_lock = threading.Lock()
@@ -55,12 +57,8 @@ class Services:
 
     def search(self, question: str, channel: str | None = None) -> SearchResult:
         """The answer to `question`, searched within `channel`'s scope (KB_SCOPES) when it has one."""
-        settings = self.settings
-        return search(
-            self.store(), self.embedder, question,
-            k=settings.top_k, min_score=settings.min_score, mode=settings.search_mode,
-            scope=scope_for(settings, channel),
-        )
+        options = replace(self.search_options, scope=scope_for(self.settings, channel))
+        return options.search(self.store(), self.embedder, question)
 
     def log_question(
         self, result: SearchResult, *, channel: str | None, user: str | None, thread: str | None = None
