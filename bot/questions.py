@@ -50,7 +50,7 @@ def record_question(
     embed_many(embedder, store, [text], truncate=True)
     prune(store, settings, now)
     return store.questions.add(
-        text=result.query, model=embedder.model, vector_key=cache_key(embedder.model, text), asked_at=now,
+        text=result.query, model=embedder.model_id, vector_key=cache_key(embedder.model_id, text), asked_at=now,
         channel=channel, asker=person_hash(store.questions.salt(), user) if user else None,
         confident=result.confident, sources=shown_sources(result), thread=thread,
     )

@@ -42,7 +42,7 @@ def test_a_question_is_kept_with_its_sources_and_a_hashed_asker(store, embedder,
     }
     assert kept.confident == result.confident
     # The vector is in the embedding cache: grouping later embeds nothing.
-    vectors = store.questions.vectors(embedder.model, [kept.vector_key])
+    vectors = store.questions.vectors(embedder.model_id, [kept.vector_key])
     assert vectors[kept.vector_key] == pytest.approx(embedder.embed([kept.text])[0], abs=1e-5)
 
 
