@@ -19,10 +19,10 @@ reused. Vectors are float32 unit vectors; a similarity is their cosine.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -32,6 +32,8 @@ from bot.store.records import ChunkRow, DocumentRecord, Feedback, Generation, Me
 
 if TYPE_CHECKING:
     from bot.chunking import Chunk
+
+T = TypeVar("T")
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_SCHEME = "sqlite:///"
@@ -146,7 +148,8 @@ class Store(Protocol):
     memo: dict[str, object]
     """What other modules keep in memory about this store's data (e.g. `bot.vector_index`'s copy), by module name.
 
-    Starts empty with the store and goes with it, so two stores never share it.
+    Starts empty with the store and goes with it, so two stores never share it
+    (use `memoized`).
     """
 
     def __enter__(self) -> Store: ...
@@ -279,6 +282,13 @@ class Store(Protocol):
         cache_entries, schema_version, and backend details; counts are of the active generation."""
 
 
+def memoized(store: Store, key: str, make: Callable[[], T]) -> T:
+    """What `store.memo` holds under `key`, made by `make` on first use; threads racing to make it keep one."""
+    if key not in store.memo:
+        store.memo.setdefault(key, make())
+    return cast(T, store.memo[key])
+
+
 def open_store(location: str | Path) -> Store:
     """The store KB_DB names: a path or `sqlite:///path` → SQLite; `postgresql://…` → PostgreSQL.
 
@@ -301,5 +311,5 @@ def open_store(location: str | Path) -> Store:
 
 __all__ = [
     "ChunkRow", "DocumentRecord", "Feedback", "Generation", "Message", "MessageStore", "Store", "WindowRow",
-    "cache_key", "open_store",
+    "cache_key", "memoized", "open_store",
 ]

@@ -42,15 +42,21 @@ class SqliteStore:
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._connections_lock = threading.Lock()
+        self.identity: tuple[int, int] | None = None
         migrate(self.conn, stop_before=stop_before)
-        self.messages = SqliteMessageStore(lambda: self.conn)
         self.identity = _file_identity(self.path)
+        self.messages = SqliteMessageStore(lambda: self.conn)
 
     @property
     def conn(self) -> Connection:
-        """This thread's connection, opened on its first use (a connection must not serve two threads at once)."""
+        """This thread's connection, opened on its first use (a connection must not serve two threads at once).
+
+        Never opened on a file other than the one the store opened first.
+        """
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            if self.identity is not None:
+                self.check_file()
             conn = self._local.conn = connect(self.path)
             with self._connections_lock:
                 self._connections.append(conn)
