@@ -72,17 +72,13 @@ from bot.dupes.flag import (  # noqa: E402
     candidate_text,
     find_duplicates,
     judged_pair,
+    preparation_label,
     prepare_messages,
-    prepared_as,
 )
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.slack.format import from_slack  # noqa: E402
-from bot.store import (  # noqa: E402
-    Message,
-    Store,  # noqa: E402
-    open_store,
-)
+from bot.store import Message, Store, open_store  # noqa: E402
 
 TARGET_S = 5.0
 END = 1_767_225_600.0  # 2026-01-01 00:00 UTC: the newest message, fixed so runs are identical
@@ -464,7 +460,7 @@ def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[s
 
     new = step("unscanned_messages (SQL)", lambda: store.messages.unscanned_messages())
     start, end = new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at
-    label = prepared_as(embedder, settings)
+    label = preparation_label(embedder, settings)
     todo = step("unprepared_messages (SQL: none left after the first scan)",
                 lambda: store.messages.unprepared_messages(start, end, label))
     step("prepare_messages on them", lambda: prepare_messages(store, embedder, settings, todo, to_plain=from_slack))

@@ -20,7 +20,7 @@ from bot.dupes.flag import (
     find_candidates,
     find_duplicates,
     normalize_text,
-    prepared_as,
+    preparation_label,
 )
 from bot.dupes.scan import reply_text
 from bot.embeddings import LocalEmbedder
@@ -280,7 +280,7 @@ def test_a_scan_prepares_each_message_once(store: Store, embedder: LocalEmbedder
     post(store, 90, "thanks!", user="U3")  # not worth judging: prepared without a vector
     assert find_duplicates(store, counting, settings, to_plain=from_slack).pairs == []
     assert counting.texts == 2
-    label = prepared_as(embedder, settings)
+    label = preparation_label(embedder, settings)
     assert store.messages.unprepared_messages(0, T0 + DAY, label) == []
     again = post(store, 120, VPN_AGAIN, user="U4")
     pairs = find_duplicates(store, counting, settings, to_plain=from_slack).pairs
@@ -322,10 +322,10 @@ def test_messages_stored_before_m006_are_prepared_by_the_next_scan(
         old.messages.mark_scanned(old.messages.unscanned_messages())
     with open_store(path) as store:
         assert "m006_prepared_messages" in migrations.applied(store.conn)
-        assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings))  # nothing prepared yet
+        assert store.messages.unprepared_messages(0, T0 + DAY, preparation_label(embedder, settings))  # nothing prepared yet
         again = post(store, 60, VPN_AGAIN, user="U2")
         assert found(store, embedder, settings) == [(again, first)]
-        assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings)) == []
+        assert store.messages.unprepared_messages(0, T0 + DAY, preparation_label(embedder, settings)) == []
 
 
 def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None:

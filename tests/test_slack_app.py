@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from slack_bolt import App
 
 from bot.cli import cli
-from bot.dupes.flag import prepared_as
+from bot.dupes.flag import preparation_label
 from bot.embeddings import LocalEmbedder
 from bot.errors import LockHeldError, SettingsError
 from bot.indexer import index_folder
@@ -413,7 +413,7 @@ def test_channel_messages_are_stored_edited_and_deleted(start_bot: Callable[...,
     assert store.messages.get_message("C0001", question["ts"]).text == "How do I reset my VPN password on a Mac?"
     assert store.messages.get_message("C0001", reply["ts"]) is None
     # each stored text was prepared for the duplicate scan as it arrived, the edit by its new text
-    label = prepared_as(bot.services.embedder, bot.services.settings)
+    label = preparation_label(bot.services.embedder, bot.services.settings)
     assert store.messages.unprepared_messages(0, 2e9, label) == []
     keys = dict(store.conn.execute("SELECT ts, vector_key FROM messages WHERE deleted = 0"))
     model = bot.services.embedder.model

@@ -113,8 +113,8 @@ class Findings:
     examined: list[Message] = field(default_factory=list)
 
 
-def prepared_as(embedder: Embedder, settings: Settings) -> str:
-    """What a message's preparation depends on: the model and the candidate rules."""
+def preparation_label(embedder: Embedder, settings: Settings) -> str:
+    """The label a message is prepared under (`MessageStore.set_prepared`): the model and the candidate rules."""
     return f"{embedder.model} words>={settings.dup_min_words} chars>={settings.dup_min_chars}"
 
 
@@ -133,7 +133,7 @@ def prepare_messages(
     PREPARE_BATCH keep memory flat on a first scan of a long backfill.
     """
     messages = list(messages)
-    label = prepared_as(embedder, settings)
+    label = preparation_label(embedder, settings)
     for start in range(0, len(messages), PREPARE_BATCH):
         batch = messages[start : start + PREPARE_BATCH]
         texts = [candidate_text(m.text, settings, to_plain) for m in batch]
@@ -205,7 +205,7 @@ def find_candidates(
     if not new:
         return [], []
     start, end = new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at
-    label = prepared_as(embedder, settings)
+    label = preparation_label(embedder, settings)
     prepare_messages(store, embedder, settings, store.messages.unprepared_messages(start, end, label, channels),
                      to_plain=to_plain)
     window = _window(store, embedder, settings, store.messages.prepared_window(start, end, label, channels), to_plain)
