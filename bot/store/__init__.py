@@ -156,7 +156,7 @@ class Store(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
     def close(self) -> None:
-        """Let go of the connection; the store is unusable after."""
+        """Close every connection the store opened (any thread's); the store is unusable after."""
 
     def replaced(self) -> bool:
         """Whether the database was deleted or replaced since this store opened it (False where it cannot be)."""
@@ -278,8 +278,12 @@ class Store(Protocol):
         """The chunks of `ids` that exist, by id."""
 
     def stats(self) -> dict[str, object]:
-        """What `kb-bot stats` prints: db, db_bytes, model, dim, knowledge_dir, documents, chunks,
-        cache_entries, schema_version, and backend details; counts are of the active generation."""
+        """What `kb-bot stats` prints, by name; counts are of the active generation.
+
+        At least: db (`location`), db_bytes, model, dim, knowledge_dir (None without an
+        active generation), documents, chunks, cache_entries, schema_version; a
+        backend adds its own details (SQLite: which driver and library).
+        """
 
 
 def memoized(store: Store, key: str, make: Callable[[], T]) -> T:
