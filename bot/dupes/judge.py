@@ -153,6 +153,7 @@ def _word_ranks() -> dict[str, int]:
     return {w: i - _FIRST_WORD + 1 for w, i in vocabulary.items() if i >= _FIRST_WORD and not w.startswith("##")}
 
 
+@functools.lru_cache(maxsize=65536)
 def rarity(word: str) -> float:
     """0 for 'the', 1 for a word the vocabulary lacks (bitwarden, gdpr): the log of its frequency rank."""
     ranks = _word_ranks()
@@ -169,6 +170,7 @@ def numbers(text: str) -> set[str]:
     return {n.lstrip("0") or "0" for n in _NUMBER.findall(text)}
 
 
+@functools.lru_cache(maxsize=65536)  # a scan compares the same few thousand words again and again
 def _alike(a: str, b: str) -> bool:
     """Same word give or take an ending or, in a long word of letters, one typo ('config'/'configs', 'enviroment')."""
     if a == b:
@@ -188,10 +190,14 @@ def _one_edit(a: str, b: str) -> bool:
 
 
 def _unmatched(left: set[str], right: set[str]) -> set[str]:
-    """The stems of `left` with no look-alike in `right`."""
-    return {a for a in left - right if not any(_alike(a, b) for b in right)}
+    """The stems of `left` with no look-alike in `right` (a look-alike starts with the same letter)."""
+    by_initial: dict[str, list[str]] = {}
+    for b in right:
+        by_initial.setdefault(b[0], []).append(b)
+    return {a for a in left - right if not any(_alike(a, b) for b in by_initial.get(a[0], ()))}
 
 
+@functools.lru_cache(maxsize=65536)
 def _root(word_stem: str) -> str:
     """A stem without its final e or doubled consonant, so 'enable' and 'enabled' ('enabl'), 'stop' and
     'stopped' ('stopp') meet."""
@@ -205,6 +211,7 @@ _OPPOSITE_ROOTS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def _opposite(a: str, b: str) -> bool:
     """Stems that ask opposite things: a listed pair, or one is the other undone (install/uninstall)."""
     a, b = _root(a), _root(b)
