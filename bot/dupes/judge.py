@@ -227,6 +227,7 @@ _ASKING = _word_set(
     "any anyone anybody"
 )
 NEAR_COPY = 0.5  # share of words two messages have in order: above it one is the other edited
+RANKS = 4  # a candidate's rank counts up to this (DUP_CANDIDATES 5: ranks 0-4)
 
 
 @dataclass(frozen=True)
@@ -277,9 +278,6 @@ def evidence(later: str, earlier: str, similarity: float, rank: int = 0, best: f
               float(bool(edits)), float(opposite), overlap, min(1.0, rare_overlap), float(not both),
               length_ratio)
     return Evidence(values, tuple(reasons), about)
-
-
-RANKS = 4  # a candidate's rank counts up to this (DUP_CANDIDATES 5: ranks 0-4)
 
 
 def _numbers_differ(na: set[str], nb: set[str], reasons: list[str]) -> bool:
