@@ -349,12 +349,11 @@ def dupes_scan_cmd(ctx: click.Context, db: Path | None, dry_run: bool, json_: bo
     settings = _settings(ctx, db_path=db)
     chat = _slack_chat(settings)  # a dry run too: it asks which channels the bot is in
     embedder = make_embedder(settings)
-    rules = DupRules.from_settings(settings)
     with Store(settings.db_path) as store:
         if dry_run:
-            pairs = dry_run_pairs(store, embedder, rules, chat)
+            pairs = dry_run_pairs(store, embedder, DupRules.from_settings(settings), chat)
         else:
-            pairs = scan_and_flag(store, embedder, rules, chat)
+            pairs = scan_and_flag(store, embedder, DupRules.from_settings(settings), chat)
     if json_:
         click.echo(json.dumps({"pairs": [p.as_dict() for p in pairs]}, ensure_ascii=False))
     else:
