@@ -64,12 +64,13 @@ def read_rows(path: Path) -> list[dict]:
 
 def scan_stream(rows: Sequence[dict], store: Store, embedder: Embedder, settings: Settings) -> Stream:
     """Record `rows` (posting order) in an empty store and collect every later message's candidates."""
+    rules = DupRules.from_settings(settings)
     by_key = {}
     for i, row in enumerate(rows):
         ts = f"{STREAM_START + i * 600}.000100"
         by_key[(row["channel"], ts)] = row
         store.messages.record_message(channel=row["channel"], ts=ts, user=row["user"], text=row["text"])
-    _, found = find_candidates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack)
+    _, found = find_candidates(store, embedder, rules, to_plain=from_slack)
     cases = []
     for found_one in found:
         later = normalize_text(found_one.later.text, from_slack)
@@ -82,7 +83,7 @@ def scan_stream(rows: Sequence[dict], store: Store, embedder: Embedder, settings
     seen: set[str] = set()
     repeats = []
     for row in rows:
-        if candidate_text(row["text"], DupRules.from_settings(settings), from_slack) is None:
+        if candidate_text(row["text"], rules, from_slack) is None:
             continue  # too short, emoji or link only: never judged
         if row["group"] in seen:
             repeats.append(row)
