@@ -1,6 +1,6 @@
 """The judge: does a later message ask what an earlier, similar one asked?
 
-Stage two of the duplicate scan (stage one, in `bot.dupes.flag`, finds the
+Stage two of the duplicate scan (stage one, in `bot.dupes.match`, finds the
 earlier messages whose vectors are close). Vectors are close for honest
 rewordings, but closer still for look-alikes — the same sentence with another
 version, ticket, quarter, city or the opposite verb — because a sentence
