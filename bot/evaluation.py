@@ -25,7 +25,6 @@ from bot.parsing import text_blocks
 from bot.search import Hit, search
 from bot.settings import Settings
 from bot.store import Store
-from bot.store.sqlite.db import transaction
 
 # Passages fetched per BEIR query: enough to rank 100 distinct documents.
 BEIR_PASSAGES = 300
@@ -116,7 +115,7 @@ def index_beir(store: Store, cache: Store, embedder: Embedder, settings: Setting
     vectors = embed_many(embedder, cache, [t for *_, texts in prepared for t in texts])
     gen = store.create_generation(embedder.model, embedder.dim, "beir")
     offset = 0
-    with transaction(store.conn):
+    with store.atomic():
         for doc_id, title, text, chunks, _ in prepared:
             store.replace_document(
                 gen, path=doc_id, sha256=hashlib.sha256(text.encode()).hexdigest(), size=len(text),
