@@ -143,7 +143,7 @@ class PostgresStore:
         return self._generation("status = 'building' AND model = %s AND dim = %s", model, dim)
 
     def create_generation(self, model: str, dim: int, knowledge_dir: str) -> Generation:
-        """A new, empty generation in 'building' state with its own vector table and HNSW index."""
+        """A new, empty generation in 'building' state with its own vector table (its HNSW index comes at `activate`)."""
         with transaction(self.conn):
             row = self.conn.execute(
                 "INSERT INTO generations (model, dim, status, knowledge_dir, created_at) "
@@ -155,15 +155,22 @@ class PostgresStore:
                 f"CREATE TABLE {gen.vec_table} (chunk_id bigint PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE, "
                 f"embedding vector({int(dim)}) NOT NULL)"
             )
-            self.conn.execute(f"CREATE INDEX ON {gen.vec_table} USING hnsw (embedding vector_cosine_ops)")
         return gen
 
     def activate(self, gen: Generation) -> None:
         """Make `gen` the one answering questions, then drop every other generation.
 
-        A search on the old generation reads one REPEATABLE READ snapshot; DROP TABLE
-        waits for it to end, so it never sees a table vanish.
+        Its HNSW index is built first, in one pass over the finished table: several
+        times faster than growing the graph insert by insert, which later edits
+        to the active generation then do. A search on the old generation reads one
+        REPEATABLE READ snapshot; DROP TABLE waits for it to end.
         """
+        with transaction(self.conn):
+            self.conn.execute("SET LOCAL maintenance_work_mem = '256MB'")  # the graph of ~100k 384-d vectors
+            self.conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {gen.vec_table}_hnsw ON {gen.vec_table} "
+                "USING hnsw (embedding vector_cosine_ops)"
+            )
         with transaction(self.conn):
             self.conn.execute("UPDATE generations SET status = 'retired' WHERE status = 'active' AND id != %s", (gen.id,))
             self.conn.execute(
@@ -231,14 +238,14 @@ class PostgresStore:
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (gen.id, path, sha256, size, mtime, title, time.time()),
             ).fetchone()[0]
-            chunk_ids = [
-                self.conn.execute(
-                    "INSERT INTO chunks (document_id, generation, ordinal, heading, text, start_line, end_line, tokens) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                    (doc_id, gen.id, ordinal, chunk.heading, chunk.text, chunk.start_line, chunk.end_line, words.length),
-                ).fetchone()[0]
-                for ordinal, (chunk, words) in enumerate(zip(chunks, tokenized))
-            ]
+            rows = self.conn.execute(
+                "INSERT INTO chunks (document_id, generation, ordinal, heading, text, start_line, end_line, tokens) "
+                "SELECT %s, %s, * FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[], %s::int[], %s::int[]) "
+                "RETURNING ordinal, id",
+                (doc_id, gen.id, list(range(len(chunks))), [c.heading for c in chunks], [c.text for c in chunks],
+                 [c.start_line for c in chunks], [c.end_line for c in chunks], [t.length for t in tokenized]),
+            ).fetchall()
+            chunk_ids = [chunk_id for _, chunk_id in sorted(rows)]
             self._write_vectors_and_postings(gen, chunk_ids, vectors, tokenized)
 
     def _write_vectors_and_postings(
