@@ -405,6 +405,25 @@ def serve_cmd(ctx: click.Context, port: int | None, db: Path | None, knowledge: 
     serve(_settings(ctx, port=port, db_path=db, knowledge_dir=knowledge))
 
 
+@cli.group("store")
+def store_group() -> None:
+    """Move an install between stores: SQLite and PostgreSQL."""
+
+
+@store_group.command("copy")
+@click.argument("src")
+@click.argument("dst")
+@user_errors
+def store_copy_cmd(src: str, dst: str) -> None:
+    """Copy the index, embedding cache and Slack state from SRC to DST (paths or postgresql:// URLs); resumable."""
+    from bot.store.postgres.copy import copy_store, open_location  # needs the `postgres` extra
+
+    with open_location(src) as source, open_location(dst) as target:
+        report = copy_store(source, target, progress=lambda line: click.echo(line, err=True))
+    click.echo(f"Copied {report.documents_copied} document(s), {report.documents_already_there} already there; "
+               f"counts and {report.vectors_checked} sampled vectors match.")
+
+
 def main() -> None:
     cli(obj={})
 
