@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/dupes.py [--full N] [--real N] [--repeats N] [--profile] [--seed N]
 
-Times `bot.dupes.flag.find_duplicates` — what `kb-bot dupes scan --dry-run`
+Times `bot.dupes.match.find_duplicates` — what `kb-bot dupes scan --dry-run`
 runs, no Slack — on a real SQLite store in a temporary directory with the
 bundled embedder, for:
 
@@ -63,23 +63,25 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import print_table  # noqa: E402
-from bot.dupes.flag import (  # noqa: E402
-    DAY,
+from bot.dupes.match import (  # noqa: E402
     WINDOW_CHUNK,
     Candidates,
     _top_earlier,
     _window,
-    candidate_text,
     find_duplicates,
     judged_pair,
-    prepare_messages,
-    prepared_as,
 )
+from bot.dupes.normalise import candidate_text  # noqa: E402
+from bot.dupes.prepare import preparation_label, prepare_messages  # noqa: E402
+from bot.dupes.rules import DAY, DupRules  # noqa: E402
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
-from bot.messages import Message  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.slack.format import from_slack  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store import (  # noqa: E402
+    Message,
+    Store,  # noqa: E402
+    open_store,
+)
 
 TARGET_S = 5.0
 END = 1_767_225_600.0  # 2026-01-01 00:00 UTC: the newest message, fixed so runs are identical
@@ -315,18 +317,18 @@ class Corpus:
 
 
 def build_corpus(
-    embedder: Embedder, settings: Settings, window_size: int, new_size: int, real_count: int, seed: int
+    embedder: Embedder, rules: DupRules, window_size: int, new_size: int, real_count: int, seed: int
 ) -> Corpus:
     rng = random.Random(seed)
     first_new = END - NEW_SPAN
     specs = [new_spec(rng) for _ in range(window_size)]
-    window = as_messages(rng, specs, timestamps(rng, window_size, first_new - settings.dup_window_days * DAY,
+    window = as_messages(rng, specs, timestamps(rng, window_size, first_new - rules.window_seconds,
                                                 first_new))
     # real vectors for `real_count` distinct texts of the 10,000-message window (every 10th), so cases 1 and 2 share them
     small = range(0, window_size, max(1, window_size // 10_000))
     texts: dict[str, int] = {}
     for i in small:
-        text = candidate_text(window[i].text, settings, from_slack)
+        text = candidate_text(window[i].text, rules, from_slack)
         if text is not None and specs[i].group >= 0:
             texts.setdefault(text, i)
     sampled = rng.sample(sorted(texts), min(real_count, len(texts)))
@@ -351,10 +353,10 @@ def build_corpus(
 # --- the store --------------------------------------------------------------------
 
 
-def prefill(store: Store, embedder: Embedder, settings: Settings, messages: list[Message],
+def prefill(store: Store, embedder: Embedder, rules: DupRules, messages: list[Message],
             real: dict[str, np.ndarray], seed: int) -> tuple[int, int]:
     """Cache a vector for each distinct candidate text, as the scan keys it; (real, synthetic) counts."""
-    texts = sorted({t for m in messages if (t := candidate_text(m.text, settings, from_slack)) is not None})
+    texts = sorted({t for m in messages if (t := candidate_text(m.text, rules, from_slack)) is not None})
     synthetic = [t for t in texts if t not in real]
     noise = np.random.default_rng(seed).standard_normal((len(synthetic), embedder.dim), dtype=np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
@@ -368,7 +370,7 @@ def prefill(store: Store, embedder: Embedder, settings: Settings, messages: list
 
 
 def make_store(folder: Path, name: str, scanned: list[Message], new: list[Message]) -> Store:
-    store = Store(folder / f"{name}.db")
+    store = open_store(folder / f"{name}.db")
     store.messages.record_messages(scanned, scanned_at=END - NEW_SPAN)
     store.messages.record_messages(new)
     return store
@@ -426,21 +428,21 @@ class Run:
     peak_mb: float
 
 
-def scan(store: Store, embedder: Embedder, settings: Settings, reasks: Collection[tuple[str, str]] = ()) -> Run:
+def scan(store: Store, embedder: Embedder, rules: DupRules, reasks: Collection[tuple[str, str]] = ()) -> Run:
     sizes: list[tuple[int, int]] = []
 
     def counting(*args: object, **kwargs: object) -> object:
         sizes.append((len(args[0].rows), len(args[1])))  # type: ignore[attr-defined,arg-type]
         return top_earlier(*args, **kwargs)
 
-    import bot.dupes.flag as dup
+    import bot.dupes.match as dup
 
     top_earlier = dup._top_earlier
     dup._top_earlier = counting  # only to count the rows; the scan itself is untouched
     try:
         with PeakRss() as mem:
             started = time.perf_counter()
-            findings = find_duplicates(store, embedder, settings, to_plain=from_slack)
+            findings = find_duplicates(store, embedder, rules, to_plain=from_slack)
             seconds = time.perf_counter() - started
     finally:
         dup._top_earlier = top_earlier
@@ -449,7 +451,7 @@ def scan(store: Store, embedder: Embedder, settings: Settings, reasks: Collectio
     return Run(seconds, pool, len(findings.examined), judged, len(findings.pairs), found, mem.mb)
 
 
-def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[str, float]]:
+def stages(store: Store, embedder: Embedder, rules: DupRules) -> list[tuple[str, float]]:
     """find_duplicates step by step (the same calls, timed apart), the comparison split further."""
     out: list[tuple[str, float]] = []
 
@@ -460,19 +462,19 @@ def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[s
         return result
 
     new = step("unscanned_messages (SQL)", lambda: store.messages.unscanned_messages())
-    start, end = new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at
-    label = prepared_as(embedder, settings)
+    start, end = new[0].posted_at - rules.window_seconds, new[-1].posted_at
+    label = preparation_label(embedder, rules)
     todo = step("unprepared_messages (SQL: none left after the first scan)",
                 lambda: store.messages.unprepared_messages(start, end, label))
-    step("prepare_messages on them", lambda: prepare_messages(store, embedder, settings, todo, to_plain=from_slack))
+    step("prepare_messages on them", lambda: prepare_messages(store, embedder, rules, todo, to_plain=from_slack))
     window = step("prepared_window + _window (SQL: messages joined with their cached vectors, into one matrix)",
-                  lambda: _window(store, embedder, settings, store.messages.prepared_window(start, end, label),
+                  lambda: _window(store, embedder, rules, store.messages.prepared_window(start, end, label),
                                   from_slack))
     flagged = step("flagged_laters (SQL)", lambda: store.messages.flagged_laters())
     is_new = {(m.channel, m.ts) for m in new}
     judge = [i for i, r in enumerate(window.rows) if (r.channel, r.ts) in is_new and (r.channel, r.ts) not in flagged]
     matches = step("_top_earlier (masks + matmul + the k best above DUP_THRESHOLD)",
-                   lambda: list(_top_earlier(window, judge, settings)))
+                   lambda: list(_top_earlier(window, judge, rules)))
     by_key = {(m.channel, m.ts): m for m in new}
 
     def candidates() -> list[Candidates]:
@@ -495,10 +497,10 @@ def stages(store: Store, embedder: Embedder, settings: Settings) -> list[tuple[s
     return out
 
 
-def profile(store: Store, embedder: Embedder, settings: Settings, top: int = 14) -> str:
+def profile(store: Store, embedder: Embedder, rules: DupRules, top: int = 14) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
-    find_duplicates(store, embedder, settings, to_plain=from_slack)
+    find_duplicates(store, embedder, rules, to_plain=from_slack)
     profiler.disable()
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
@@ -519,11 +521,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=4)
     args = parser.parse_args()
 
-    settings = Settings()
+    rules = DupRules.from_settings(Settings())
     embedder = LocalEmbedder.bundled()
     print(f"load average at start (1/5/15 min): {load()}; {os.cpu_count()} cores")
     started = time.perf_counter()
-    corpus = build_corpus(embedder, settings, 100_000, 1000, args.real, args.seed)
+    corpus = build_corpus(embedder, rules, 100_000, 1000, args.real, args.seed)
     print(f"generated {len(corpus.window) + len(corpus.new)} messages in {time.perf_counter() - started:.1f} s "
           f"({len(corpus.reasks)} new messages re-ask an earlier question)")
 
@@ -538,14 +540,14 @@ def main() -> None:
         folder = Path(tmp)
         for name, window in (("10k", corpus.window[::10]), ("100k", corpus.window)):
             store = make_store(folder, name, window, corpus.new)
-            real, synthetic = prefill(store, embedder, settings, window, corpus.real, args.seed)
+            real, synthetic = prefill(store, embedder, rules, window, corpus.real, args.seed)
             started = time.perf_counter()
-            prepare_messages(store, embedder, settings, window, to_plain=from_slack)  # as they arrived, or one earlier scan
+            prepare_messages(store, embedder, rules, window, to_plain=from_slack)  # as they arrived, or one earlier scan
             prepared = time.perf_counter() - started
-            new_texts = {t for m in corpus.new if (t := candidate_text(m.text, settings, from_slack)) is not None}
+            new_texts = {t for m in corpus.new if (t := candidate_text(m.text, rules, from_slack)) is not None}
             uncached = len(new_texts) - len(store.cached_vectors(embedder.model, list(new_texts)))
-            cold = scan(store, embedder, settings, corpus.reasks)
-            warm = [scan(store, embedder, settings, corpus.reasks) for _ in range(args.repeats)]
+            cold = scan(store, embedder, rules, corpus.reasks)
+            warm = [scan(store, embedder, rules, corpus.reasks) for _ in range(args.repeats)]
             median = statistics.median(r.seconds for r in warm)
             case = f"1,000 new vs {len(window):,} earlier"
             found = f"{cold.reasks_found}/{len(corpus.reasks)}"
@@ -557,11 +559,11 @@ def main() -> None:
                          f"{(cold.seconds - median) / max(uncached, 1) * 1000:.1f} ms each (cold - warm)")
             if name == "100k" and (args.profile or median > TARGET_S):
                 print("\n## Where a warm 1,000-new vs 100,000-earlier scan spends its time (stages run one by one)\n")
-                for stage, seconds in stages(store, embedder, settings):
+                for stage, seconds in stages(store, embedder, rules):
                     print(f"- {stage}: {seconds:.2f} s")
                 print("\ncProfile of one more warm scan (tottime; numpy's `@` and elementwise operators count as "
                       "_top_earlier's own time):\n")
-                print(profile(store, embedder, settings))
+                print(profile(store, embedder, rules))
             store.close()
             gc.collect()
 
@@ -570,8 +572,8 @@ def main() -> None:
         for size in sizes:
             full = corpus.window[-size:]
             store = make_store(folder, f"full{size}", [], full)
-            real, synthetic = prefill(store, embedder, settings, full, corpus.real, args.seed)
-            run = scan(store, embedder, settings)
+            real, synthetic = prefill(store, embedder, rules, full, corpus.real, args.seed)
+            run = scan(store, embedder, rules)
             measured.append((size, run.seconds))
             rows.append(row(f"{size:,} all new (first scan)", "warm: all cached", run, run.seconds))
             notes.append(f"{size:,} all new: cached vectors {real:,} real, {synthetic:,} synthetic (embedding them "
@@ -602,8 +604,8 @@ def main() -> None:
     print("- pool: messages worth judging (candidate_text not None: chatter dropped), the new ones included; "
           "each judged message is scored against the whole pool, then masked to earlier/window/other thread")
     print(f"- {len(corpus.reasks)} of the 1,000 new re-ask an earlier question (real vector); pairs: new messages the "
-          f"judge accepts against one of their {settings.dup_candidates} best earlier matches at ≥ DUP_THRESHOLD "
-          f"{settings.dup_threshold} (the other pairs: templated texts that resemble an earlier one)")
+          f"judge accepts against one of their {rules.candidates} best earlier matches at ≥ DUP_THRESHOLD "
+          f"{rules.threshold} (the other pairs: templated texts that resemble an earlier one)")
 
 if __name__ == "__main__":
     main()

@@ -46,7 +46,7 @@ from bot.evaluation import BeirData, index_beir, load_beir, load_golden  # noqa:
 from bot.indexer import index_folder  # noqa: E402
 from bot.search import MAX_QUERY_CHARS, active_generation_for  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store import Store, open_store  # noqa: E402
 
 L2 = 0.01
 FALSE_FLAG_BUDGET = 0.03  # on train; 0.02 and 0.05 were worse in leave-one-set-out runs
@@ -66,7 +66,7 @@ def collect(store: Store, embedder: Embedder, group: str, asked: list[tuple[str,
     vectors = embedder.embed(texts, truncate=True)
     out = []
     for text, vector, (_, answers) in zip(texts, vectors, asked):
-        passages, words = ranking.candidates(store, gen, text, vector, ranking.CANDIDATES)
+        passages, words = ranking.candidates(store, gen, text, vector, ranking.RANKED_PASSAGES)
         out.append(Question(group, answers, passages, words))
     return out
 
@@ -75,7 +75,7 @@ def dev_questions(embedder: Embedder, cache_dir: Path) -> list[Question]:
     out = []
     for name in DEV_SETS:
         items = load_golden(DATA / name / "questions.jsonl", "train")
-        with Store(dev_set_db(name, embedder, cache_dir)) as store:
+        with open_store(dev_set_db(name, embedder, cache_dir)) as store:
             out += collect(store, embedder, name, [(i.question, i.answers) for i in items])
     return out
 
@@ -85,7 +85,7 @@ def sample_questions(embedder: Embedder, cache_dir: Path) -> list[Question]:
     db = cache_dir / "sample.sqlite3"
     settings = load_settings(environ={}, env_file=None, db_path=db, knowledge_dir=KNOWLEDGE)
     items = load_golden(ROOT / "tests" / "data" / "golden.jsonl")
-    with Store(db) as store:
+    with open_store(db) as store:
         index_folder(store, embedder, settings, full=True)
         return collect(store, embedder, "sample", [(i.question, i.answers) for i in items])
 
@@ -94,9 +94,9 @@ def scifact_questions(folder: Path, embedder: Embedder, cache_dir: Path, count: 
     train = load_beir(folder, "train")
     full = BeirData(load_beir(folder, "test").corpus, train.queries, train.qrels)
     db = cache_dir / "scifact-full.sqlite3"
-    with Store(db) as store:
+    with open_store(db) as store:
         if store.active_generation() is None:
-            with Store(cache_dir / "scifact-cache.sqlite3") as cache:
+            with open_store(cache_dir / "scifact-cache.sqlite3") as cache:
                 index_beir(store, cache, embedder, load_settings(environ={}, env_file=None), full)
         ids = sorted(random.Random(14).sample(sorted(full.queries), min(count, len(full.queries))))
         asked = [(full.queries[q], frozenset(d for d, g in full.qrels[q].items() if g > 0)) for q in ids]

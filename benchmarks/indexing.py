@@ -35,7 +35,7 @@ from benchmarks.common import knowledge_sentences, print_table  # noqa: E402
 from bot.embeddings import Embedder, make_embedder  # noqa: E402
 from bot.indexer import IndexReport, index_folder  # noqa: E402
 from bot.settings import Settings, load_settings  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store import open_store  # noqa: E402
 
 SEED = 20240611
 FILES_PER_FOLDER = 100
@@ -102,7 +102,7 @@ def edit_one_paragraph(path: Path, rng: random.Random, sentences: list[str]) -> 
 
 def run(settings: Settings, embedder: Embedder) -> tuple[IndexReport, float]:
     started = time.perf_counter()
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         report = index_folder(store, embedder, settings)
     return report, time.perf_counter() - started
 

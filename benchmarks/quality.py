@@ -26,7 +26,7 @@ from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir  # noqa: E402
 from bot.indexer import index_folder  # noqa: E402
 from bot.settings import SEARCH_MODES, load_settings  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store import open_store  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 DEV_SETS = sorted(p.name for p in DATA.iterdir() if (p / "questions.jsonl").is_file())
@@ -40,7 +40,7 @@ def dev_set_db(name: str, embedder: Embedder, cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     db = cache_dir / f"{name}.sqlite3"
     settings = load_settings(environ={}, env_file=None, db_path=db, knowledge_dir=DATA / name / "docs")
-    with Store(db) as store:
+    with open_store(db) as store:
         report = index_folder(store, embedder, settings, full=True)
     print(f"{name}: {report.chunks} chunks, {report.texts_embedded} embedded, {report.seconds:.1f} s", file=sys.stderr)
     return db
@@ -52,7 +52,7 @@ def cell(value: float | None) -> str:
 
 def dev_set_rows(name: str, db: Path, embedder: Embedder, modes: list[str]) -> list[list[object]]:
     rows = []
-    with Store(db) as store:
+    with open_store(db) as store:
         for split in SPLITS:
             items = load_golden(DATA / name / "questions.jsonl", split)
             for mode in modes:

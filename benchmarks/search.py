@@ -42,8 +42,10 @@ from benchmarks.common import (  # noqa: E402
 from bot import keyword_index  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.search import search  # noqa: E402
-from bot.store import Generation, Store  # noqa: E402
+from bot.store import Generation, Store, open_store  # noqa: E402
 from bot.store.sqlite.db import transaction  # noqa: E402
+from bot.store.sqlite.fts import table_name as keyword_table  # noqa: E402
+from bot.store.sqlite.store import vec_table  # noqa: E402
 from bot.vector_index import CompactVectors, in_memory, nearest, shortlist_size  # noqa: E402
 
 DIM = 384
@@ -104,12 +106,12 @@ def fill_store(store: Store, model: str, vectors: np.ndarray, texts: list[str] |
                 "VALUES (?, ?, ?, ?, NULL, ?, 1, 1)", rows,
             )
             conn.executemany(
-                f"INSERT INTO {gen.vec_table} (chunk_id, embedding) VALUES (?, ?)",
+                f"INSERT INTO {vec_table(gen.id)} (chunk_id, embedding) VALUES (?, ?)",
                 ((r[0], vectors[r[0] - 1].tobytes()) for r in rows),
             )
             if texts:
                 conn.executemany(
-                    f"INSERT INTO {gen.keyword_table} (rowid, title, heading, body) VALUES (?, ?, NULL, ?)",
+                    f"INSERT INTO {keyword_table(gen.id)} (rowid, title, heading, body) VALUES (?, ?, NULL, ?)",
                     ((r[0], f"Document {doc}", r[4]) for r in rows),
                 )
         conn.execute("UPDATE generations SET vectors_version = 1 WHERE id = ?", (gen.id,))
@@ -131,7 +133,7 @@ def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path,
     rows: list[list[object]] = []
 
     started = time.perf_counter()
-    store = Store(folder / f"synthetic-{n}.sqlite3")
+    store = open_store(folder / f"synthetic-{n}.sqlite3")
     gen = fill_store(store, embedder.model, vectors, texts[0] if n <= 100_000 else None)
     print(f"{n:,} chunks written in {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -140,9 +142,9 @@ def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path,
         f"{vectors.nbytes / 2**20:.0f} MB"])
 
     vec0_queries = queries if n <= 100_000 else 10
-    found = [[i for i, _ in store.nearest(gen, q, 10)] for q in qs[:vec0_queries]]
+    found = [[i for i, _ in store.exact_nearest(gen, q, 10)] for q in qs[:vec0_queries]]
     rows.append([f"{n:,}", "sqlite-vec vec0 KNN", summary(timed_each(
-        lambda q: store.nearest(gen, q, 10), qs[:vec0_queries])),
+        lambda q: store.exact_nearest(gen, q, 10), qs[:vec0_queries])),
         f"{recall_at_10(found, truth[:vec0_queries]):.3f}", "on disk"])
 
     started = time.perf_counter()

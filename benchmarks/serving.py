@@ -42,7 +42,7 @@ from benchmarks.common import KNOWLEDGE, percentile, print_table  # noqa: E402
 from bot.embeddings import make_embedder  # noqa: E402
 from bot.indexer import index_folder  # noqa: E402
 from bot.settings import ENV_NAMES, load_settings  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store import open_store  # noqa: E402
 from tests.slack_fake import Call, FakeSlack, command_payload, form, post_signed  # noqa: E402
 
 BOT_TOKEN = "xoxb-bench"
@@ -99,7 +99,7 @@ def free_port() -> int:
 
 def build_db(db: Path) -> None:
     settings = load_settings(environ={}, env_file=None, knowledge_dir=KNOWLEDGE, db_path=db)
-    with Store(db) as store:
+    with open_store(db) as store:
         report = index_folder(store, make_embedder(settings), settings)
     print(f"indexed {KNOWLEDGE}: {report.chunks} chunks in {report.seconds:.1f} s")
 

@@ -2,7 +2,7 @@
 
 The scan's rules (which channels, what to post, when to retry) stay in core
 code; a platform only moves messages. Another platform implements this
-protocol, and its events become the `MessageChange`s `bot.dupes.flag.receive`
+protocol, and its events become the `MessageChange`s `bot.dupes.prepare.receive`
 applies.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.messages import Message
+from bot.store import Message
 
 ToPlain = Callable[[str], str]  # a platform's markup (links, mentions, entities) → the words people see
 

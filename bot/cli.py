@@ -19,8 +19,10 @@ from typing import Any
 import click
 
 from bot.chat import ChatPort
-from bot.dupes.flag import Pair
-from bot.dupes.scan import backfill, dry_run_pairs, scan_and_flag, watched_channels, why
+from bot.dupes.flag import why
+from bot.dupes.match import Pair
+from bot.dupes.rules import DupRules
+from bot.dupes.scan import backfill, dry_run_pairs, scan_and_flag, watched_channels
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError, KbError, SettingsError
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
@@ -29,7 +31,7 @@ from bot.lock import index_lock
 from bot.reports import format_report
 from bot.search import SearchResult, search
 from bot.settings import SEARCH_MODES, Settings, load_settings
-from bot.store import Store
+from bot.store import open_store
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
@@ -109,7 +111,7 @@ def _duration(seconds: float) -> str:
 def run_index(
     settings: Settings, embedder: Embedder, *, full: bool = False, dry_run: bool = False, progress: Progress | None = None
 ) -> IndexReport:
-    with index_lock(settings.db_path), Store(settings.db_path) as store:
+    with index_lock(settings.db_path), open_store(settings.db_path) as store:
         return index_folder(store, embedder, settings, full=full, dry_run=dry_run, progress=progress)
 
 
@@ -170,7 +172,7 @@ def ask_cmd(
         search, embedder=embedder, query=question, k=k or settings.top_k,
         min_score=settings.min_score, mode=settings.search_mode,
     )
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         try:
             result = ask(store)
         except IndexNotBuiltError:
@@ -191,7 +193,7 @@ def ask_cmd(
 def stats_cmd(ctx: click.Context, db: Path | None, json_: bool) -> None:
     """Show what the index holds: documents, chunks, model, size, cache."""
     settings = _settings(ctx, db_path=db)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         stats = store.stats()
     if json_:
         click.echo(json.dumps(stats, indent=2))
@@ -216,7 +218,7 @@ def embed_cmd(ctx: click.Context, text: str, per_word: bool, values: int, json_:
     texts = text.split() if per_word else [text]
     if not texts:
         raise click.UsageError("TEXT is empty")
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         vectors = embed_many(embedder, store, texts)
     rows = [
         {"text": t, "model": embedder.model, "dim": int(v.shape[0]), "vector": [round(float(x), 6) for x in v]}
@@ -302,7 +304,7 @@ def eval_golden_cmd(
     if not items:
         raise click.ClickException(f"no questions in {file}" + (f" with split {split!r}" if split else ""))
     embedder = make_embedder(settings)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         results = {mode: evaluate_golden(store, embedder, items, mode) for mode in modes or SEARCH_MODES}
     unanswerable = sum(item.file is None for item in items)
     name = f"{file.name} ({split})" if split else file.name
@@ -347,11 +349,11 @@ def dupes_scan_cmd(ctx: click.Context, db: Path | None, dry_run: bool, json_: bo
     settings = _settings(ctx, db_path=db)
     chat = _slack_chat(settings)  # a dry run too: it asks which channels the bot is in
     embedder = make_embedder(settings)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         if dry_run:
-            pairs = dry_run_pairs(store, embedder, settings, chat)
+            pairs = dry_run_pairs(store, embedder, DupRules.from_settings(settings), chat)
         else:
-            pairs = scan_and_flag(store, embedder, settings, chat)
+            pairs = scan_and_flag(store, embedder, DupRules.from_settings(settings), chat)
     if json_:
         click.echo(json.dumps({"pairs": [p.as_dict() for p in pairs]}, ensure_ascii=False))
     else:
@@ -366,9 +368,10 @@ def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
     """Fetch the watched channels' history since the last fetch (nothing is flagged)."""
     settings = _settings(ctx, db_path=db)
     chat = _slack_chat(settings)
-    with Store(settings.db_path) as store:
-        channels = watched_channels(chat, settings)
-        added = backfill(store, chat, settings, channels)
+    rules = DupRules.from_settings(settings)
+    with open_store(settings.db_path) as store:
+        channels = watched_channels(chat, rules)
+        added = backfill(store, chat, rules, channels)
     click.echo(f"Fetched {added} new message(s) from {len(channels)} channel(s).")
 
 
@@ -380,7 +383,7 @@ def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
 def dupes_feedback_cmd(ctx: click.Context, db: Path | None, export: bool) -> None:
     """The flags people marked "Not the same question"."""
     settings = _settings(ctx, db_path=db)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         reports = store.messages.all_feedback()
     if export:
         for report in reports:

@@ -24,7 +24,7 @@ from bot.indexer import prepare_chunks
 from bot.parsing import text_blocks
 from bot.search import Hit, search
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Store, open_store
 
 # Passages fetched per BEIR query: enough to rank 100 distinct documents.
 BEIR_PASSAGES = 300
@@ -144,8 +144,8 @@ def run_beir(
     data: BeirData, embedder: Embedder, settings: Settings, cache_db: Path, modes: Sequence[str]
 ) -> dict[str, dict[str, float]]:
     """Index `data` into a temporary database and score each retrieval mode."""
-    with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp, Store(cache_db) as cache, \
-            Store(Path(tmp) / "beir.sqlite3") as store:
+    with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp, open_store(cache_db) as cache, \
+            open_store(Path(tmp) / "beir.sqlite3") as store:
         index_beir(store, cache, embedder, settings, data)
         return {mode: evaluate_beir(store, embedder, data, mode) for mode in modes}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from bot.ranking import STEM
-from bot.store.sqlite.fts import query_words
+from bot.words import query_words
 
 LEAD_CHARS = 300  # about two sentences: three sources then fit one Slack screen
 

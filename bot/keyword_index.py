@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.store import Generation, Store
-from bot.store.sqlite.fts import query_words
 from bot.vector_index import rows_of
+from bot.words import query_words
 
 # Word lists kept per process: 8 bytes a (chunk id, score) kept as int32 and
 # float32; a word found in half of 100,000 chunks takes 0.4 MB.
@@ -55,7 +55,7 @@ class KeywordScores:
 
 
 def keyword_scores(store: Store, gen: Generation, query: str) -> KeywordScores:
-    """BM25 scores for `query`'s words (`bot.store.sqlite.fts.query_words`), summed over its words.
+    """BM25 scores for `query`'s words (`bot.words.query_words`), summed over its words.
 
     Word lists are keyed by the database file's identity, the generation and its
     version; a newer generation of the same file clears the older ones' lists.

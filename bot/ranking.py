@@ -24,8 +24,8 @@ import numpy as np
 
 from bot.keyword_index import keyword_scores
 from bot.store import ChunkRow, Generation, Store
-from bot.store.sqlite.fts import query_words
 from bot.vector_index import in_memory, nearest, similarities
+from bot.words import query_words
 
 # --- fitted constants (benchmarks/fit_ranker.py) ------------------------------
 
@@ -48,7 +48,7 @@ ANSWER_THRESHOLD = 0.257  # answer probability under which the reply says "no co
 STRONG_MEANING_MARGIN = 0.3
 
 # Passages each ranking proposes (more when more sources are asked for).
-CANDIDATES = 100
+RANKED_PASSAGES = 100
 # Word keys for the heading match: a crude stem (the first letters) so that
 # "reimbursed" meets "Reimbursement" without a stemmer.
 STEM = 5

@@ -21,11 +21,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.chat import ChatPort
+from bot.dupes.rules import DupRules
 from bot.dupes.scan import check_action, scan_and_flag
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +45,18 @@ def scan_trigger(settings: Settings) -> BaseTrigger:
 
 def scan_job(settings: Settings, embedder: Embedder, chat: ChatPort) -> Callable[[], None]:
     """One scheduled scan, with its own database connection (it runs on the scheduler's thread)."""
+    rules = DupRules.from_settings(settings)
 
     def run() -> None:
-        with Store(settings.db_path) as store:
-            scan_and_flag(store, embedder, settings, chat)
+        with open_store(settings.db_path) as store:
+            scan_and_flag(store, embedder, rules, chat)
 
     return run
 
 
 def build_scheduler(settings: Settings, embedder: Embedder, chat: ChatPort) -> BackgroundScheduler:
     """The scheduler with the scan job, not started yet; the first run comes as soon as it starts."""
-    check_action(settings)
+    check_action(DupRules.from_settings(settings))
     scheduler = BackgroundScheduler()
     scheduler.add_job(
         scan_job(settings, embedder, chat),

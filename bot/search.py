@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from bot.embeddings import Embedder, known_dim, valid_text
 from bot.errors import IndexNotBuiltError, QueryError
 from bot.excerpt import lead
-from bot.ranking import ANSWER_THRESHOLD, CANDIDATES, Source, candidates, rank
+from bot.ranking import ANSWER_THRESHOLD, RANKED_PASSAGES, Source, candidates, rank
 from bot.settings import SEARCH_MODES
 from bot.store import Generation, Store
 
@@ -105,7 +105,7 @@ def active_generation_for(store: Store, embedder: Embedder) -> Generation:
     """The generation to search, checked to match the embedder's model (and size, once known)."""
     gen = store.active_generation()
     if gen is None:
-        raise IndexNotBuiltError(f"no index yet in {store.path}: run `kb-bot index` first")
+        raise IndexNotBuiltError(f"no index yet in {store.location}: run `kb-bot index` first")
     if gen.model != embedder.model:
         raise IndexNotBuiltError(
             f"the index was built with {gen.model} but the embedder is {embedder.model}; "
@@ -141,7 +141,7 @@ def search(
     # One snapshot for every read: a re-index swapping generations meanwhile is not seen half-way.
     with store.snapshot():
         gen = active_generation_for(store, embedder)
-        passages, words = candidates(store, gen, head, vector, max(k, CANDIDATES))
+        passages, words = candidates(store, gen, head, vector, max(k, RANKED_PASSAGES))
     ranking = rank(mode, passages, words, k)
     sure = ranking.answerable >= ANSWER_THRESHOLD
     hits = [

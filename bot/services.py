@@ -12,13 +12,14 @@ import threading
 from collections.abc import Callable
 
 from bot.chat import ChatPort
+from bot.dupes.rules import DupRules
 from bot.embeddings import Embedder
 from bot.indexer import IndexReport, index_folder
 from bot.lock import index_lock
 from bot.scheduler import start_scheduler
 from bot.search import SearchResult, search
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Store, open_store
 
 
 class Services:
@@ -26,6 +27,7 @@ class Services:
 
     def __init__(self, settings: Settings, embedder: Embedder, chat: ChatPort) -> None:
         self.settings = settings
+        self.dup_rules = DupRules.from_settings(settings)
         self.embedder = embedder
         self.chat = chat
         self._local = threading.local()
@@ -37,7 +39,7 @@ class Services:
         """This thread's `Store`, opened on first use."""
         store: Store | None = getattr(self._local, "store", None)
         if store is None:
-            store = Store(self.settings.db_path)
+            store = open_store(self.settings.db_path)
             self._local.store = store
             with self._stores_lock:
                 self._stores.append(store)
@@ -64,7 +66,7 @@ class Services:
         """
         with index_lock(self.settings.db_path):
             on_start()
-            with Store(self.settings.db_path) as store:
+            with open_store(self.settings.db_path) as store:
                 return index_folder(store, self.embedder, self.settings)
 
     def at_close(self, stop: Callable[[], object]) -> None:

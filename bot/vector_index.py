@@ -31,18 +31,18 @@ import numpy as np
 
 from bot.store import Generation, Store
 
-# Vectors the Hamming scan keeps for scoring: CANDIDATES, or one in
+# Vectors the Hamming scan keeps for scoring: MIN_SHORTLIST, or one in
 # SHORTLIST_SHARE of the collection when that is more. Recall@10 on 100,000 real
 # MiniLM vectors: 0.980 from 200, 0.995 from 500, 0.999 from 1,000; synthetic
 # clustered vectors at 1M: 0.970 from 1,000, 0.988 from 2,000 (+1.2 ms), 0.993
 # from 4,000 (benchmarks/search.py).
-CANDIDATES = 1000
+MIN_SHORTLIST = 1000
 SHORTLIST_SHARE = 500
 
 
 def shortlist_size(count: int) -> int:
     """How many Hamming-nearest vectors a search of `count` vectors scores."""
-    return max(CANDIDATES, count // SHORTLIST_SHARE)
+    return max(MIN_SHORTLIST, count // SHORTLIST_SHARE)
 
 
 # How the copy keeps each vector for scoring. Half precision puts a cosine within
@@ -214,7 +214,7 @@ def nearest(store: Store, gen: Generation, query: np.ndarray, k: int) -> list[tu
     """The `k` chunks closest to `query` as (chunk_id, cosine), best first."""
     copy = in_memory(store, gen)
     if copy is None:
-        return store.nearest(gen, query, k)
+        return store.exact_nearest(gen, query, k)
     ids, cosines = copy.search(query, k)
     return list(zip(ids.tolist(), cosines.tolist()))
 

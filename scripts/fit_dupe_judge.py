@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.dupes.evaluate import Stream, f_half, judged, read_rows, scan_stream, score, threshold_only  # noqa: E402
-from bot.dupes.flag import normalize_text  # noqa: E402
 from bot.dupes.judge import FEATURES, evidence, probability  # noqa: E402
+from bot.dupes.normalise import normalize_text  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.slack.format import from_slack  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store import open_store  # noqa: E402
 
 OLD_THRESHOLD = 0.69  # the threshold-only scan's default before the judge
 LOWEST = 0.30
@@ -120,7 +120,7 @@ def main() -> None:
     embedder = LocalEmbedder.bundled()
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings(environ={}, env_file=None, db_path=Path(folder) / "kb.sqlite3", dup_threshold=LOWEST)
-        with Store(settings.db_path) as store:
+        with open_store(settings.db_path) as store:
             stream = scan_stream(read_rows(args.data), store, embedder, settings)
     threshold = candidate_threshold(stream)
     stream = above(stream, threshold)

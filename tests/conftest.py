@@ -15,7 +15,7 @@ from waitress.wasyncore import close_all
 from bot.embeddings import LocalEmbedder
 from bot.indexer import index_folder
 from bot.settings import ENV_NAMES, Settings, load_settings
-from bot.store import Store
+from bot.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWLEDGE = ROOT / "knowledge"
@@ -61,7 +61,7 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder)
     """A database indexing the sample knowledge folder, built once. Copy before writing."""
     folder = tmp_path_factory.mktemp("sample")
     settings = make_settings(folder)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         index_folder(store, embedder, settings)
     return settings.db_path
 
@@ -69,7 +69,7 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder)
 @pytest.fixture
 def sample_store(sample_db: Path) -> Iterator[Store]:
     """A read-only use of the shared sample index."""
-    with Store(sample_db) as store:
+    with open_store(sample_db) as store:
         yield store
 
 

@@ -17,7 +17,8 @@ from bot.embeddings import LocalEmbedder, OpenAIEmbedder
 from bot.errors import EmbeddingError, IndexNotBuiltError
 from bot.indexer import index_folder
 from bot.search import search
-from bot.store import Store
+from bot.store import open_store
+from bot.store.sqlite.store import SqliteStore
 from tests.conftest import KNOWLEDGE, make_settings
 from tests.openai_fake import Fault, OpenAIFake, vector_for
 
@@ -40,7 +41,7 @@ def expected(texts: list[str], model: str = "model-a", dim: int = 384) -> np.nda
 
 def test_second_run_hits_the_cache(fake: OpenAIFake, tmp_path: Path) -> None:
     embedder = embedder_for(fake)
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         first = embed_many(embedder, store, TEXTS)
         assert fake.request_count == 1
         assert sorted(fake.inputs_seen) == sorted(TEXTS)
@@ -55,11 +56,11 @@ def test_second_run_hits_the_cache(fake: OpenAIFake, tmp_path: Path) -> None:
 
 def test_cache_survives_a_restart(fake: OpenAIFake, tmp_path: Path) -> None:
     path = tmp_path / "kb.sqlite3"
-    with Store(path) as store:
+    with open_store(path) as store:
         first = embed_many(embedder_for(fake), store, TEXTS)
     assert fake.request_count == 1
     # a new process: new Store on the same file, new embedder object
-    with Store(path) as store:
+    with open_store(path) as store:
         counts = EmbedCounts()
         again = embed_many(embedder_for(fake), store, list(reversed(TEXTS)), counts=counts)
     assert fake.request_count == 1
@@ -69,7 +70,7 @@ def test_cache_survives_a_restart(fake: OpenAIFake, tmp_path: Path) -> None:
 
 def test_only_misses_are_embedded(fake: OpenAIFake, tmp_path: Path) -> None:
     embedder = embedder_for(fake)
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         embed_many(embedder, store, TEXTS[:2])
         fake.reset()
         counts = EmbedCounts()
@@ -82,7 +83,7 @@ def test_only_misses_are_embedded(fake: OpenAIFake, tmp_path: Path) -> None:
 def test_duplicates_in_one_call_are_embedded_once(fake: OpenAIFake, tmp_path: Path) -> None:
     texts = ["alpha", "beta", "alpha", "alpha", "gamma", "beta"]
     counts = EmbedCounts()
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         vectors = embed_many(embedder_for(fake), store, texts, counts=counts)
         entries = store.conn.execute("SELECT count(*) FROM embedding_cache").fetchone()[0]
     assert fake.inputs_seen == ["alpha", "beta", "gamma"]  # each once, first-seen order
@@ -96,7 +97,7 @@ def test_duplicates_in_one_call_are_embedded_once(fake: OpenAIFake, tmp_path: Pa
 
 
 def test_another_model_never_gets_these_vectors(fake: OpenAIFake, tmp_path: Path) -> None:
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         a = embed_many(embedder_for(fake, "model-a"), store, TEXTS)
         fake.reset()
         b = embed_many(embedder_for(fake, "model-b"), store, TEXTS)
@@ -115,7 +116,7 @@ def test_another_model_never_gets_these_vectors(fake: OpenAIFake, tmp_path: Path
 
 
 def test_another_dimension_is_another_model(fake: OpenAIFake, tmp_path: Path) -> None:
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         full = embed_many(embedder_for(fake), store, TEXTS)
         fake.reset()
         short = embed_many(embedder_for(fake, dim=256), store, TEXTS)
@@ -128,7 +129,7 @@ def test_another_dimension_is_another_model(fake: OpenAIFake, tmp_path: Path) ->
 def test_model_and_text_cannot_be_confused(tmp_path: Path) -> None:
     # The cache key hashes "model::text": model "openai:m" with text "x::hello" and
     # model "openai:m::x" with text "hello" hash the same string.
-    with OpenAIFake(models=["m", "m::x"]) as fake, Store(tmp_path / "kb.sqlite3") as store:
+    with OpenAIFake(models=["m", "m::x"]) as fake, open_store(tmp_path / "kb.sqlite3") as store:
         first = embed_many(embedder_for(fake, "m"), store, ["x::hello"])
         fake.reset()
         second = embed_many(embedder_for(fake, "m::x"), store, ["hello"])
@@ -143,11 +144,11 @@ def test_finished_batches_are_kept_when_a_later_one_fails(fake: OpenAIFake, tmp_
     path = tmp_path / "kb.sqlite3"
     fake.queue(Fault())  # the first batch is answered normally...
     fake.queue_error(400, "bad input", type_="invalid_request_error")  # ...the second fails
-    with Store(path) as store, pytest.raises(EmbeddingError):
+    with open_store(path) as store, pytest.raises(EmbeddingError):
         embed_many(embedder, store, texts)
     assert fake.request_count == 2
     fake.reset()
-    with Store(path) as store:
+    with open_store(path) as store:
         counts = EmbedCounts()
         vectors = embed_many(embedder, store, texts, counts=counts)
     assert fake.inputs_seen == texts[2:]  # the first batch was not paid for twice
@@ -157,7 +158,7 @@ def test_finished_batches_are_kept_when_a_later_one_fails(fake: OpenAIFake, tmp_
 
 def test_local_model_through_the_cache(embedder: LocalEmbedder, tmp_path: Path) -> None:
     texts = ["The cat sat on the mat.", "We deployed the web server at noon.", "The cat sat on the mat."]
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         counts = EmbedCounts()
         cached = embed_many(embedder, store, texts, counts=counts)
         assert counts.embedded == 2
@@ -170,7 +171,7 @@ def test_local_model_through_the_cache(embedder: LocalEmbedder, tmp_path: Path) 
 
 
 def test_empty_input(fake: OpenAIFake, tmp_path: Path) -> None:
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         out = embed_many(embedder_for(fake, dim=64), store, [])
     assert out.shape == (0, 64)
     assert fake.request_count == 0
@@ -181,9 +182,9 @@ def test_m005_keeps_cached_vectors(tmp_path):
 
     path = tmp_path / "old.sqlite3"
     vectors = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
-    with Store(path, stop_before="m005_cache_as_rowid_table") as old:
+    with SqliteStore(path, stop_before="m005_cache_as_rowid_table") as old:
         old.cache_vectors("m", ["a", "b", "c"], vectors)
-    with Store(path) as store:
+    with open_store(path) as store:
         (sql,) = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'embedding_cache'").fetchone()
         assert "WITHOUT ROWID" not in sql
         found = store.cached_vectors("m", ["a", "b", "c", "d"])
@@ -198,7 +199,7 @@ def test_endpoint_changing_dimension_under_one_name_rebuilds_the_index(fake: Ope
     for name in ("hr/expenses.md", "it/vpn-setup.md"):
         (folder / Path(name).name).write_bytes((KNOWLEDGE / name).read_bytes())
     settings = make_settings(tmp_path, knowledge_dir=folder)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         index_folder(store, embedder_for(fake), settings)
         assert store.active_generation().dim == 384
         fake.dim = 256  # the endpoint now answers 256-d vectors under the same model name
@@ -220,7 +221,7 @@ def test_endpoint_changing_dimension_under_one_name_rebuilds_the_index(fake: Ope
 
 
 def test_cached_vectors_of_an_old_size_are_embedded_again(fake: OpenAIFake, tmp_path: Path) -> None:
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         embed_many(embedder_for(fake), store, TEXTS[:2])
         fake.dim = 256
         fake.reset()

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from bot.cli import cli
 from bot.embeddings import BUNDLED_MODEL_ID, LocalEmbedder
-from bot.store import Store
+from bot.store import open_store
 from tests.openai_fake import OpenAIFake, vector_for
 
 
@@ -26,7 +26,7 @@ def run(args: list[str], db: Path, env: dict[str, str] | None = None, env_file: 
 
 
 def cache_entries(db: Path) -> int:
-    with Store(db) as store:
+    with open_store(db) as store:
         return store.conn.execute("SELECT count(*) FROM embedding_cache").fetchone()[0]
 
 

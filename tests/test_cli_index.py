@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.lock import index_lock
-from bot.store import Store
+from bot.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ def test_ask_on_an_empty_database_does_not_index_while_a_reindex_holds_the_lock(
         result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1
     assert "LockHeldError: a re-index of" in result.output and "is already running" in result.output
-    with Store(db) as store:
+    with open_store(db) as store:
         assert store.active_generation() is None
         assert store.stats()["cache_entries"] == 0  # nothing embedded twice
 

@@ -21,9 +21,10 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.errors import DatabaseError
 from bot.lock import index_lock, lock_path
-from bot.store import Store
+from bot.store import open_store
 from bot.store.sqlite.db import connect, sqlite_module, transaction
 from bot.store.sqlite.migrations import MIGRATIONS, migrate
+from bot.store.sqlite.store import SqliteStore
 
 # Set by .ci/run to the module each of its test runs must use: sqlean or sqlite3.
 CI_EXPECTED_SQLITE = "CI_EXPECTED_SQLITE_MODULE"
@@ -278,7 +279,7 @@ def test_a_savepoint_whose_transaction_is_gone_reraises_the_block_error(db) -> N
 
 
 def test_store_atomic_is_one_transaction(tmp_path: Path) -> None:
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         with pytest.raises(RuntimeError), store.atomic() as conn:
             conn.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
             raise RuntimeError
@@ -293,7 +294,7 @@ def test_a_new_database_records_each_migration_with_its_time(tmp_path: Path) -> 
     # unixepoch('subsec') is NULL before SQLite 3.42 (Debian 12's python3.11 has 3.40.1):
     # creating a database failed there with "NOT NULL constraint failed: _migrations.applied_at".
     before = time.time()
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         rows = store.conn.execute("SELECT name, applied_at FROM _migrations ORDER BY name").fetchall()
     assert [name for name, _ in rows] == [m.__name__ for m in MIGRATIONS]
     assert all(before - 1 <= applied_at <= time.time() + 1 for _, applied_at in rows)
@@ -301,12 +302,12 @@ def test_a_new_database_records_each_migration_with_its_time(tmp_path: Path) -> 
 
 def test_migrate_stops_before_the_named_migration_and_the_next_open_finishes(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
-    with Store(path, stop_before=MIGRATIONS[2].__name__) as old:
+    with SqliteStore(path, stop_before=MIGRATIONS[2].__name__) as old:
         assert [name for name, in old.conn.execute("SELECT name FROM _migrations ORDER BY name")] == [
             m.__name__ for m in MIGRATIONS[:2]]
         with pytest.raises(ValueError, match="no migration named m999"):
             migrate(old.conn, stop_before="m999")
-    with Store(path) as store:
+    with open_store(path) as store:
         assert len(store.conn.execute("SELECT name FROM _migrations").fetchall()) == len(MIGRATIONS)
 
 
@@ -343,7 +344,7 @@ def _mode(path: Path) -> int:
 
 def test_database_wal_shm_lock_and_new_folder_are_private_whatever_the_umask(tmp_path: Path, open_umask) -> None:
     db = tmp_path / "new" / "data" / "kb.sqlite3"
-    with Store(db) as store:
+    with open_store(db) as store:
         with transaction(store.conn):
             store.conn.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
         with index_lock(db):
@@ -358,12 +359,12 @@ def test_an_existing_database_readable_by_others_is_warned_about_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     db = tmp_path / "kb.sqlite3"
-    Store(db).close()
+    open_store(db).close()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     os.chmod(db, 0o644)
     with caplog.at_level(logging.WARNING, logger="bot.store.sqlite.db"):
-        Store(db).close()
-        Store(db).close()
+        open_store(db).close()
+        open_store(db).close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "readable by other users" in warnings[0] and "chmod 600" in warnings[0]
     assert _mode(db) == 0o644  # warned, not changed behind the operator's back

@@ -11,7 +11,7 @@ import pytest
 
 from bot.evaluation import evaluate_golden, load_golden
 from bot.indexer import index_folder
-from bot.store import Store
+from bot.store import open_store
 from tests.conftest import ROOT, make_settings
 
 DEV_SETS = ROOT / "benchmarks" / "data"
@@ -36,7 +36,7 @@ def test_every_dev_set_has_a_floor():
 def test_dev_set_test_split_floors(name: str, tmp_path: Path, embedder):
     settings = make_settings(tmp_path, knowledge_dir=DEV_SETS / name / "docs")
     items = load_golden(DEV_SETS / name / "questions.jsonl", "test")
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         index_folder(store, embedder, settings)
         scores = evaluate_golden(store, embedder, items, "hybrid")
     print(f"\n{name} test:", json.dumps(scores))

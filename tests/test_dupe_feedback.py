@@ -14,7 +14,7 @@ from bot.cli import cli
 from bot.dupes.feedback import NOT_SAME_ACTION, record_not_same
 from bot.embeddings import LocalEmbedder
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import open_store
 from tests.slack_fake import FakeSlack, interaction_form, post_signed, share_click_payload
 from tests.test_dupes_slack import (
     SECRET,
@@ -71,7 +71,7 @@ def test_not_the_same_question_records_the_pair_and_edits_the_flag(
     assert (update["channel"], update["ts"]) == ("C2", "1700000000.000042")
     assert update["text"].startswith("<@U9> says this is not the same question")
 
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         [report] = store.messages.all_feedback()
     assert report.reported_by == "U9"  # the first report is kept
     result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "dupes", "feedback", "--export",
@@ -85,7 +85,7 @@ def test_not_the_same_question_records_the_pair_and_edits_the_flag(
 
 
 def test_a_click_on_an_unknown_flag_records_nothing(settings: Settings) -> None:
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         assert record_not_same(store.messages, "C2 1700000000.000001", "U9") is None
         assert record_not_same(store.messages, "garbage", "U9") is None
         assert store.messages.all_feedback() == []

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from bot.dupes.evaluate import Stream, judged, read_rows, scan_stream, score, threshold_only
-from bot.dupes.flag import normalize_text
 from bot.dupes.judge import judge
+from bot.dupes.normalise import normalize_text
 from bot.embeddings import LocalEmbedder
 from bot.settings import Settings
 from bot.slack.format import from_slack
-from bot.store import Store
+from bot.store import open_store
 from tests.conftest import DATA, SHARED_EVAL, make_settings
 
 DEFAULT = Settings()
@@ -40,7 +40,7 @@ STS_JUDGE_RECALL_FLOOR = 0.44  # measured 0.470 (threshold-only 0.69: 0.876): ST
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder) -> Stream:
     settings = make_settings(tmp_path_factory.mktemp("dupes"))
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         return scan_stream(read_rows(DATA / "dupes.jsonl"), store, embedder, settings)
 
 

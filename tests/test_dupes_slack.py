@@ -21,7 +21,8 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecution
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.dupes.flag import Pair
+from bot.dupes.match import Pair
+from bot.dupes.rules import DupRules
 from bot.dupes.scan import backfill, scan_and_flag
 from bot.embeddings import LocalEmbedder
 from bot.scheduler import JOB_ID, build_scheduler
@@ -30,7 +31,7 @@ from bot.settings import Settings
 from bot.slack import chat as slack_chat
 from bot.slack.chat import SlackChat
 from bot.slack.server import EVENTS_PATH, create_app, http_server, make_web_client
-from bot.store import Store
+from bot.store import open_store
 from tests.conftest import make_settings, stop_http_server
 from tests.slack_fake import Call, FakeSlack, event_envelope, post_signed
 
@@ -65,12 +66,12 @@ def settings(tmp_path: Path, fake: FakeSlack) -> Settings:
 
 
 def scan(settings: Settings, embedder: LocalEmbedder) -> list[Pair]:
-    with Store(settings.db_path) as store:
-        return scan_and_flag(store, embedder, settings, SlackChat(make_web_client(settings)))
+    with open_store(settings.db_path) as store:
+        return scan_and_flag(store, embedder, DupRules.from_settings(settings), SlackChat(make_web_client(settings)))
 
 
 def post(settings: Settings, channel: str, ts: str, text: str, user: str) -> None:
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         store.messages.record_message(channel=channel, ts=ts, user=user, text=text)
 
 
@@ -79,12 +80,12 @@ def replies(fake: FakeSlack) -> list[Call]:
 
 
 def unscanned(settings: Settings) -> list[str]:
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         return [m.ts for m in store.messages.unscanned_messages()]
 
 
 def flagged_rows(settings: Settings) -> list[tuple]:
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         return [tuple(r) for r in store.conn.execute("SELECT later_ts, earlier_ts, action FROM flagged_pairs")]
 
 
@@ -176,7 +177,7 @@ def test_end_to_end_events_scheduler_restart_and_backfill(
     assert late.params["channel"] == "C1" and late.params["thread_ts"] == down
     [since] = [c for c in fake.calls_to("conversations.history")[-2:] if c.params["channel"] == "C1"]
     assert since.params["oldest"] == other  # from the cursor on
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         assert store.messages.channel_cursor("C1") == down
     assert unscanned(settings) == []
 
@@ -210,7 +211,7 @@ def test_an_earlier_twin_deleted_in_slack_is_not_flagged(
     post(settings, "C1", stamp(10), VPN_AGAIN, "U2")
     fake.fail("chat.getPermalink", "message_not_found")  # deleted while the bot was down
     assert scan(settings, embedder) == []
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         assert store.messages.get_message("C1", stamp(20)) is None
     assert unscanned(settings) == [stamp(10)]  # judged again, without the deleted twin
     assert scan(settings, embedder) == []
@@ -234,7 +235,7 @@ def test_a_scan_cut_short_after_posting_never_posts_twice(
     post(settings, "C1", stamp(20), VPN, "U1")
     post(settings, "C1", stamp(10), VPN_AGAIN, "U2")
     assert len(scan(settings, embedder)) == 1
-    with Store(settings.db_path) as store:  # as if the process died before marking it scanned
+    with open_store(settings.db_path) as store:  # as if the process died before marking it scanned
         store.conn.execute("UPDATE messages SET scanned_at = NULL")
     assert scan(settings, embedder) == []
     assert len(replies(fake)) == 1 and unscanned(settings) == []
@@ -279,12 +280,12 @@ def test_backfill_pages_through_history_and_waits_out_rate_limits(
     fake.history["C1"] = [*old, {"type": "message", "subtype": "channel_join", "user": "U9", "ts": stamp(44)}]
     chat = SlackChat(make_web_client(settings))
     fake.rate_limit("conversations.history")
-    with Store(settings.db_path) as store:
-        assert backfill(store, chat, settings, ["C1"]) == 5  # the join is not a post
+    with open_store(settings.db_path) as store:
+        assert backfill(store, chat, DupRules.from_settings(settings), ["C1"]) == 5  # the join is not a post
         assert store.messages.unscanned_messages() == []  # a first look is context only
         assert store.messages.channel_cursor("C1") == stamp(44)
         fake.history["C1"].append(message_event("C1", stamp(3), VPN, "U2"))
-        assert backfill(store, chat, settings, ["C1"]) == 1
+        assert backfill(store, chat, DupRules.from_settings(settings), ["C1"]) == 1
         assert [m.ts for m in store.messages.unscanned_messages()] == [stamp(3)]
     calls = fake.calls_to("conversations.history")
     assert len(calls) == 1 + 3 + 1  # the 429, three pages, then one page since the cursor
@@ -375,8 +376,8 @@ def test_a_channel_that_fails_does_not_stop_the_others(
 ) -> None:
     fake.fail("conversations.history", "not_in_channel")
     fake.history["C2"] = [message_event("C2", stamp(5), VPN, "U1")]
-    with Store(settings.db_path) as store:
-        assert backfill(store, SlackChat(make_web_client(settings)), settings, ["C1", "C2"]) == 1
+    with open_store(settings.db_path) as store:
+        assert backfill(store, SlackChat(make_web_client(settings)), DupRules.from_settings(settings), ["C1", "C2"]) == 1
         assert store.messages.channel_cursor("C1") is None and store.messages.channel_cursor("C2") == stamp(5)
 
 

@@ -14,22 +14,20 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.dupes.flag import (
-    _Kept,
-    candidate_text,
-    find_candidates,
-    find_duplicates,
-    normalize_text,
-    prepared_as,
-)
-from bot.dupes.scan import reply_text
+from bot.dupes.flag import reply_text
+from bot.dupes.match import _Kept, find_candidates, find_duplicates
+from bot.dupes.normalise import candidate_text, normalize_text
+from bot.dupes.prepare import preparation_label
+from bot.dupes.rules import DupRules
 from bot.embeddings import LocalEmbedder
 from bot.errors import SettingsError
 from bot.scheduler import scan_trigger
 from bot.settings import Settings
 from bot.slack.format import from_slack
-from bot.store import Store
+from bot.store import Store, open_store
+from bot.store.sqlite.store import SqliteStore
 from tests.conftest import make_settings
+from tests.test_structure import imported, modules
 
 VPN = "How do I reset my VPN password? It expired over the weekend."
 VPN_AGAIN = "my vpn password expired, how do I reset it?"
@@ -45,7 +43,7 @@ def ts(offset: float) -> str:
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         yield store
 
 
@@ -61,7 +59,8 @@ def found(store: Store, embedder: LocalEmbedder, settings: Settings, **overrides
     """(later ts, earlier ts) of each pair the scan would flag."""
     if overrides:
         settings = make_settings(settings.db_path.parent, **overrides)
-    return [(p.later.ts, p.earlier.ts) for p in find_duplicates(store, embedder, settings, to_plain=from_slack).pairs]
+    pairs = find_duplicates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack).pairs
+    return [(p.later.ts, p.earlier.ts) for p in pairs]
 
 
 # --- normalisation and candidates -------------------------------------------------
@@ -100,19 +99,19 @@ def test_normalize_turns_slack_markup_into_plain_text(raw: str, plain: str) -> N
     ],
 )
 def test_short_emoji_and_link_only_messages_are_not_candidates(text: str, settings: Settings) -> None:
-    assert candidate_text(text, settings, from_slack) is None
+    assert candidate_text(text, DupRules.from_settings(settings), from_slack) is None
 
 
 def test_emoji_and_link_only_stay_out_even_without_length_limits(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, dup_min_words=0, dup_min_chars=0)
-    assert candidate_text(":tada:", settings, from_slack) is None
-    assert candidate_text("<https://status.example.com>", settings, from_slack) is None
-    assert candidate_text("ok", settings, from_slack) == "ok"
+    assert candidate_text(":tada:", DupRules.from_settings(settings), from_slack) is None
+    assert candidate_text("<https://status.example.com>", DupRules.from_settings(settings), from_slack) is None
+    assert candidate_text("ok", DupRules.from_settings(settings), from_slack) == "ok"
 
 
 def test_a_labelled_link_counts_its_words(settings: Settings) -> None:
     text = "roadmap: <https://docs.example.com/q3|Q3 roadmap doc for comments>"
-    assert candidate_text(text, settings, from_slack) == "roadmap: Q3 roadmap doc for comments"
+    assert candidate_text(text, DupRules.from_settings(settings), from_slack) == "roadmap: Q3 roadmap doc for comments"
 
 
 # --- who is compared with whom ---------------------------------------------------------
@@ -122,7 +121,7 @@ def test_a_repeat_pairs_with_the_earlier_message(store: Store, embedder: LocalEm
     first = post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     again = post(store, 120, VPN_AGAIN, user="U3", channel="C2")  # other channels count too
-    [pair] = find_duplicates(store, embedder, settings, to_plain=from_slack).pairs
+    [pair] = find_duplicates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack).pairs
     assert (pair.later.ts, pair.earlier.ts) == (again, first)
     assert pair.later.channel == "C2" and pair.score >= settings.dup_threshold
     assert pair.as_dict() == {
@@ -156,7 +155,7 @@ def test_look_alikes_are_not_flagged(
 ) -> None:
     post(store, 0, earlier)
     post(store, 60, later, user="U2")
-    new, found_ = find_candidates(store, embedder, settings, to_plain=from_slack)
+    new, found_ = find_candidates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack)
     assert [score for _, score in found_[0].earlier][0] >= 0.84  # what a threshold alone would flag
     assert found(store, embedder, settings) == []
 
@@ -167,7 +166,7 @@ def test_a_look_alike_that_scores_higher_does_not_hide_the_repeat(
     reworded = post(store, 0, "has release/3.3 been branched off main yet? I need my PAY-2231 fix in before the cut")
     look_alike = post(store, 60, "Is the v3.2 release branch cut yet? I have a fix for PAY-2231 that needs to go in.")
     later = post(store, 120, "Is the v3.3 release branch cut yet? I have a fix for PAY-2231 that needs to go in.")
-    _, found_ = find_candidates(store, embedder, settings, to_plain=from_slack)
+    _, found_ = find_candidates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack)
     assert [m.ts for m, _ in found_[-1].earlier] == [look_alike, reworded]  # best similarity first
     assert found(store, embedder, settings)[-1] == (later, reworded)
     assert found(store, embedder, settings, dup_candidates=1)[-1:] == []  # the old single best match: lost
@@ -230,9 +229,9 @@ def test_only_new_messages_are_judged(store: Store, embedder: LocalEmbedder, set
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     store.messages.mark_scanned(store.messages.unscanned_messages())
-    assert find_duplicates(store, embedder, settings, to_plain=from_slack).examined == []
+    assert find_duplicates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack).examined == []
     again = post(store, 120, VPN_AGAIN, user="U3")  # new, compared with scanned ones
-    findings = find_duplicates(store, embedder, settings, to_plain=from_slack)
+    findings = find_duplicates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack)
     assert [m.ts for m in findings.examined] == [again]
     assert [(p.later.ts, p.earlier.ts) for p in findings.pairs] == [(again, ts(0))]
 
@@ -277,12 +276,12 @@ def test_a_scan_prepares_each_message_once(store: Store, embedder: LocalEmbedder
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")
     post(store, 90, "thanks!", user="U3")  # not worth judging: prepared without a vector
-    assert find_duplicates(store, counting, settings, to_plain=from_slack).pairs == []
+    assert find_duplicates(store, counting, DupRules.from_settings(settings), to_plain=from_slack).pairs == []
     assert counting.texts == 2
-    label = prepared_as(embedder, settings)
+    label = preparation_label(embedder, DupRules.from_settings(settings))
     assert store.messages.unprepared_messages(0, T0 + DAY, label) == []
     again = post(store, 120, VPN_AGAIN, user="U4")
-    pairs = find_duplicates(store, counting, settings, to_plain=from_slack).pairs
+    pairs = find_duplicates(store, counting, DupRules.from_settings(settings), to_plain=from_slack).pairs
     assert [(p.later.ts, p.earlier.ts) for p in pairs] == [(again, ts(0))]
     assert counting.texts == 3  # only the new message went through the model
 
@@ -316,15 +315,16 @@ def test_messages_stored_before_m006_are_prepared_by_the_next_scan(
     from bot.store.sqlite import migrations
 
     path = tmp_path / "old.sqlite3"
-    with Store(path, stop_before="m006_prepared_messages") as old:
+    label = preparation_label(embedder, DupRules.from_settings(settings))
+    with SqliteStore(path, stop_before="m006_prepared_messages") as old:
         first = post(old, 0, VPN)
         old.messages.mark_scanned(old.messages.unscanned_messages())
-    with Store(path) as store:
+    with open_store(path) as store:
         assert "m006_prepared_messages" in migrations.applied(store.conn)
-        assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings))  # nothing prepared yet
+        assert store.messages.unprepared_messages(0, T0 + DAY, label)  # nothing prepared yet
         again = post(store, 60, VPN_AGAIN, user="U2")
         assert found(store, embedder, settings) == [(again, first)]
-        assert store.messages.unprepared_messages(0, T0 + DAY, prepared_as(embedder, settings)) == []
+        assert store.messages.unprepared_messages(0, T0 + DAY, label) == []
 
 
 def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None:
@@ -338,8 +338,8 @@ def test_marking_scanned_keeps_an_edit_that_came_meanwhile(store: Store) -> None
 def test_dup_channels_limit_the_scan(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     post(store, 0, VPN, channel="C_OTHER")
     post(store, 60, VPN_AGAIN, user="U2")
-    assert find_duplicates(store, embedder, settings, ["C1"], to_plain=from_slack).pairs == []
-    assert len(find_duplicates(store, embedder, settings, to_plain=from_slack).pairs) == 1
+    assert find_duplicates(store, embedder, DupRules.from_settings(settings), ["C1"], to_plain=from_slack).pairs == []
+    assert len(find_duplicates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack).pairs) == 1
 
 
 # --- schedule and CLI -----------------------------------------------------------------
@@ -357,3 +357,21 @@ def test_flagging_needs_a_bot_token(settings: Settings) -> None:
     result = CliRunner().invoke(cli, ["--env-file", "/nonexistent", "dupes", "scan", "--db", str(settings.db_path)])
     assert result.exit_code == 1
     assert "SLACK_BOT_TOKEN" in result.output
+
+
+# --- layering -----------------------------------------------------------------------------
+
+# The message → flag path, bottom up: each module may import only those before it, so it never climbs back up.
+DUPES_LAYERS = ("rules", "normalise", "prepare", "judge", "match", "feedback", "flag", "scan", "evaluate")
+
+
+def test_the_dupes_modules_import_only_the_layers_below_them() -> None:
+    trees = modules()
+    assert sorted(name for name in trees if name.startswith("bot.dupes.")) == sorted(
+        f"bot.dupes.{layer}" for layer in DUPES_LAYERS
+    )
+    for i, layer in enumerate(DUPES_LAYERS):
+        name = f"bot.dupes.{layer}"
+        above = {f"bot.dupes.{later}" for later in DUPES_LAYERS[i + 1 :]}
+        climbs = {m for m in imported(trees[name], name) if m in above or m.rpartition(".")[0] in above}
+        assert climbs == set(), f"{name} imports {climbs}"

@@ -23,7 +23,7 @@ from bot.embeddings import OpenAIEmbedder, make_embedder
 from bot.errors import EmbeddingError, TextTooLongError
 from bot.redact import redact, redact_url
 from bot.settings import load_settings
-from bot.store import Store
+from bot.store import open_store
 from tests.openai_fake import MAX_INPUTS, OpenAIFake, vector_for
 
 API_KEY = "sk-test-" + "Zq7" * 10  # what the fake accepts; must never show in an error
@@ -475,7 +475,7 @@ def test_vectors_with_no_direction_are_refused_and_never_cached(
 ) -> None:
     fake.queue_transform(lambda p: {**p, "data": [{**d, "embedding": values} for d in p["data"]]})
     embedder = make(fake)
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         with pytest.raises(EmbeddingError, match=refusal) as info:
             embed_many(embedder, store, ["alpha", "beta"])
         assert "\n" not in str(info.value)
@@ -489,7 +489,7 @@ def test_vectors_with_no_direction_are_refused_and_never_cached(
 def test_invalid_unicode_is_cleaned_before_embedding_and_caching(fake: OpenAIFake, tmp_path: Path) -> None:
     # `\xff\xfe` on the command line arrives as lone surrogates; a JSON "\ud83d" escape likewise.
     texts = ["vpn \udcff\udcfe password", "smile \ud83d\ude00", "half \ud83d"]
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         vectors = embed_many(make(fake), store, texts)
         again = embed_many(make(fake), store, texts)
     assert fake.inputs_seen == ["vpn \ufffd\ufffd password", "smile \U0001f600", "half \ufffd"]

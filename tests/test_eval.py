@@ -21,7 +21,7 @@ from bot.evaluation import (
     recall_at_k,
     run_beir,
 )
-from bot.store import Store
+from bot.store import open_store
 from tests.conftest import DATA, SHARED_EVAL, make_settings
 
 MODES = ("hybrid", "vector", "keyword")
@@ -90,12 +90,12 @@ def test_cli_eval_beir_reuses_the_cache(tmp_path):
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     assert "ndcg@10" in first.output and "keyword" in first.output
-    with Store(cache) as store:
+    with open_store(cache) as store:
         cached = store.stats()["cache_entries"]
     second = CliRunner().invoke(cli, [*args, "--json"])
     assert second.exit_code == 0, second.output
     assert json.loads(second.stdout)["keyword"]["queries"] == 3
-    with Store(cache) as store:
+    with open_store(cache) as store:
         assert store.stats()["cache_entries"] == cached == 4
 
 

@@ -14,7 +14,7 @@ import pytest
 from bot.indexer import IndexProgress, IndexReport, index_folder
 from bot.loaders import MAX_FILE_BYTES, TOO_LARGE
 from bot.search import search
-from bot.store import Store
+from bot.store import Store, open_store
 from tests.conftest import make_settings
 
 PARKING = "# Parking\n\nStaff park on level -2 of the Harbour garage; spaces 40 to 80 are ours.\n"
@@ -45,7 +45,7 @@ def test_symlink_loops_are_skipped_with_a_reason_and_the_rest_indexed(folder, tm
     (folder / "spiral").symlink_to("spiral")
     (folder / "docs").mkdir()
     (folder / "docs" / "gone.md").symlink_to("../nowhere.md")
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         report = index(store, embedder, folder, tmp_path)
         assert report.added == ["parking.md"]
         assert report.skipped == {
@@ -78,7 +78,7 @@ def test_file_swapped_for_a_symlink_after_the_scan_is_not_read(folder, tmp_path,
             shutil.rmtree(folder / "team")
             (folder / "team").symlink_to(outside)  # a folder on the way, swapped too
 
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         report = index(store, embedder, folder, tmp_path, progress=swap_after_first_read)
         assert report.added == ["parking.md"]
         assert report.skipped == {
@@ -107,7 +107,7 @@ def _bytes_read_by_this_process() -> int:
 def test_huge_file_is_refused_by_its_size_without_being_read(folder, tmp_path, embedder):
     with open(folder / "dump.md", "wb") as huge:
         huge.truncate(3 * 1024**3)  # a 3 GB sparse file: no disk used, 3 GB to read
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         before = _bytes_read_by_this_process()
         report = index(store, embedder, folder, tmp_path)
         read = _bytes_read_by_this_process() - before
@@ -125,7 +125,7 @@ def test_symlink_to_a_file_inside_is_indexed_once_under_its_real_path(folder, tm
     (folder / "drafts.md").symlink_to(".drafts/printers-2.md")  # the only way to reach a hidden file
     (folder / ".drafts").mkdir()
     (folder / ".drafts" / "printers-2.md").write_text(PRINTER.replace("Kestrel", "Osprey"))
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         report = index(store, embedder, folder, tmp_path)
         assert sorted(report.added) == ["drafts.md", "parking.md", "team/printers.md"]
         assert report.skipped == {

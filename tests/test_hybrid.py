@@ -15,9 +15,10 @@ from bot.cli import cli
 from bot.errors import QueryError
 from bot.indexer import index_folder
 from bot.search import search
-from bot.store import Store
-from bot.store.sqlite import fts as keyword
-from bot.store.sqlite.fts import phrase, query_words
+from bot.store import Store, open_store
+from bot.store.sqlite import fts
+from bot.store.sqlite.fts import phrase
+from bot.words import query_words
 from tests.conftest import make_settings
 
 MODES = ("hybrid", "vector", "keyword")
@@ -27,13 +28,13 @@ MODES = ("hybrid", "vector", "keyword")
 def indexed(knowledge_copy: Path, tmp_path: Path, sample_db: Path) -> Iterator[Store]:
     """A writable copy of the sample index over `knowledge_copy` (same relative paths)."""
     shutil.copy(sample_db, tmp_path / "kb.sqlite3")
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         yield store
 
 
 def keyword_rows(store: Store) -> int:
     gen = store.active_generation()
-    return store.conn.execute(f"SELECT count(*) FROM {gen.keyword_table}").fetchone()[0]
+    return store.conn.execute(f"SELECT count(*) FROM {fts.table_name(gen.id)}").fetchone()[0]
 
 
 def chunk_rows(store: Store) -> int:
@@ -129,16 +130,16 @@ def test_hits_never_come_from_another_generation(indexed, embedder):
         assert "new.md" not in {h.path for h in hits}
     indexed.drop_generations(except_id=active.id)
     tables = {row[0] for row in indexed.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert building.keyword_table not in tables and active.keyword_table in tables
+    assert fts.table_name(building.id) not in tables and fts.table_name(active.id) in tables
 
 
 def test_migration_backfills_keyword_index(indexed, embedder):
     gen = indexed.active_generation()
-    indexed.conn.execute(f"DROP TABLE {gen.keyword_table}")
+    indexed.conn.execute(f"DROP TABLE {fts.table_name(gen.id)}")
     indexed.conn.execute("DELETE FROM _migrations WHERE name = 'm003_keyword_index'")
     path = indexed.path
     indexed.close()
-    with Store(path) as store:
+    with open_store(path) as store:
         assert keyword_rows(store) == chunk_rows(store) > 0
         assert search(store, embedder, "maximum_lag_on_failover", k=1, mode="keyword").hits
 
@@ -146,9 +147,9 @@ def test_migration_backfills_keyword_index(indexed, embedder):
 def test_keyword_table_uses_the_chosen_tokenizer(sample_store):
     gen = sample_store.active_generation()
     (sql,) = sample_store.conn.execute(
-        "SELECT sql FROM sqlite_master WHERE name = ?", (gen.keyword_table,)
+        "SELECT sql FROM sqlite_master WHERE name = ?", (fts.table_name(gen.id),)
     ).fetchone()
-    assert keyword.TOKENIZER in sql
+    assert fts.TOKENIZER in sql
 
 
 @pytest.mark.parametrize("mode", MODES)

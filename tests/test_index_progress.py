@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from bot.cli import _duration, _progress, cli
 from bot.indexer import IndexProgress, index_folder
-from bot.store import Store
+from bot.store import open_store
 from tests.conftest import make_settings
 
 SUMMARY = re.compile(r"^(\d+)/(\d+) files, (\d+) chunks embedded, [\d.]+ chunks/s, took \d+(m\d\ds|s)$")
@@ -19,7 +19,7 @@ SUMMARY = re.compile(r"^(\d+)/(\d+) files, (\d+) chunks embedded, [\d.]+ chunks/
 def test_index_reports_each_file_and_the_embedded_chunks(knowledge_copy: Path, tmp_path: Path, embedder) -> None:
     events: list[IndexProgress] = []
     settings = make_settings(tmp_path, knowledge_dir=knowledge_copy)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         report = index_folder(store, embedder, settings, progress=events.append)
     files = len(report.added) + len(report.skipped)
     assert files > 3

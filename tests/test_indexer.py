@@ -17,7 +17,8 @@ from bot.embeddings import MODEL_DIR, Embedder, LocalEmbedder, _bundled_onnx_pat
 from bot.errors import IndexNotBuiltError
 from bot.indexer import index_folder
 from bot.search import search
-from bot.store import Store
+from bot.store import Store, open_store
+from bot.store.sqlite.store import vec_table
 from tests.conftest import make_settings
 
 
@@ -50,7 +51,7 @@ class CountingEmbedder(Embedder):
 def indexed(knowledge_copy: Path, tmp_path: Path, sample_db: Path) -> Iterator[Store]:
     """A writable copy of the sample index over `knowledge_copy` (same relative paths)."""
     shutil.copy(sample_db, tmp_path / "kb.sqlite3")
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         yield store
 
 
@@ -64,7 +65,7 @@ def top_paths(store: Store, embedder: Embedder, question: str, k: int = 5) -> li
 
 def test_reindex_of_unchanged_folder_embeds_nothing(knowledge_copy, tmp_path, embedder):
     counting = CountingEmbedder(embedder)
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         first = run(store, counting, knowledge_copy, tmp_path)
         assert first.texts_embedded == len(counting.texts) > 0
         assert len(first.added) == len(list(knowledge_copy.rglob("*.*")))
@@ -116,7 +117,7 @@ def test_deleted_file_disappears_from_results(indexed, knowledge_copy, tmp_path,
     assert report.removed == ["hr/expenses.md"]
     assert "hr/expenses.md" not in top_paths(store, embedder, question, k=20)
     orphans = store.conn.execute(
-        f"SELECT count(*) FROM {store.active_generation().vec_table} "
+        f"SELECT count(*) FROM {vec_table(store.active_generation().id)} "
         "WHERE chunk_id NOT IN (SELECT id FROM chunks)"
     ).fetchone()[0]
     assert orphans == 0
@@ -177,14 +178,14 @@ def test_model_change_rebuilds_without_mixing(indexed, knowledge_copy, tmp_path,
     assert new_gen.model == other_model.model and new_gen.id != old_gen.id
     assert "hr/expenses.md" in top_paths(store, other_model, question)
     tables = {row[0] for row in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert old_gen.vec_table not in tables
+    assert vec_table(old_gen.id) not in tables
     assert store.conn.execute(
         "SELECT count(*) FROM chunks WHERE generation != ?", (new_gen.id,)
     ).fetchone()[0] == 0
 
 
 def test_dry_run_writes_nothing(knowledge_copy, tmp_path, embedder):
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         report = run(store, embedder, knowledge_copy, tmp_path, dry_run=True)
         assert report.dry_run and len(report.added) > 0 and report.texts_embedded > 0
         assert store.active_generation() is None
@@ -193,7 +194,7 @@ def test_dry_run_writes_nothing(knowledge_copy, tmp_path, embedder):
 
 def test_full_reindex_builds_fresh_generation(knowledge_copy, tmp_path, embedder):
     counting = CountingEmbedder(embedder)
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         run(store, counting, knowledge_copy, tmp_path)
         first_gen = store.active_generation()
         embedded = len(counting.texts)

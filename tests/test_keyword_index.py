@@ -12,8 +12,10 @@ import pytest
 from bot import keyword_index
 from bot.indexer import index_folder
 from bot.keyword_index import KeywordScores, keyword_scores
-from bot.store import Store
-from bot.store.sqlite.fts import phrase, query_words
+from bot.store import Store, open_store
+from bot.store.sqlite.fts import phrase
+from bot.store.sqlite.fts import table_name as keyword_table
+from bot.words import query_words
 from tests.conftest import make_settings
 
 QUESTIONS = [
@@ -29,8 +31,9 @@ def fts5_scores(store: Store, question: str) -> dict[int, float]:
     """FTS5 scoring the whole question in one query: the reference."""
     gen = store.active_generation()
     match = " OR ".join(phrase(w) for w in query_words(question))
+    table = keyword_table(gen.id)
     rows = store.conn.execute(
-        f"SELECT rowid, -bm25({gen.keyword_table}) FROM {gen.keyword_table} WHERE {gen.keyword_table} MATCH ?",
+        f"SELECT rowid, -bm25({table}) FROM {table} WHERE {table} MATCH ?",
         (match,),
     )
     return dict(rows)
@@ -39,7 +42,7 @@ def fts5_scores(store: Store, question: str) -> dict[int, float]:
 @pytest.fixture
 def indexed(knowledge_copy: Path, tmp_path: Path, sample_db: Path) -> Iterator[Store]:
     shutil.copy(sample_db, tmp_path / "kb.sqlite3")
-    with Store(tmp_path / "kb.sqlite3") as store:
+    with open_store(tmp_path / "kb.sqlite3") as store:
         yield store
 
 

@@ -10,7 +10,7 @@ from pypdf import PdfReader, PdfWriter
 from bot.indexer import index_folder
 from bot.loaders import LoadedDocument, Skipped, SourceFile, html_to_markdown, load, walk
 from bot.search import search
-from bot.store import Store
+from bot.store import open_store
 from tests.conftest import make_settings
 
 
@@ -141,7 +141,7 @@ def test_bad_files_are_reported_and_the_rest_indexed(tmp_path, embedder):
     (folder / "doc.pdf").write_bytes(minimal_pdf("The printer on floor 3 is called Kestrel."))
     (folder / "data.xlsx").write_bytes(b"PK\x03\x04")
     settings = make_settings(tmp_path, knowledge_dir=folder)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         report = index_folder(store, embedder, settings)
         assert sorted(report.added) == ["doc.pdf", "good.md", "latin.txt"]
         assert set(report.skipped) == {"empty.md", "spaces.txt", "binary.md", "broken.pdf"}
@@ -175,7 +175,7 @@ def test_pdfs_locked_with_only_an_owner_password_are_read(tmp_path, embedder):
         encrypted_pdf("Salaries are reviewed in March.", user_password="s3cret", algorithm="AES-128")
     )
     settings = make_settings(tmp_path, knowledge_dir=folder)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         report = index_folder(store, embedder, settings)
         assert sorted(report.added) == sorted(facts)
         assert report.skipped == {"locked.pdf": "encrypted PDF (needs a password)"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bot.indexer import index_folder
 from bot.search import search
-from bot.store import Store
+from bot.store import open_store
 from tests.conftest import KNOWLEDGE, make_settings
 
 QUESTIONS = [
@@ -30,7 +30,7 @@ def test_full_reindexes_while_asking_lose_no_answer(tmp_path: Path, embedder) ->
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes((KNOWLEDGE / name).read_bytes())
     settings = make_settings(tmp_path, knowledge_dir=folder)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         index_folder(store, embedder, settings)
 
     stop = threading.Event()
@@ -38,7 +38,7 @@ def test_full_reindexes_while_asking_lose_no_answer(tmp_path: Path, embedder) ->
     failures: list[str] = []
 
     def ask(offset: int) -> None:
-        with Store(settings.db_path) as store:
+        with open_store(settings.db_path) as store:
             count = 0
             while not stop.is_set():
                 question = QUESTIONS[(offset + count) % len(QUESTIONS)]
@@ -56,7 +56,7 @@ def test_full_reindexes_while_asking_lose_no_answer(tmp_path: Path, embedder) ->
     for thread in askers:
         thread.start()
     try:
-        with Store(settings.db_path) as store:
+        with open_store(settings.db_path) as store:
             generations = set()
             for _ in range(6):
                 index_folder(store, embedder, settings, full=True)  # texts cached: only writes and the swap

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.errors import IndexNotBuiltError, QueryError
 from bot.search import search
-from bot.store import Store
+from bot.store import open_store
 from tests.conftest import DATA, KNOWLEDGE
 
 
@@ -79,7 +79,7 @@ def test_fifty_kilobyte_question_is_answered(sample_store, embedder):
 
 
 def test_search_without_index_says_what_to_run(tmp_path, embedder):
-    with Store(tmp_path / "empty.sqlite3") as store, pytest.raises(IndexNotBuiltError, match="kb-bot index"):
+    with open_store(tmp_path / "empty.sqlite3") as store, pytest.raises(IndexNotBuiltError, match="kb-bot index"):
         search(store, embedder, "anything")
 
 

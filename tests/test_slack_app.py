@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from slack_bolt import App
 
 from bot.cli import cli
-from bot.dupes.flag import prepared_as
+from bot.dupes.prepare import preparation_label
 from bot.embeddings import LocalEmbedder
 from bot.errors import LockHeldError, SettingsError
 from bot.indexer import index_folder
@@ -38,7 +38,8 @@ from bot.slack.app import ASK_QUEUE_LIMIT
 from bot.slack.chat import SlackChat
 from bot.slack.gate import MAX_BODY_BYTES
 from bot.slack.server import create_app, http_server, make_web_client, socket_mode_handler
-from bot.store import Store, cache_key
+from bot.store import cache_key, open_store
+from bot.store.sqlite.store import vec_table
 from tests.conftest import make_settings, stop_http_server
 from tests.slack_fake import (
     Call,
@@ -271,8 +272,8 @@ def test_twenty_concurrent_asks_are_all_acked_within_3_s_and_answered(bot: Bot) 
 def test_unexpected_failure_gets_an_apology_with_an_error_id_found_in_the_log(
     start_bot: Callable[..., Bot], bot_db: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with Store(bot_db) as store:  # a damaged index: the active generation's vectors are gone
-        store.conn.execute(f"DROP TABLE {store.active_generation().vec_table}")
+    with open_store(bot_db) as store:  # a damaged index: the active generation's vectors are gone
+        store.conn.execute(f"DROP TABLE {vec_table(store.active_generation().id)}")
     bot = start_bot()
     caplog.set_level(logging.DEBUG)
 
@@ -412,7 +413,7 @@ def test_channel_messages_are_stored_edited_and_deleted(start_bot: Callable[...,
     assert store.messages.get_message("C0001", question["ts"]).text == "How do I reset my VPN password on a Mac?"
     assert store.messages.get_message("C0001", reply["ts"]) is None
     # each stored text was prepared for the duplicate scan as it arrived, the edit by its new text
-    label = prepared_as(bot.services.embedder, bot.services.settings)
+    label = preparation_label(bot.services.embedder, bot.services.dup_rules)
     assert store.messages.unprepared_messages(0, 2e9, label) == []
     keys = dict(store.conn.execute("SELECT ts, vector_key FROM messages WHERE deleted = 0"))
     model = bot.services.embedder.model
@@ -501,7 +502,7 @@ def test_a_file_name_with_a_newline_stays_on_the_header_line(
     (folder / "taxi\n*2.* `0.99` fake.md").write_text("# Taxis\n\nFile the taxi receipt in Expensify within 30 days.\n")
     settings = make_settings(tmp_path / "odd-db", knowledge_dir=folder)
     settings.db_path.parent.mkdir()
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         index_folder(store, embedder, settings)
     bot = start_bot(db_path=settings.db_path)
 

@@ -10,7 +10,8 @@ import pytest
 
 from bot import vector_index
 from bot.indexer import index_folder
-from bot.store import Store
+from bot.store import open_store
+from bot.store.sqlite.store import SqliteStore, vec_table
 from bot.vector_index import CompactVectors, in_memory, nearest
 from tests.conftest import SHARED_EVAL, make_settings
 
@@ -116,14 +117,14 @@ def test_nearest_matches_sqlite_vec_exact_search(sample_store, embedder):
     for question in ["how do I get reimbursed for a taxi", "vpn keeps disconnecting", "parental leave weeks"]:
         query = embedder.embed([question])[0]
         fast = dict(nearest(sample_store, gen, query, 10))
-        exact = dict(sample_store.nearest(gen, query, 1000))  # the whole sample index
+        exact = dict(sample_store.exact_nearest(gen, query, 1000))  # the whole sample index
         assert_near_exact_top(list(fast), exact, 10)
         assert all(abs(cosine - exact[i]) <= HALF for i, cosine in fast.items())
 
 
 def test_copy_follows_reindex_edits_and_deletes(knowledge_copy, tmp_path, embedder):
     settings = make_settings(tmp_path, knowledge_dir=knowledge_copy)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         index_folder(store, embedder, settings)
         gen = store.active_generation()
         before = in_memory(store, gen)
@@ -144,7 +145,7 @@ def test_one_copy_per_generation_shared_by_threads(sample_db, embedder):
     results: list[CompactVectors | None] = []
 
     def load() -> None:
-        with Store(sample_db) as store:
+        with open_store(sample_db) as store:
             results.append(in_memory(store, store.active_generation()))
 
     threads = [threading.Thread(target=load) for _ in range(4)]
@@ -153,13 +154,13 @@ def test_one_copy_per_generation_shared_by_threads(sample_db, embedder):
     for t in threads:
         t.join()
     assert len(results) == 4 and all(r is results[0] for r in results)
-    with Store(sample_db) as store:
+    with open_store(sample_db) as store:
         assert len([k for k in vector_index._copies if k[0] == store.identity]) == 1
 
 
 def test_chunk_ids_are_never_reused(tmp_path, knowledge_copy, embedder):
     settings = make_settings(tmp_path, knowledge_dir=knowledge_copy)
-    with Store(settings.db_path) as store:
+    with open_store(settings.db_path) as store:
         index_folder(store, embedder, settings)
         gen = store.active_generation()
         last = int(store.chunk_ids(gen).max())
@@ -178,7 +179,7 @@ def test_migration_keeps_chunks_of_an_existing_database(tmp_path, embedder):
     from bot.chunking import Chunk
 
     path = tmp_path / "old.sqlite3"
-    with Store(path, stop_before="m004_vector_sync") as old:
+    with SqliteStore(path, stop_before="m004_vector_sync") as old:
         gen = old.create_generation(embedder.model, embedder.dim, "knowledge")
         doc = old.conn.execute(
             "INSERT INTO documents (generation, path, sha256, size, mtime, title, indexed_at) "
@@ -187,10 +188,10 @@ def test_migration_keeps_chunks_of_an_existing_database(tmp_path, embedder):
         chunk_id = old.conn.execute(
             "INSERT INTO chunks (document_id, generation, ordinal, heading, text, start_line, end_line) "
             "VALUES (?, ?, 0, ?, ?, 1, 2)", (doc, gen.id, chunk.heading, chunk.text)).lastrowid
-        old.conn.execute(f"INSERT INTO {gen.vec_table} (chunk_id, embedding) VALUES (?, ?)",
+        old.conn.execute(f"INSERT INTO {vec_table(gen.id)} (chunk_id, embedding) VALUES (?, ?)",
                          (chunk_id, embedder.embed([chunk.text])[0].tobytes()))
         old.activate(gen)
-    with Store(path) as store:
+    with open_store(path) as store:
         (sql,) = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'chunks'").fetchone()
         assert "AUTOINCREMENT" in sql and store.vectors_version(gen) == 0
         assert nearest(store, gen, embedder.embed(["lost my badge"])[0], 1)[0][0] == chunk_id

@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.dupes.flag import candidate_text, find_candidates, normalize_text
 from bot.dupes.judge import BIAS, CUT, WEIGHTS, Evidence, evidence, probability
+from bot.dupes.match import find_candidates
+from bot.dupes.normalise import candidate_text, normalize_text
+from bot.dupes.rules import DupRules
 from bot.embeddings import Embedder
 from bot.settings import Settings
 from bot.slack.format import from_slack  # the labelled stream is Slack messages
@@ -67,7 +69,7 @@ def scan_stream(rows: Sequence[dict], store: Store, embedder: Embedder, settings
         ts = f"{STREAM_START + i * 600}.000100"
         by_key[(row["channel"], ts)] = row
         store.messages.record_message(channel=row["channel"], ts=ts, user=row["user"], text=row["text"])
-    _, found = find_candidates(store, embedder, settings, to_plain=from_slack)
+    _, found = find_candidates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack)
     cases = []
     for found_one in found:
         later = normalize_text(found_one.later.text, from_slack)
@@ -78,7 +80,7 @@ def scan_stream(rows: Sequence[dict], store: Store, embedder: Embedder, settings
     seen: set[str] = set()
     repeats = []
     for row in rows:
-        if candidate_text(row["text"], settings, from_slack) is None:
+        if candidate_text(row["text"], DupRules.from_settings(settings), from_slack) is None:
             continue  # too short, emoji or link only: never judged
         if row["group"] in seen:
             repeats.append(row)

@@ -8,7 +8,7 @@ lines for scripts/fit_dupe_judge.py's next training set.
 
 from __future__ import annotations
 
-from bot.messages import Feedback, MessageStore
+from bot.store import Feedback, MessageStore
 
 NOT_SAME_ACTION = "dupe_not_same"
 

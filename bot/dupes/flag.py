@@ -1,373 +1,99 @@
-"""Repeated questions: find a channel message that asks what an earlier one asked.
+"""Flagging the pairs a scan found: a threaded reply and/or a digest, each later message at most once.
 
-Platform-free: a platform's markup is read through the `to_plain` it passes
-in, and its message events arrive as `bot.chat.MessageChange`s (`receive`).
-One scan (`bot.dupes.scan`, over a `bot.chat.ChatPort`):
-
-1. backfill — fetch each watched channel's history since its cursor, so
-   messages posted while the bot was down are seen;
-2. find (this module) — prepare the window's messages not prepared yet (normalise, embed
-   through the embedding cache, keep the vector's cache key on the message;
-   the Slack app does this as messages arrive), then compare each new message
-   with the earlier messages of the window, keep its DUP_CANDIDATES most
-   similar at DUP_THRESHOLD or more, and let the judge (`bot.dupes.judge`) pick
-   the one that asks the same question, if any;
-3. flag — a threaded reply and/or a digest, each later message at most once
-   (`flagged_pairs`), then mark scanned exactly what was handled.
-
-Cost as the window grows: a scan compares only the k new messages with the n
-messages of the window (n ≈ messages a day × DUP_WINDOW_DAYS), never all pairs.
-Each message is normalised and embedded once; a scan reads the window's
-vectors in one join into one float16 matrix (n × 768 bytes for the
-384-dimension model) and compares it 4,096 columns at a time with the new rows
-that can reach them: O(n) to load plus O(k·n·d) to compare, O(n·d) memory; the judge
-reads the words of at most DUP_CANDIDATES pairs per new message.
-Measured on 2 cores (benchmarks/dupes.py): see the README's Performance.
+Each flag is claimed in the store (`flagged_pairs`) before it is posted and the
+claim released if the platform fails, so a later message is flagged at most
+once, ever; what failed for a passing reason is retried by the next scan.
+Everything the platform does goes through a `bot.chat.ChatPort`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from enum import Enum
 
-import numpy as np
-
-from bot.cache import embed_many
-from bot.chat import Deleted, Edited, MessageChange, ToPlain
-from bot.dupes.judge import Verdict, judge
-from bot.embeddings import Embedder
-from bot.messages import Message, WindowRow
-from bot.settings import Settings
-from bot.store import Store, cache_key
+from bot.chat import ChatError, ChatPort, MessageGone
+from bot.dupes.feedback import not_same_button
+from bot.dupes.match import Pair
+from bot.dupes.rules import DupRules
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-DAY = 86400.0
 
-# --- normalisation ------------------------------------------------------------
-
-_CODE_BLOCK = re.compile(r"```(.*?)```", re.DOTALL)
-_INLINE_CODE = re.compile(r"`([^`]*)`")
-_BARE_URL = re.compile(r"\b(?:https?|mailto):\S+")
-_EMOJI = re.compile(r"(?<!\w):[a-z0-9_+'-]+:(?!\w)")  # not the ":15:" of 10:15:30
-_ALNUM = re.compile(r"[^\W_]")  # a letter or digit: what makes a word a word
-_EMPHASIS = re.compile(r"(?<!\w)([*_~])(\S(?:.*?\S)?)\1(?!\w)")
+class Outcome(Enum):
+    FLAGGED = "flagged"
+    RETRY = "retry"  # leave the later message unscanned: the next scan tries again
+    DROP = "drop"  # judged, nothing to post
 
 
-def normalize_text(text: str, to_plain: ToPlain) -> str:
-    """Chat markup to the plain words a person reads, minus what says nothing about the question.
-
-    Code keeps its words, links keep their label (`to_plain`: the platform's
-    links, mentions and entities), mentions and bare URLs go (two people
-    asking the same thing mention different people and links), and so do
-    :emoji: and *bold*/_italic_/~strike~ markers.
-    """
-    text = _CODE_BLOCK.sub(r" \1 ", text)
-    text = _INLINE_CODE.sub(r"\1", text)
-    text = to_plain(text)
-    text = _BARE_URL.sub("", text)
-    text = _EMOJI.sub("", text)
-    text = _EMPHASIS.sub(r"\2", text)
-    return " ".join(text.split())
+def why(pair: Pair) -> str:
+    """What matched, for a person: the words both messages share and their similarity."""
+    about = f"the same question about “{pair.verdict.about}”" if pair.verdict.about else "the same question"
+    return f"{about}, similarity {pair.score:.2f}"
 
 
-def candidate_text(text: str, settings: Settings, to_plain: ToPlain) -> str | None:
-    """The normalised text if the message is worth judging, else None.
-
-    Emoji-only and URL-only messages normalise to nothing; short ones
-    ("thanks!", "standup in 5") repeat all the time without being questions.
-    """
-    plain = normalize_text(text, to_plain)
-    words = sum(1 for word in plain.split() if _ALNUM.search(word))
-    if words == 0 or words < settings.dup_min_words or len(plain) < settings.dup_min_chars:
-        return None
-    return plain
+def reply_text(earlier_link: str, pair: Pair) -> str:
+    return f"This looks like <{earlier_link}>: {why(pair)}"
 
 
-# --- finding --------------------------------------------------------------------
+def reply_blocks(earlier_link: str, pair: Pair) -> list[dict[str, object]]:
+    """The threaded flag: its text, and a button for saying it is wrong (`bot.dupes.feedback`)."""
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": reply_text(earlier_link, pair)}},
+            not_same_button(pair.later.channel, pair.later.ts)]
 
 
-@dataclass(frozen=True)
-class Pair:
-    """A later message that repeats an earlier one: their cosine similarity and the judge's verdict."""
-
-    earlier: Message
-    later: Message
-    score: float
-    verdict: Verdict
-
-    def as_dict(self) -> dict[str, object]:
-        def side(m: Message) -> dict[str, str]:
-            return {"channel": m.channel, "ts": m.ts, "text": m.text}
-
-        return {"earlier": side(self.earlier), "later": side(self.later), "score": round(self.score, 4),
-                "judge": self.verdict.as_dict()}
+def _failed(store: Store, chat: ChatPort, pair: Pair, error: ChatError, what: str, channel: str) -> Outcome:
+    """Undo the claim of a flag that failed to post, log why, and say whether to try again."""
+    store.messages.release_flags([(pair.later, pair.earlier)])
+    log.warning("dupes %s failed channel=%s error=%s", what, channel, error.code)
+    return Outcome.RETRY if chat.is_transient(error) else Outcome.DROP
 
 
-@dataclass
-class Findings:
-    """What one scan judged: its pairs, and every new message it looked at."""
-
-    pairs: list[Pair] = field(default_factory=list)
-    examined: list[Message] = field(default_factory=list)
-
-
-def prepared_as(embedder: Embedder, settings: Settings) -> str:
-    """What a message's preparation depends on: the model and the candidate rules."""
-    return f"{embedder.model} words>={settings.dup_min_words} chars>={settings.dup_min_chars}"
-
-
-# Messages normalised, embedded and recorded at a time: memory stays flat on a
-# first scan of a long backfill.
-PREPARE_BATCH = 5000
-
-
-def prepare_messages(
-    store: Store, embedder: Embedder, settings: Settings, messages: Iterable[Message], *, to_plain: ToPlain
-) -> None:
-    """Normalise and embed messages for the scan, once: each keeps its vector's cache key.
-
-    Run by the scan for whatever it finds unprepared, and by the Slack app as
-    messages arrive, so a scan rarely waits for the model. Batches of
-    PREPARE_BATCH keep memory flat on a first scan of a long backfill.
-    """
-    messages = list(messages)
-    label = prepared_as(embedder, settings)
-    for start in range(0, len(messages), PREPARE_BATCH):
-        batch = messages[start : start + PREPARE_BATCH]
-        texts = [candidate_text(m.text, settings, to_plain) for m in batch]
-        # a long message is judged by its opening (the model's window): where a question usually is
-        embed_many(embedder, store, [t for t in texts if t is not None], truncate=True)
-        keys = [cache_key(embedder.model, t) if t is not None else None for t in texts]
-        store.messages.set_prepared(zip(batch, keys), label)
-
-
-def receive(store: Store, embedder: Embedder, settings: Settings, change: MessageChange, *, to_plain: ToPlain) -> None:
-    """Apply a message event: a post is kept, an edit replaces the text, a deletion hides the message.
-
-    A new text is prepared at once, so a scan rarely waits for the model; best
-    effort: the message is stored already, and a scan prepares whatever this missed.
-    """
-    if isinstance(change, Deleted):
-        store.messages.delete_message(channel=change.channel, ts=change.ts)
-        return
-    if isinstance(change, Edited):
-        store.messages.edit_message(channel=change.channel, ts=change.ts, text=change.text)
-        channel, ts = change.channel, change.ts
-    else:
-        store.messages.record_messages([change.message])
-        channel, ts = change.message.channel, change.message.ts
-    message = store.messages.get_message(channel, ts)
-    if message is None:
-        return
+def _flag_one(store: Store, chat: ChatPort, rules: DupRules, pair: Pair) -> Outcome:
+    """Claim, then post the threaded reply (if asked for); undo the claim if the platform fails."""
+    later, earlier = pair.later, pair.earlier
+    if store.messages.get_message(earlier.channel, earlier.ts) is None:
+        return Outcome.RETRY  # the earlier twin was deleted meanwhile: judge again without it
+    if not store.messages.claim_flag(later, earlier, pair.score, rules.action):
+        return Outcome.DROP
     try:
-        prepare_messages(store, embedder, settings, [message], to_plain=to_plain)
-    except Exception as exc:  # noqa: BLE001 - e.g. the embeddings API down: the scan retries
-        log.warning("dupes: preparing a message on arrival failed (%s); the next scan will", type(exc).__name__)
+        link = chat.permalink(earlier.channel, earlier.ts)
+    except MessageGone:  # deleted while we were down
+        store.messages.release_flags([(later, earlier)])
+        store.messages.delete_message(channel=earlier.channel, ts=earlier.ts)
+        return Outcome.RETRY
+    except ChatError as exc:
+        return _failed(store, chat, pair, exc, "permalink", earlier.channel)
+    if rules.action == "digest":
+        return Outcome.FLAGGED
+    try:
+        chat.reply_in_thread(later.channel, later.thread_ts or later.ts, reply_text(link, pair),
+                             reply_blocks(link, pair))
+    except ChatError as exc:
+        return _failed(store, chat, pair, exc, "reply", later.channel)
+    return Outcome.FLAGGED
 
 
-@dataclass(frozen=True)
-class Window:
-    """The messages a scan compares, oldest first, with their vectors as one float16 matrix.
-
-    Half precision halves the scan's memory (100,000 messages: 74 MB, not 147)
-    and moves a similarity by at most 0.001 (2 × 2^-11; 0.0001 measured).
-    """
-
-    rows: list[WindowRow]
-    vectors: np.ndarray
+def digest_text(chat: ChatPort, pairs: list[Pair]) -> str:
+    lines = [f"Possible repeated questions ({len(pairs)}):"]
+    for pair in pairs:
+        later = chat.permalink(pair.later.channel, pair.later.ts)
+        earlier = chat.permalink(pair.earlier.channel, pair.earlier.ts)
+        lines.append(f"• <{later}|This message> looks like <{earlier}|an earlier one>: {why(pair)}")
+    return "\n".join(lines)
 
 
-# Rows converted to float16 at a time while a window is read, and columns
-# compared at a time (widened back to float32 for the product).
-WINDOW_CHUNK = 4096
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """A new message and the earlier ones most like it (DUP_THRESHOLD or above), best first."""
-
-    later: Message
-    earlier: list[tuple[Message, float]]
-
-
-def find_candidates(
-    store: Store, embedder: Embedder, settings: Settings, channels: Collection[str] | None = None, *,
-    to_plain: ToPlain,
-) -> tuple[list[Message], list[Candidates]]:
-    """The unscanned messages, and for each that has any, its DUP_CANDIDATES best earlier matches.
-
-    Stage one of the scan: vector similarity alone, at a threshold loose
-    enough to reach honest rewordings; the judge (`bot.dupes.judge`) decides.
-    """
-    new = store.messages.unscanned_messages(channels)
-    if not new:
-        return [], []
-    start, end = new[0].posted_at - settings.dup_window_days * DAY, new[-1].posted_at
-    label = prepared_as(embedder, settings)
-    prepare_messages(store, embedder, settings, store.messages.unprepared_messages(start, end, label, channels),
-                     to_plain=to_plain)
-    window = _window(store, embedder, settings, store.messages.prepared_window(start, end, label, channels), to_plain)
-    flagged = store.messages.flagged_laters()
-    by_key = {(m.channel, m.ts): m for m in new}
-    judge = [i for i, r in enumerate(window.rows) if (r.channel, r.ts) in by_key and (r.channel, r.ts) not in flagged]
-    found = []
-    for i, matches in _top_earlier(window, judge, settings):
-        earlier = [(message, score) for j, score in matches
-                   if (message := store.messages.get_message(window.rows[j].channel, window.rows[j].ts)) is not None]
-        if earlier:
-            found.append(Candidates(by_key[(window.rows[i].channel, window.rows[i].ts)], earlier))
-    return new, found
-
-
-def find_duplicates(
-    store: Store, embedder: Embedder, settings: Settings, channels: Collection[str] | None = None, *,
-    to_plain: ToPlain,
-) -> Findings:
-    """Pair each unscanned message with the earlier one the judge is surest asks the same thing.
-
-    Writes nothing but the messages' preparation and the embedding cache, so it
-    is also the dry run.
-    """
-    new, found = find_candidates(store, embedder, settings, channels, to_plain=to_plain)
-    return Findings([pair for candidates in found if (pair := judged_pair(candidates, to_plain)) is not None], new)
-
-
-def judged_pair(candidates: Candidates, to_plain: ToPlain) -> Pair | None:
-    """The candidate the judge most believes is the same question, or None if it believes none."""
-    later = candidates.later
-    best: Pair | None = None
-    for earlier, score in candidates.earlier:
-        verdict = judge(normalize_text(later.text, to_plain), normalize_text(earlier.text, to_plain), score)
-        if verdict.same and (best is None or verdict.probability > best.verdict.probability):
-            best = Pair(earlier, later, score, verdict)
-    return best
-
-
-def _window(
-    store: Store, embedder: Embedder, settings: Settings, prepared: Iterable[tuple[WindowRow, bytes | None]],
-    to_plain: ToPlain,
-) -> Window:
-    """The prepared rows and their vectors as one matrix; vectors deleted from the cache are embedded again."""
-    rows: list[WindowRow] = []
-    matrix = bytearray()
-    pending: list[bytes] = []
-    lost: list[Message] = []
-    for row, vector in prepared:
-        if vector is not None:
-            rows.append(row)
-            pending.append(vector)
-            if len(pending) == WINDOW_CHUNK:
-                matrix += _half(pending)
-                pending = []
-        elif (message := store.messages.get_message(row.channel, row.ts)) is not None:
-            lost.append(message)
-    matrix += _half(pending)
-    vectors = np.frombuffer(matrix, dtype=np.float16).reshape(len(rows), embedder.dim)
-    if not lost:
-        return Window(rows, vectors)
-    log.warning("dupes: %d message vectors missing from the embedding cache: embedding them again", len(lost))
-    texts = {m: t for m in lost if (t := candidate_text(m.text, settings, to_plain)) is not None}
-    rows += [WindowRow(m.channel, m.ts, m.thread_ts, m.user, m.posted_at) for m in texts]
-    again = embed_many(embedder, store, list(texts.values()), truncate=True)
-    vectors = np.vstack([vectors, again.astype(np.float16)])
-    order = sorted(range(len(rows)), key=lambda i: (rows[i].posted_at, rows[i].ts))
-    return Window([rows[i] for i in order], vectors[order])
-
-
-def _half(blobs: list[bytes]) -> bytes:
-    """float32 vector blobs as one run of float16 bytes."""
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).astype(np.float16).tobytes()
-
-
-def _top_earlier(window: Window, judge: list[int], settings: Settings) -> Iterable[tuple[int, list[tuple[int, float]]]]:
-    """(row, [(earlier row, similarity), ...] best first) for each row in `judge` (ascending) with a match.
-
-    A match is an earlier row at or above DUP_THRESHOLD; each row keeps its
-    DUP_CANDIDATES best, for the judge to choose from (a look-alike may score
-    above the true repeat). Earlier means before in posting order, within the
-    window, outside the row's own thread, and — when DUP_SAME_AUTHOR_MINUTES > 0
-    — not the same author re-posting within that many minutes. The window is
-    compared WINDOW_CHUNK columns at a time, each chunk only with the judged
-    rows that can reach it; only scores above a row's current k-th best are kept.
-    """
-    if not judge:
-        return
-    posted = np.array([r.posted_at for r in window.rows])
-    family = _codes([(r.channel, r.thread_ts or r.ts) for r in window.rows])
-    author = _codes([r.user for r in window.rows])
-    span = settings.dup_window_days * DAY
-    same_author = settings.dup_same_author_minutes * 60.0
-    rows = np.array(judge)
-    questions = window.vectors[rows].astype(np.float32)
-    kept = _Kept.empty(len(rows), settings.dup_threshold, settings.dup_candidates)
-    for lo in range(0, int(rows[-1]), WINDOW_CHUNK):
-        hi = min(lo + WINDOW_CHUNK, int(rows[-1]))
-        # the judged rows after the chunk's start whose window reaches back into it
-        a = int(np.searchsorted(rows, lo, side="right"))
-        b = int(np.searchsorted(posted[rows], posted[hi - 1] + span, side="right"))
-        if a >= b:
-            continue
-        r = rows[a:b]
-        allowed = np.arange(lo, hi)[None, :] < r[:, None]
-        allowed &= posted[None, lo:hi] >= posted[r, None] - span
-        allowed &= family[None, lo:hi] != family[r, None]
-        if same_author > 0:
-            allowed &= ~((author[None, lo:hi] == author[r, None])
-                         & (posted[None, lo:hi] >= posted[r, None] - same_author))
-        scores = questions[a:b] @ window.vectors[lo:hi].astype(np.float32).T
-        np.copyto(scores, -np.inf, where=~allowed)
-        floor = kept.floor[a:b]
-        reached = np.flatnonzero(scores.max(axis=1) >= floor)  # most rows reach nothing in most chunks
-        hit_row, hit_column = np.nonzero(scores[reached] >= floor[reached, None])
-        kept.add(a + reached[hit_row], lo + hit_column, scores[reached[hit_row], hit_column])
-    for i, matches in kept.by_row():
-        yield int(rows[i]), matches
-
-
-@dataclass
-class _Kept:
-    """Each judged row's best matches so far: parallel arrays, at most k per row.
-
-    `floor` is the score a new match must reach: DUP_THRESHOLD, or the row's
-    k-th best once it has k, so a chunk's few high scores are all that is kept.
-    """
-
-    row: np.ndarray
-    column: np.ndarray
-    score: np.ndarray
-    floor: np.ndarray
-    k: int
-
-    @classmethod
-    def empty(cls, rows: int, threshold: float, k: int) -> _Kept:
-        none = np.empty(0, dtype=np.int64)
-        return cls(none, none, np.empty(0, dtype=np.float32), np.full(rows, threshold, dtype=np.float32), k)
-
-    def add(self, row: np.ndarray, column: np.ndarray, score: np.ndarray) -> None:
-        if not len(row):
-            return
-        row, column = np.concatenate([self.row, row]), np.concatenate([self.column, column])
-        score = np.concatenate([self.score, score])
-        order = np.lexsort((-score, row))
-        row, column, score = row[order], column[order], score[order]
-        starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-        rank = np.arange(len(row)) - np.repeat(starts, np.diff(np.r_[starts, len(row)]))
-        last = rank == self.k - 1
-        self.floor[row[last]] = np.maximum(self.floor[row[last]], score[last])
-        keep = rank < self.k
-        self.row, self.column, self.score = row[keep], column[keep], score[keep]
-
-    def by_row(self) -> Iterable[tuple[int, list[tuple[int, float]]]]:
-        """(row, [(column, score), ...] best first), rows ascending."""
-        starts = np.flatnonzero(np.r_[True, self.row[1:] != self.row[:-1]]) if len(self.row) else []
-        for lo, hi in zip(starts, [*starts[1:], len(self.row)]):
-            yield int(self.row[lo]), list(zip(self.column[lo:hi].tolist(), self.score[lo:hi].tolist()))
-
-
-def _codes(keys: list[object]) -> np.ndarray:
-    """Small integers standing for `keys`, equal where the keys are equal."""
-    seen: dict[object, int] = {}
-    return np.array([seen.setdefault(key, len(seen)) for key in keys])
+def flag_pairs(store: Store, chat: ChatPort, rules: DupRules, pairs: list[Pair]) -> dict[Pair, Outcome]:
+    """Post what DUP_ACTION asks for, each later message at most once, ever."""
+    outcomes = {pair: _flag_one(store, chat, rules, pair) for pair in pairs}
+    flagged = [p for p, outcome in outcomes.items() if outcome is Outcome.FLAGGED]
+    if rules.action == "thread" or not flagged:
+        return outcomes
+    try:
+        chat.post(rules.report_channel, digest_text(chat, flagged))
+    except ChatError as exc:
+        log.warning("dupes digest failed channel=%s error=%s", rules.report_channel, exc.code)
+        if rules.action == "digest":  # nothing reached anyone: try these again next scan
+            store.messages.release_flags((p.later, p.earlier) for p in flagged)
+            outcomes.update(dict.fromkeys(flagged, Outcome.RETRY))
+    return outcomes

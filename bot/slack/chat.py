@@ -15,8 +15,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.chat import ChatError, Deleted, Edited, History, MessageChange, MessageGone, Posted
-from bot.messages import Message
 from bot.slack.format import from_slack
+from bot.store import Message
 
 HISTORY_PAGE = 200  # messages per conversations.history call (Slack allows up to 999; 200 is its advice)
 

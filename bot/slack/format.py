@@ -5,8 +5,9 @@ characters, caps a section's text at 3,000 characters and a message at 50
 blocks. Everything here turns search results and status lines into messages
 that respect those rules, so the listeners only route.
 
-A message is a dict of `chat.postMessage` / `respond()` arguments: `text` (the
-notification fallback) and `blocks`.
+A `Reply` is a dict of `chat.postMessage` / `respond()` arguments: `text` (the
+notification fallback) and `blocks`. (A chat message people posted is a
+`bot.store.Message`.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from bot.search import MAX_QUERY_CHARS, Hit, SearchResult
 
-Message = dict[str, Any]
+Reply = dict[str, Any]
 Block = dict[str, Any]
 
 SECTION_LIMIT = 3000  # Slack's cap on a section's text
@@ -163,13 +164,13 @@ def _context(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}]}
 
 
-def _message(blocks: Sequence[Block], fallback: str) -> Message:
+def _reply(blocks: Sequence[Block], fallback: str) -> Reply:
     return {"text": trim(fallback, FALLBACK_CHARS), "blocks": list(blocks)}
 
 
-def text_message(mrkdwn: str) -> Message:
+def text_message(mrkdwn: str) -> Reply:
     """A one-section message; `mrkdwn` is already Slack-formatted."""
-    return _message([_section(mrkdwn)], mrkdwn)
+    return _reply([_section(mrkdwn)], mrkdwn)
 
 
 def _in_bold(text: str) -> str:
@@ -207,7 +208,7 @@ def hit_block(rank: int, hit: Hit) -> Block:
     return _section(f"{header}\n{excerpt}{also}" if excerpt else header + also)
 
 
-def answer_message(result: SearchResult, *, asker: str | None = None, shareable: bool = False) -> Message:
+def answer_message(result: SearchResult, *, asker: str | None = None, shareable: bool = False) -> Reply:
     """The answer to a question: the question, then each passage with its score and source.
 
     `asker` (a user id) makes it a public answer ("<@U123> asked: …");
@@ -251,10 +252,10 @@ def answer_message(result: SearchResult, *, asker: str | None = None, shareable:
     # the notification text is rendered and notifies like the blocks: the question is escaped here too
     opening = f"<@{asker}> asked: " if asker else "Answer to: "
     fallback = opening + fit(result.query, FALLBACK_CHARS - len(opening), escape)
-    return _message([*top, *passages, *bottom], fallback)
+    return _reply([*top, *passages, *bottom], fallback)
 
 
-def usage_message(command: str, bot_user_id: str | None = None) -> Message:
+def usage_message(command: str, bot_user_id: str | None = None) -> Reply:
     """How to use the bot; shown for an empty question or `help`."""
     me = f"<@{bot_user_id}>" if bot_user_id else "the bot"
     return text_message(
@@ -267,12 +268,12 @@ def usage_message(command: str, bot_user_id: str | None = None) -> Message:
     )
 
 
-def problem_message(reason: str) -> Message:
+def problem_message(reason: str) -> Reply:
     """A `KbError` explained: its message is written for people."""
     return text_message(f":warning: {escape(reason[:1].upper() + reason[1:])}")
 
 
-def apology_message(error_id: str) -> Message:
+def apology_message(error_id: str) -> Reply:
     """An unexpected failure: a short apology, with an id that finds the details in the log."""
     return text_message(
         f":warning: Sorry, something went wrong on my side. Error id `{escape(error_id)}`: "
@@ -280,34 +281,34 @@ def apology_message(error_id: str) -> Message:
     )
 
 
-def busy_message() -> Message:
+def busy_message() -> Reply:
     """Too many questions at once: said at once, rather than answering a minute late."""
     return text_message(":hourglass: I'm busy with other questions right now: please try again in a moment.")
 
 
-def not_in_channel_message(command: str) -> Message:
+def not_in_channel_message(command: str) -> Reply:
     return text_message(
         "I can't post in this channel because I'm not a member. "
         f"Invite me with `/invite` and share again, or keep using `{command}` privately."
     )
 
 
-def reindex_refused_message() -> Message:
+def reindex_refused_message() -> Reply:
     return text_message(
         "Sorry, only kb-bot admins can re-index the knowledge folder. "
         "Ask one of them, or ask me a question instead."
     )
 
 
-def reindex_started_message() -> Message:
+def reindex_started_message() -> Reply:
     return text_message(
         ":arrows_counterclockwise: Re-indexing the knowledge folder (only changed files). "
         "I'll post the summary here when it's done."
     )
 
 
-def reindex_done_message(summary: str) -> Message:
+def reindex_done_message(summary: str) -> Reply:
     """The indexer's report in a code block, trimmed to one section."""
     head = ":white_check_mark: *Re-index finished.*\n"
     body = fit(summary, SECTION_LIMIT - len(head), lambda s: "```" + escape(s) + "```")
-    return _message([_section(head + body)], "Re-index finished.")
+    return _reply([_section(head + body)], "Re-index finished.")

@@ -21,16 +21,20 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import sqlite_vec
 
 from bot.errors import DatabaseError
 
+if TYPE_CHECKING:
+    import sqlean
+
 log = logging.getLogger(__name__)
 _savepoint_ids = itertools.count(1)
 
-Connection = Any  # sqlite3.Connection or sqlean.Connection: the same DB-API surface
+# Whichever driver `sqlite_module()` picked: both have the same DB-API surface.
+Connection: TypeAlias = "sqlite3.Connection | sqlean.Connection"
 
 
 def _stdlib_can_load_extensions() -> bool:

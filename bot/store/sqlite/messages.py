@@ -1,16 +1,16 @@
 """The SQL of the duplicate scan's state: channel messages, Slack event ids, backfill cursors, flags, feedback.
 
-`SqliteMessageStore` implements `bot.messages.MessageStore` over a `Store`'s
-connection (`Store.messages`); the rest of the code speaks to that protocol,
-so another database can implement it without touching the scan.
+`SqliteMessageStore` implements `bot.store.MessageStore` over a `SqliteStore`'s
+connections (`SqliteStore.messages`); the rest of the code speaks to that
+protocol, so another database can implement it without touching the scan.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
-from bot.messages import Feedback, Message, WindowRow
+from bot.store.records import Feedback, Message, WindowRow
 from bot.store.sqlite.db import Connection, transaction
 
 _COLUMNS = "channel, ts, thread_ts, user, text, posted_at"
@@ -27,10 +27,14 @@ def _in_channels(channels: Collection[str] | None, column: str = "channel") -> t
 
 
 class SqliteMessageStore:
-    """The messages tables of one SQLite connection."""
+    """The messages tables of one SQLite file, on the calling thread's connection."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self, connection: Callable[[], Connection]) -> None:
+        self._connection = connection
+
+    @property
+    def conn(self) -> Connection:
+        return self._connection()
 
     # --- messages ---------------------------------------------------------
 

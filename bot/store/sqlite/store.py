@@ -1,86 +1,63 @@
 """The SQLite file: documents, chunks, vectors, the embedding cache, bot state.
 
-`Store` owns the connection. Vectors live in one sqlite-vec `vec0` table per
-*generation*, beside one FTS5 keyword table (`bot.store.sqlite.fts`); a generation
-belongs to one embedding model, so vectors of different models never meet. A
-model change builds a new generation beside the active one and swaps them in
-one transaction.
+`SqliteStore` implements `bot.store.Store` over one file. Vectors live in one
+sqlite-vec `vec0` table per generation (`vec_table`), beside one FTS5 keyword
+table (`bot.store.sqlite.fts`); both are named from the generation's id here
+and nowhere else. A model change builds a new generation beside the active
+one and swaps them in one transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bot.chunking import Chunk
 from bot.errors import DatabaseError, EmbeddingError
+from bot.store.records import ChunkRow, DocumentRecord, Generation, cache_key
 from bot.store.sqlite import fts
 from bot.store.sqlite.db import Connection, connect, read_snapshot, sqlite_description, transaction
 from bot.store.sqlite.messages import SqliteMessageStore
 from bot.store.sqlite.migrations import SCHEMA_VERSION, migrate
 
 
-@dataclass(frozen=True)
-class Generation:
-    id: int
-    model: str
-    dim: int
-    status: str
-    knowledge_dir: str
-
-    @property
-    def vec_table(self) -> str:
-        return f"vec_chunks_{self.id}"
-
-    @property
-    def keyword_table(self) -> str:
-        return fts.table_name(self.id)
+def vec_table(generation_id: int) -> str:
+    """The sqlite-vec table holding a generation's vectors (rowid-free: `chunk_id` is its key)."""
+    return f"vec_chunks_{generation_id}"
 
 
-@dataclass(frozen=True)
-class DocumentRecord:
-    id: int
-    path: str
-    sha256: str
-    size: int
-    mtime: float
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    id: int
-    path: str
-    title: str | None
-    heading: str | None
-    text: str
-    start_line: int
-    end_line: int
-
-
-def cache_key(model: str, text: str) -> bytes:
-    """The embedding cache key: sha256 of model + '::' + text."""
-    return hashlib.sha256(f"{model}::{text}".encode()).digest()
-
-
-class Store:
-    """One SQLite file. Use as a context manager or call `close()`."""
+class SqliteStore:
+    """One SQLite file (`bot.store.Store`); each thread that uses it gets its own connection."""
 
     def __init__(self, path: str | Path, *, stop_before: str | None = None) -> None:
         """Open `path`, migrated to the newest schema (or up to `stop_before`, see `migrations.migrate`)."""
         self.path = Path(path)
-        self.conn: Connection = connect(path)
+        self.location = str(self.path)
+        self.memo: dict[str, object] = {}
+        self._local = threading.local()
+        self._connections: list[Connection] = []
+        self._connections_lock = threading.Lock()
         migrate(self.conn, stop_before=stop_before)
-        self.messages = SqliteMessageStore(self.conn)
+        self.messages = SqliteMessageStore(lambda: self.conn)
         self.identity = _file_identity(self.path)
 
+    @property
+    def conn(self) -> Connection:
+        """This thread's connection, opened on its first use (a connection must not serve two threads at once)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.path)
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
     def replaced(self) -> bool:
-        """Whether the file at `path` was deleted or replaced since this Store opened it."""
+        """Whether the file at `path` was deleted or replaced since this store opened it."""
         return _file_identity(self.path) != self.identity
 
     def check_file(self) -> None:
@@ -103,14 +80,18 @@ class Store:
         """A block written in one transaction, or not at all (a savepoint when nested; `bot.store.sqlite.db.transaction`)."""
         return transaction(self.conn)
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> SqliteStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
-        self.conn.close()
+        """Close every thread's connection."""
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
 
     # --- embedding cache -------------------------------------------------
 
@@ -173,7 +154,7 @@ class Store:
             )
             gen = Generation(cursor.lastrowid, model, dim, "building", knowledge_dir)
             self.conn.execute(
-                f"CREATE VIRTUAL TABLE {gen.vec_table} USING vec0("
+                f"CREATE VIRTUAL TABLE {vec_table(gen.id)} USING vec0("
                 f"chunk_id INTEGER PRIMARY KEY, embedding float[{dim}] distance_metric=cosine)"
             )
             fts.create_table(self.conn, gen.id)
@@ -210,8 +191,8 @@ class Store:
             with transaction(self.conn):
                 self.conn.execute("DELETE FROM chunks WHERE generation = ?", (gen.id,))
                 self.conn.execute("DELETE FROM documents WHERE generation = ?", (gen.id,))
-                self.conn.execute(f"DROP TABLE IF EXISTS {gen.vec_table}")
-                self.conn.execute(f"DROP TABLE IF EXISTS {gen.keyword_table}")
+                self.conn.execute(f"DROP TABLE IF EXISTS {vec_table(gen.id)}")
+                self.conn.execute(f"DROP TABLE IF EXISTS {fts.table_name(gen.id)}")
                 self.conn.execute("DELETE FROM generations WHERE id = ?", (gen.id,))
 
     # --- documents and chunks --------------------------------------------
@@ -276,11 +257,11 @@ class Store:
                      chunk.start_line, chunk.end_line),
                 ).lastrowid
                 self.conn.execute(
-                    f"INSERT INTO {gen.vec_table} (chunk_id, embedding) VALUES (?, ?)",
+                    f"INSERT INTO {vec_table(gen.id)} (chunk_id, embedding) VALUES (?, ?)",
                     (chunk_id, np.asarray(vector, dtype=np.float32).tobytes()),
                 )
                 self.conn.execute(
-                    f"INSERT INTO {gen.keyword_table} (rowid, title, heading, body) VALUES (?, ?, ?, ?)",
+                    f"INSERT INTO {fts.table_name(gen.id)} (rowid, title, heading, body) VALUES (?, ?, ?, ?)",
                     (chunk_id, title, chunk.heading, chunk.text),
                 )
 
@@ -294,7 +275,7 @@ class Store:
         )
         # vec0 and FTS5 tables have no foreign keys (and vec0 fails INSERT OR
         # REPLACE): delete their rows first.
-        for table, key in ((gen.vec_table, "chunk_id"), (gen.keyword_table, "rowid")):
+        for table, key in ((vec_table(gen.id), "chunk_id"), (fts.table_name(gen.id), "rowid")):
             self.conn.execute(
                 f"DELETE FROM {table} WHERE {key} IN ("
                 "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
@@ -326,7 +307,7 @@ class Store:
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(chunk ids, float32 vectors) of the chunks in `ids`, or of all of them, `page` rows at a time."""
         if ids is None:
-            cursor = self.conn.execute(f"SELECT chunk_id, embedding FROM {gen.vec_table}")
+            cursor = self.conn.execute(f"SELECT chunk_id, embedding FROM {vec_table(gen.id)}")
             while rows := cursor.fetchmany(page):
                 yield _id_vector_arrays(rows, gen.dim)
             return
@@ -334,15 +315,15 @@ class Store:
         for start in range(0, len(wanted), 500):
             part = wanted[start : start + 500]
             rows = self.conn.execute(
-                f"SELECT chunk_id, embedding FROM {gen.vec_table} WHERE chunk_id IN ({','.join('?' * len(part))})",
+                f"SELECT chunk_id, embedding FROM {vec_table(gen.id)} WHERE chunk_id IN ({','.join('?' * len(part))})",
                 part,
             ).fetchall()
             yield _id_vector_arrays(rows, gen.dim)
 
-    def nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The `k` chunks closest to `vector` as (chunk_id, cosine similarity)."""
+    def exact_nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The `k` chunks closest to `vector` by sqlite-vec's exact scan, as (chunk_id, cosine similarity)."""
         rows = self.conn.execute(
-            f"SELECT chunk_id, distance FROM {gen.vec_table} "
+            f"SELECT chunk_id, distance FROM {vec_table(gen.id)} "
             "WHERE embedding MATCH ? AND k = ? ORDER BY distance",
             (np.asarray(vector, dtype=np.float32).tobytes(), k),
         ).fetchall()
@@ -354,9 +335,9 @@ class Store:
         Scores are FTS5's bm25() negated, so higher is better; a query's BM25 is
         the sum of its words' (`bot.keyword_index`).
         """
+        table = fts.table_name(gen.id)
         rows = self.conn.execute(
-            f"SELECT rowid, -bm25({gen.keyword_table}) FROM {gen.keyword_table} "
-            f"WHERE {gen.keyword_table} MATCH ? ORDER BY rowid",
+            f"SELECT rowid, -bm25({table}) FROM {table} WHERE {table} MATCH ? ORDER BY rowid",
             (fts.phrase(word),),
         ).fetchall()
         # fromiter: 3 ms for 33,000 rows where np.array(rows) takes 13-20
@@ -388,7 +369,7 @@ class Store:
             docs = count("SELECT count(*) FROM documents WHERE generation = ?", (gen.id,)).fetchone()[0]
             chunks = count("SELECT count(*) FROM chunks WHERE generation = ?", (gen.id,)).fetchone()[0]
         return {
-            "db": str(self.path),
+            "db": self.location,
             "db_bytes": _file_size(self.path),
             "model": gen.model if gen else None,
             "dim": gen.dim if gen else None,

@@ -1,0 +1,30 @@
+"""The Bolt listeners, one module per request kind; `register` wires them to an app and its `Services`.
+
+Every listener acks at once in the request thread (Slack waits 3 s at most) and
+does its work on the listener pool (a lazy listener, or for /ask the bounded
+`AskQueue`), so neither a slow search nor a busy pool can delay an ack; /ask
+with no question gets its usage in the ack itself.
+
+Adding a listener: a module here with a module-level function (its first
+arguments given by `bound`, the rest injected by Bolt by name), plus one line below.
+"""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.dupes.feedback import NOT_SAME_ACTION
+from bot.services import Services
+from bot.slack import format as fmt
+from bot.slack.listeners import ask, mention, messages, not_same, share
+from bot.slack.listeners.ask import Admission
+from bot.slack.listeners.common import ack_only, bound, logged
+
+
+def register(app: App, services: Services, asks: Admission) -> None:
+    """Route /ask, its buttons, mentions and channel messages of `app` to the listener modules."""
+    app.command(services.settings.ask_command)(bound(ask.take_command, services, asks))
+    app.action(fmt.SHARE_ACTION)(ack=ack_only, lazy=[bound(share.share_answer, services)])
+    app.action(NOT_SAME_ACTION)(ack=ack_only, lazy=[bound(not_same.not_same, services)])
+    app.event("app_mention")(ack=ack_only, lazy=[bound(mention.answer_mention, services)])
+    app.event("message")(ack=ack_only, lazy=[logged(bound(messages.store_message, services))])

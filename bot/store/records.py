@@ -1,0 +1,103 @@
+"""The records a store reads and writes, whatever database keeps them.
+
+Plain frozen dataclasses with no database names in them (no table, no
+column), so the rest of kb-bot and every backend share one vocabulary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One embedding model's index: its documents, chunks, vectors and keyword index.
+
+    Vectors of different models never meet: a model change builds a new
+    generation beside the active one (`status` 'building'), then swaps them.
+    `status` is 'building', 'active' or 'retired'; `knowledge_dir` is the folder
+    it was built from. `id`s increase and are never reused.
+    """
+
+    id: int
+    model: str
+    dim: int
+    status: str
+    knowledge_dir: str
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """A file as the index last saw it: what an incremental run compares the folder with."""
+
+    id: int
+    path: str
+    sha256: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored passage with its file's path and title, as search shows it."""
+
+    id: int
+    path: str
+    title: str | None
+    heading: str | None
+    text: str
+    start_line: int
+    end_line: int
+
+
+def cache_key(model: str, text: str) -> bytes:
+    """The embedding cache key: sha256 of model + '::' + text."""
+    return hashlib.sha256(f"{model}::{text}".encode()).digest()
+
+
+@dataclass(frozen=True)
+class Message:
+    """A channel message as the duplicate scan sees it (`posted_at`: seconds since the epoch)."""
+
+    channel: str
+    ts: str
+    thread_ts: str | None
+    user: str | None
+    text: str
+    posted_at: float
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    """A prepared message worth judging: what a scan compares it by."""
+
+    channel: str
+    ts: str
+    thread_ts: str | None
+    user: str | None
+    posted_at: float
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A flagged pair someone said is not the same question (`bot.dupes.feedback`)."""
+
+    later_channel: str
+    later_ts: str
+    earlier_channel: str
+    earlier_ts: str
+    later_text: str
+    earlier_text: str
+    score: float
+    reported_by: str
+    reported_at: float
+
+    def as_dict(self) -> dict[str, object]:
+        """One training row: the pair, labelled not the same question."""
+        return {
+            "later": {"channel": self.later_channel, "ts": self.later_ts, "text": self.later_text},
+            "earlier": {"channel": self.earlier_channel, "ts": self.earlier_ts, "text": self.earlier_text},
+            "score": round(self.score, 4), "same": False,
+            "reported_by": self.reported_by, "reported_at": self.reported_at,
+        }
