@@ -419,9 +419,9 @@ def store_group() -> None:
 @user_errors
 def store_copy_cmd(src: str, dst: str) -> None:
     """Copy the index, embedding cache and Slack state from SRC to DST (paths or postgresql:// URLs); resumable."""
-    from bot.store.postgres.copy import copy_store, open_location  # needs the `postgres` extra
+    from bot.store.postgres.copy import copy_store  # needs the `postgres` extra
 
-    with open_location(src) as source, open_location(dst) as target:
+    with open_store(src) as source, open_store(dst) as target:
         report = copy_store(source, target, progress=lambda line: click.echo(line, err=True))
     click.echo(f"Copied {report.documents_copied} document(s), {report.documents_already_there} already there; "
                f"counts and {report.vectors_checked} sampled vectors match.")

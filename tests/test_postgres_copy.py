@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.messages import Message
 from bot.search import search
-from bot.store import Store
+from bot.store import Message
+from bot.store.sqlite.store import SqliteStore
 from tests.pg_server import postgres_server_fixture, postgres_url_fixture  # noqa: F401
 
 
@@ -26,7 +26,7 @@ def test_copy_to_postgresql_and_back_keeps_index_cache_and_slack_state(
     shutil.copy(sample_db, source)
     later = Message("C1", "200.0", None, "U2", "how do I reset the vpn?", 200.0)
     earlier = Message("C1", "100.0", None, "U1", "how to reset vpn password", 100.0)
-    with Store(source) as store:
+    with SqliteStore(source) as store:
         store.messages.record_messages([earlier, later])
         store.messages.delete_message(channel="C1", ts="100.0")
         store.messages.set_channel_cursor("C1", "200.0")
@@ -56,7 +56,7 @@ def test_copy_to_postgresql_and_back_keeps_index_cache_and_slack_state(
     back = tmp_path / "back.sqlite3"
     home = kb_bot("store", "copy", postgres_url, str(back))
     assert home.returncode == 0, home.stderr
-    with Store(back) as store:
+    with SqliteStore(back) as store:
         assert store.stats()["chunks"] == expected["chunks"]
         assert store.messages.channel_cursor("C1") == "200.0"
 

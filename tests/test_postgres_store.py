@@ -20,32 +20,18 @@ import pytest
 from bot.errors import LockHeldError
 from bot.indexer import index_folder
 from bot.keyword_index import keyword_scores
-from bot.messages import Message
 from bot.search import search
-from bot.store import Store
+from bot.store import Message, open_store
+from bot.store.sqlite.store import SqliteStore
 from tests.conftest import KNOWLEDGE, make_settings
 from tests.pg_server import postgres_server_fixture, postgres_url_fixture  # noqa: F401
 
 STORES = ["sqlite", "postgresql"]
 
 
-def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path):
-    """A new, empty store of `kind`; its location to open it again."""
-    if kind == "sqlite":
-        location = str(tmp_path / "kb.sqlite3")
-        return Store(location), location
-    from bot.store.postgres import PostgresStore
-
-    location = request.getfixturevalue("postgres_url")
-    return PostgresStore(location), location
-
-
-def reopen(kind: str, location: str):
-    if kind == "sqlite":
-        return Store(location)
-    from bot.store.postgres import PostgresStore
-
-    return PostgresStore(location)
+def new_location(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a new, empty store of `kind` goes (as KB_DB would say)."""
+    return str(tmp_path / "kb.sqlite3") if kind == "sqlite" else request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture(params=STORES)
@@ -57,18 +43,18 @@ def kind(request: pytest.FixtureRequest) -> str:
 def store_and_location(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path, sample_db: Path
 ) -> Iterator[tuple[object, str]]:
-    store, location = open_store(kind, request, tmp_path)
-    with store:
+    location = new_location(kind, request, tmp_path)
+    with open_store(location) as store:
         warm_cache(store, sample_db)
         yield store, location
 
 
 def warm_cache(store, sample_db: Path) -> None:
     """Give `store` the sample index's embedding cache: indexing the sample folder then embeds nothing."""
-    with Store(sample_db) as sample:
+    with SqliteStore(sample_db) as sample:
         rows = [tuple(r) for r in sample.conn.execute("SELECT key, model, dim, vector, created_at FROM embedding_cache")]
     insert = "INSERT INTO embedding_cache (key, model, dim, vector, created_at) VALUES (?, ?, ?, ?, ?)"
-    if isinstance(store, Store):
+    if isinstance(store, SqliteStore):
         with store.atomic():
             store.conn.executemany(insert, rows)
         return
@@ -99,7 +85,7 @@ def test_both_stores_give_the_same_keyword_scores_and_ranking(
     from bot.store.postgres import PostgresStore
 
     settings = make_settings(tmp_path)
-    with Store(settings.db_path) as lite, PostgresStore(postgres_url) as pg:
+    with SqliteStore(settings.db_path) as lite, PostgresStore(postgres_url) as pg:
         warm_cache(lite, sample_db)
         warm_cache(pg, sample_db)
         index_folder(lite, embedder, settings)
@@ -153,7 +139,7 @@ def test_a_full_rebuild_reads_every_vector_from_the_cache(store, embedder, tmp_p
     assert len(store.chunk_ids(gens)) == first.chunks
 
 
-def test_a_flag_is_claimed_once_by_two_replicas_racing(kind, store_and_location) -> None:
+def test_a_flag_is_claimed_once_by_two_replicas_racing(store_and_location) -> None:
     store, location = store_and_location
     later = Message("C1", "200.0", None, "U2", "how do I reset the vpn?", 200.0)
     earlier = Message("C1", "100.0", None, "U1", "how to reset vpn password", 100.0)
@@ -162,7 +148,7 @@ def test_a_flag_is_claimed_once_by_two_replicas_racing(kind, store_and_location)
     won: list[bool] = []
 
     def replica() -> None:
-        with reopen(kind, location) as mine:
+        with open_store(location) as mine:
             barrier.wait()
             won.append(mine.messages.claim_flag(later, earlier, 0.9, "thread"))
 

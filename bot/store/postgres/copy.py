@@ -36,9 +36,6 @@ TABLES = {
 PAGE = 2_000
 SAMPLED_VECTORS = 50
 
-AnyStore = Store | PostgresStore
-
-
 @dataclass
 class CopyReport:
     documents_copied: int = 0
@@ -47,14 +44,7 @@ class CopyReport:
     vectors_checked: int = 0
 
 
-def open_location(location: str) -> AnyStore:
-    """A postgresql:// URL or an SQLite path, opened (the store seam's `open_store` does this once it lands)."""
-    if location.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(location)
-    return Store(location.removeprefix("sqlite:///"))
-
-
-def copy_store(src: AnyStore, dst: AnyStore, progress: Callable[[str], None] = lambda _: None) -> CopyReport:
+def copy_store(src: Store, dst: Store, progress: Callable[[str], None] = lambda _: None) -> CopyReport:
     """Copy `src`'s active index, embedding cache and message state into `dst`, then verify it."""
     report = CopyReport()
     for table, columns in TABLES.items():
@@ -86,7 +76,7 @@ def copy_store(src: AnyStore, dst: AnyStore, progress: Callable[[str], None] = l
     return report
 
 
-def _target(dst: AnyStore, gen: Generation) -> Generation:
+def _target(dst: Store, gen: Generation) -> Generation:
     """Where the copy goes: the generation of the same model a copy (or the index) already built or started."""
     active = dst.active_generation()
     if active and (active.model, active.dim) == (gen.model, gen.dim):
@@ -94,7 +84,7 @@ def _target(dst: AnyStore, gen: Generation) -> Generation:
     return dst.building_generation(gen.model, gen.dim) or dst.create_generation(gen.model, gen.dim, gen.knowledge_dir)
 
 
-def _chunks_by_path(store: AnyStore, gen: Generation) -> dict[str, list[ChunkRow]]:
+def _chunks_by_path(store: Store, gen: Generation) -> dict[str, list[ChunkRow]]:
     rows = store.chunks_by_id(store.chunk_ids(gen).tolist())
     grouped: dict[str, list[ChunkRow]] = {}
     for chunk_id in sorted(rows):  # ids grow with a document's chunk order
@@ -102,14 +92,14 @@ def _chunks_by_path(store: AnyStore, gen: Generation) -> dict[str, list[ChunkRow
     return grouped
 
 
-def _vectors(store: AnyStore, gen: Generation, ids: list[int]) -> np.ndarray:
+def _vectors(store: Store, gen: Generation, ids: list[int]) -> np.ndarray:
     found: dict[int, np.ndarray] = {}
     for page_ids, page in store.vector_pages(gen, np.array(ids, np.int64)):
         found.update(zip(page_ids.tolist(), page))
     return np.array([found[i] for i in ids], np.float32).reshape(len(ids), gen.dim)
 
 
-def _copy_table(src: AnyStore, dst: AnyStore, table: str, columns: tuple[str, ...]) -> int:
+def _copy_table(src: Store, dst: Store, table: str, columns: tuple[str, ...]) -> int:
     names = ", ".join(columns)
     mark = "%s" if isinstance(dst, PostgresStore) else "?"
     insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))}) ON CONFLICT DO NOTHING"
@@ -125,7 +115,7 @@ def _copy_table(src: AnyStore, dst: AnyStore, table: str, columns: tuple[str, ..
     return dst.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def verify(src: AnyStore, dst: AnyStore) -> int:
+def verify(src: Store, dst: Store) -> int:
     """Raise `DatabaseError` unless `dst` holds `src`'s documents, chunks and cache; return the vectors compared."""
     mine, theirs = src.stats(), dst.stats()
     for key in ("model", "dim", "documents", "chunks"):

@@ -1,4 +1,4 @@
-"""The duplicate scan's state in PostgreSQL: `bot.messages.MessageStore` for replicas sharing one database.
+"""The duplicate scan's state in PostgreSQL: `bot.store.MessageStore` for replicas sharing one database.
 
 The same behaviour as `bot.store.sqlite.messages.SqliteMessageStore`; what two
 replicas could race on is decided by a unique constraint, never read-then-write:
@@ -9,12 +9,12 @@ key, an event id likewise.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 import psycopg
 
-from bot.messages import Feedback, Message, WindowRow
 from bot.store.postgres.connection import transaction
+from bot.store.records import Feedback, Message, WindowRow
 
 _COLUMNS = 'channel, ts, thread_ts, "user", text, posted_at'
 _FEEDBACK_COLUMNS = ("later_channel, later_ts, earlier_channel, earlier_ts, later_text, earlier_text, score, "
@@ -28,10 +28,14 @@ def _in_channels(channels: Collection[str] | None, column: str = "channel") -> t
 
 
 class PostgresMessageStore:
-    """The messages tables, through one store's connection."""
+    """The messages tables, on the calling thread's connection of the store."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
+    def __init__(self, connection: Callable[[], psycopg.Connection]) -> None:
+        self._connection = connection
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        return self._connection()
 
     def record_message(
         self, *, channel: str, ts: str, user: str | None, text: str, thread_ts: str | None = None

@@ -10,6 +10,7 @@ where `scan_lease` is held.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -25,7 +26,7 @@ from bot.store.postgres import keywords
 from bot.store.postgres.connection import pool, snapshot, transaction
 from bot.store.postgres.messages import PostgresMessageStore
 from bot.store.postgres.migrations import SCHEMA_VERSION, migrate
-from bot.store.sqlite.store import ChunkRow, DocumentRecord, Generation, cache_key
+from bot.store.records import ChunkRow, DocumentRecord, Generation, cache_key
 
 # Session advisory-lock keys: the re-index lock and the duplicate scan's lease.
 INDEX_LOCK = 0x6B62626F74_02
@@ -34,24 +35,43 @@ DEFAULT_EF_SEARCH = 100
 _GENERATION_COLUMNS = "id, model, dim, status, knowledge_dir"
 
 
+def vec_table(generation_id: int) -> str:
+    """The table of a generation's vectors (chunk id -> vector(dim)), HNSW-indexed once active."""
+    return f"vec_chunks_{generation_id}"
+
+
 class PostgresStore:
-    """One PostgreSQL database, through a pooled connection held until `close()`."""
+    """One PostgreSQL database (`bot.store.Store`); each thread that uses it holds a pooled connection until `close()`."""
 
     def __init__(self, url: str, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
-        """Connect to `url` (postgresql://…) and migrate it to the newest schema."""
+        """Connect to `url` (postgresql://…) and migrate it to the newest schema.
+
+        `ef_search` is pgvector's hnsw.ef_search for `approximate_nearest` (PG_EF_SEARCH).
+        """
         self.url = url
-        self.path = redact(url)  # what messages name: never the password
+        self.location = self.path = redact(url)  # what people see: never the password
+        self.memo: dict[str, object] = {}
         self._pool = pool(url, ef_search)
-        self.conn: psycopg.Connection = self._pool.getconn()
-        try:
-            migrate(self.conn)
-            register_vector(self.conn)
-            system_id = self.conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
-        except BaseException:
-            self._pool.putconn(self.conn)
-            raise
-        self.identity = ("postgresql", system_id, self.conn.info.dbname)
-        self.messages = PostgresMessageStore(self.conn)
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection] = []
+        self._connections_lock = threading.Lock()
+        with self._pool.connection() as conn:
+            migrate(conn)  # first: the connections below need the extension it creates
+        row = self.conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+        self.identity = ("postgresql", row[0], self.conn.info.dbname)
+        self.messages = PostgresMessageStore(lambda: self.conn)
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        """This thread's connection, taken from the pool on its first use."""
+        conn: psycopg.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._pool.getconn()
+            register_vector(conn)
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
 
     def replaced(self) -> bool:
         return False  # a server has no file to swap underneath
@@ -72,9 +92,12 @@ class PostgresStore:
         self.close()
 
     def close(self) -> None:
-        if self.conn is not None:
-            self._pool.putconn(self.conn)
-            self.conn = None  # type: ignore[assignment]
+        """Give every thread's connection back to the pool."""
+        with self._connections_lock:
+            for conn in self._connections:
+                self._pool.putconn(conn)
+            self._connections.clear()
+        self._local = threading.local()
 
     # --- locks across replicas ---------------------------------------------
 
@@ -152,7 +175,7 @@ class PostgresStore:
             ).fetchone()
             gen = Generation(row[0], model, dim, "building", knowledge_dir)
             self.conn.execute(
-                f"CREATE TABLE {gen.vec_table} (chunk_id bigint PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE, "
+                f"CREATE TABLE {vec_table(gen.id)} (chunk_id bigint PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE, "
                 f"embedding vector({int(dim)}) NOT NULL)"
             )
         return gen
@@ -168,7 +191,7 @@ class PostgresStore:
         with transaction(self.conn):
             self.conn.execute("SET LOCAL maintenance_work_mem = '256MB'")  # the graph of ~100k 384-d vectors
             self.conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {gen.vec_table}_hnsw ON {gen.vec_table} "
+                f"CREATE INDEX IF NOT EXISTS {vec_table(gen.id)}_hnsw ON {vec_table(gen.id)} "
                 "USING hnsw (embedding vector_cosine_ops)"
             )
         with transaction(self.conn):
@@ -186,7 +209,7 @@ class PostgresStore:
         ]
         for gen in others:
             with transaction(self.conn):
-                self.conn.execute(f"DROP TABLE IF EXISTS {gen.vec_table}")
+                self.conn.execute(f"DROP TABLE IF EXISTS {vec_table(gen.id)}")
                 self.conn.execute("DELETE FROM postings WHERE generation = %s", (gen.id,))
                 self.conn.execute("DELETE FROM chunks WHERE generation = %s", (gen.id,))
                 self.conn.execute("DELETE FROM documents WHERE generation = %s", (gen.id,))
@@ -252,7 +275,7 @@ class PostgresStore:
         self, gen: Generation, chunk_ids: list[int], vectors: np.ndarray, tokenized: list[keywords.Tokenized]
     ) -> None:
         with self.conn.cursor() as cursor:
-            with cursor.copy(f"COPY {gen.vec_table} (chunk_id, embedding) FROM STDIN") as copy:
+            with cursor.copy(f"COPY {vec_table(gen.id)} (chunk_id, embedding) FROM STDIN") as copy:
                 for chunk_id, vector in zip(chunk_ids, vectors):
                     copy.write_row((chunk_id, np.asarray(vector, dtype=np.float32)))
             with cursor.copy("COPY postings (generation, term, chunk_id, positions) FROM STDIN") as copy:
@@ -300,16 +323,26 @@ class PostgresStore:
         """(chunk ids, float32 vectors) of the chunks in `ids`, or of all of them, `page` rows at a time."""
         where, args = ("", ()) if ids is None else (" WHERE chunk_id = ANY(%s)", ([int(i) for i in ids],))
         with self.conn.cursor() as cursor:
-            cursor.execute(f"SELECT chunk_id, embedding FROM {gen.vec_table}{where}", args)
+            cursor.execute(f"SELECT chunk_id, embedding FROM {vec_table(gen.id)}{where}", args)
             while rows := cursor.fetchmany(page):
                 ids_page = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
                 yield ids_page, np.array([r[1].to_numpy() for r in rows], dtype=np.float32).reshape(len(rows), gen.dim)
 
-    def nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The `k` chunks closest to `vector` as (chunk_id, cosine similarity), through the HNSW index."""
+    def exact_nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The `k` chunks closest to `vector` by a full scan, as (chunk_id, cosine similarity).
+
+        `+ 0` keeps the planner off the HNSW index, whose answer is approximate.
+        """
+        return self._nearest(gen, vector, k, "(embedding <=> %s) + 0")
+
+    def approximate_nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The `k` chunks closest to `vector` through the HNSW index (hnsw.ef_search candidates)."""
+        return self._nearest(gen, vector, k, "embedding <=> %s")
+
+    def _nearest(self, gen: Generation, vector: np.ndarray, k: int, order: str) -> list[tuple[int, float]]:
         rows = self.conn.execute(
-            f"SELECT chunk_id, embedding <=> %s AS distance FROM {gen.vec_table} ORDER BY distance LIMIT %s",
-            (np.asarray(vector, dtype=np.float32), k),
+            f"SELECT chunk_id, embedding <=> %s FROM {vec_table(gen.id)} ORDER BY {order} LIMIT %s",
+            (np.asarray(vector, dtype=np.float32), np.asarray(vector, dtype=np.float32), k),
         ).fetchall()
         return [(int(chunk_id), 1.0 - float(distance)) for chunk_id, distance in rows]
 
