@@ -108,6 +108,19 @@ def _scores_by_passage(store, question: str) -> dict[tuple[str, int], float]:
     return {(rows[i].path, rows[i].start_line): s for i, s in zip(found.ids.tolist(), found.scores.tolist())}
 
 
+def test_exact_nearest_is_the_brute_force_answer(store, embedder, tmp_path: Path) -> None:
+    index_folder(store, embedder, make_settings(tmp_path))
+    gen = store.active_generation()
+    ids, vectors = (np.concatenate(part) for part in zip(*store.vector_pages(gen)))
+    for question in ("taxi receipts", "rotate the database password", "parental leave weeks"):
+        query = embedder.embed([question])[0]
+        cosines = vectors @ query
+        best = np.argsort(-cosines)[:10]
+        found = store.exact_nearest(gen, query, 10)
+        assert [chunk for chunk, _ in found] == ids[best].tolist()
+        assert [score for _, score in found] == pytest.approx(cosines[best].tolist(), abs=1e-5)
+
+
 def test_reindex_follows_edits_and_deletions(store, embedder, tmp_path: Path) -> None:
     folder = tmp_path / "knowledge"
     shutil.copytree(KNOWLEDGE, folder)
