@@ -71,7 +71,7 @@ def cli(ctx: click.Context, env_file: str, verbose: bool) -> None:
     configure_logging("INFO" if verbose else "WARNING")
 
 
-db_option = click.option("--db", type=click.Path(path_type=Path), help="SQLite file (default: KB_DB).")
+db_option = click.option("--db", help="SQLite file or postgresql:// URL (default: KB_DB).")
 knowledge_option = click.option(
     "--knowledge", type=click.Path(path_type=Path), help="Knowledge folder (default: KB_KNOWLEDGE_DIR)."
 )

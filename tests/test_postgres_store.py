@@ -302,3 +302,24 @@ def test_a_wrong_password_or_host_is_one_line_without_the_secret(postgres_server
         PostgresStore("postgresql://kb:hunter2@127.0.0.1:1/kb?connect_timeout=1")
     message = str(caught.value)
     assert "hunter2" not in message and "\n" not in message.strip() and "cannot connect" in message
+
+
+def test_the_cli_indexes_and_answers_from_postgresql_by_url(postgres_url: str, sample_db: Path) -> None:
+    import json
+    import os
+
+    from bot.store.postgres import PostgresStore
+
+    with PostgresStore(postgres_url) as store:
+        warm_cache(store, sample_db)
+    env = {**os.environ, "KB_DB": postgres_url, "KB_KNOWLEDGE_DIR": str(KNOWLEDGE)}
+
+    def kb_bot(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bot", *args], env=env, capture_output=True, text=True, timeout=300)
+
+    indexed = kb_bot("index")
+    assert indexed.returncode == 0, indexed.stderr
+    stats = json.loads(kb_bot("stats", "--json").stdout)
+    assert stats["store"] == "postgresql" and stats["server"].startswith("PostgreSQL 18") and stats["chunks"] > 0
+    answer = json.loads(kb_bot("ask", "--json", "how do I get reimbursed for a taxi").stdout)
+    assert answer["hits"][0]["path"] == "hr/expenses.md"

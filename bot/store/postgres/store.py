@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg_pool import ConnectionPool
 
 from bot.chunking import Chunk
 from bot.errors import EmbeddingError, LockHeldError
@@ -101,30 +102,13 @@ class PostgresStore:
 
     # --- locks across replicas ---------------------------------------------
 
-    @contextmanager
-    def index_lock(self) -> Iterator[None]:
-        """Hold the database's re-index lock, or raise `LockHeldError` at once (released if the holder dies)."""
-        with self._advisory(INDEX_LOCK) as held:
-            if not held:
-                raise LockHeldError(f"a re-index of {self.path} is already running (another replica or process)")
-            yield
+    def index_lock(self) -> AbstractContextManager[None]:
+        """Hold the database's re-index lock, or raise `LockHeldError` at once (`index_lock`)."""
+        return index_lock(self.url)
 
-    @contextmanager
-    def scan_lease(self) -> Iterator[bool]:
+    def scan_lease(self) -> AbstractContextManager[bool]:
         """Whether this process leads the duplicate scan for the block; a dead leader's lease ends with its session."""
-        with self._advisory(SCAN_LEASE) as held:
-            yield held
-
-    @contextmanager
-    def _advisory(self, key: int) -> Iterator[bool]:
-        # A connection of its own: the lock lives as long as that session, whatever this store's does.
-        with self._pool.connection() as conn:
-            held = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
-            try:
-                yield held
-            finally:
-                if held:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        return _advisory(self._pool, SCAN_LEASE)
 
     # --- embedding cache -------------------------------------------------
 
@@ -408,3 +392,27 @@ def server_description(conn: psycopg.Connection) -> str:
     vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
     return f"PostgreSQL {version.split()[0]}, pgvector {vector[0] if vector else 'missing'}"
 
+
+@contextmanager
+def index_lock(url: str) -> Iterator[None]:
+    """Hold the re-index lock of the database at `url`, or raise `LockHeldError` at once.
+
+    A session advisory lock: the server lets go of it when the holder's
+    connection ends, a crash or `kill -9` included.
+    """
+    with _advisory(pool(url, DEFAULT_EF_SEARCH), INDEX_LOCK) as held:
+        if not held:
+            raise LockHeldError(f"a re-index of {redact(url)} is already running (another replica or process)")
+        yield
+
+
+@contextmanager
+def _advisory(connections: ConnectionPool, key: int) -> Iterator[bool]:
+    # A connection of its own: the lock lives as long as that session, whatever the store's connections do.
+    with connections.connection() as conn:
+        held = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
