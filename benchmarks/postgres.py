@@ -35,8 +35,9 @@ from bot.chunking import Chunk  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.evaluation import evaluate_beir, index_beir, load_beir  # noqa: E402
 from bot.settings import SEARCH_MODES, load_settings  # noqa: E402
-from bot.store import Store  # noqa: E402
 from bot.store.postgres import PostgresStore  # noqa: E402
+from bot.store.postgres.store import vec_table  # noqa: E402
+from bot.store.sqlite.store import SqliteStore  # noqa: E402
 
 
 def start_server() -> str:
@@ -56,8 +57,8 @@ def scifact_parity(url: str, folder: Path, queries: int | None, docs: int | None
     embedder = LocalEmbedder.bundled()
     settings = load_settings(environ={}, env_file=None)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "cache.sqlite3") as cache, \
-            Store(Path(tmp) / "beir.sqlite3") as lite, PostgresStore(url) as pg:
+    with tempfile.TemporaryDirectory() as tmp, SqliteStore(Path(tmp) / "cache.sqlite3") as cache, \
+            SqliteStore(Path(tmp) / "beir.sqlite3") as lite, PostgresStore(url) as pg:
         results = {}
         for name, store in (("sqlite", lite), ("postgresql", pg)):
             started = time.perf_counter()
@@ -93,11 +94,13 @@ def fill(store: PostgresStore, vectors: np.ndarray) -> tuple[float, float]:
 def vector_latency(url: str, count: int, queries: int) -> None:
     rng = np.random.default_rng(7)
     vectors = clustered_unit_vectors(count, rng)
-    questions = clustered_unit_vectors(queries, rng)
+    # Questions near stored passages, as benchmarks/search.py makes them: a random chunk's vector, slightly moved.
+    picks = vectors[rng.integers(0, count, queries)] + 0.05 * rng.standard_normal((queries, DIM), dtype=np.float32)
+    questions = picks / np.linalg.norm(picks, axis=1, keepdims=True)
     with PostgresStore(url) as store:
         rate, build = fill(store, vectors)
         gen = store.active_generation()
-        size = store.conn.execute(f"SELECT pg_relation_size('{gen.vec_table}_hnsw')").fetchone()[0]
+        size = store.conn.execute(f"SELECT pg_relation_size('{vec_table(gen.id)}_hnsw')").fetchone()[0]
         ids = store.chunk_ids(gen)  # chunk i holds vectors[i]: ids ascend in insertion order
         exact = [set(ids[np.argsort(-(vectors @ q))[:10]].tolist()) for q in questions]
 

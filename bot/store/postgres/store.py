@@ -306,7 +306,7 @@ class PostgresStore:
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(chunk ids, float32 vectors) of the chunks in `ids`, or of all of them, `page` rows at a time."""
         where, args = ("", ()) if ids is None else (" WHERE chunk_id = ANY(%s)", ([int(i) for i in ids],))
-        with self.conn.cursor() as cursor:
+        with self.conn.cursor(binary=True) as cursor:  # binary vectors: 10x faster to read than their text
             cursor.execute(f"SELECT chunk_id, embedding FROM {vec_table(gen.id)}{where}", args)
             while rows := cursor.fetchmany(page):
                 ids_page = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
