@@ -57,3 +57,13 @@ def index_lock(db_path: Path | str) -> Iterator[None]:
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def leads(db_path: Path | str, job: str, seconds: float) -> bool:
+    """Whether this process should run `job` now: on PostgreSQL, only the replica holding its lease
+    (`bot.store.postgres.store.lead`); an SQLite file has one machine, whose flag claims suffice."""
+    if not str(db_path).startswith(POSTGRES_SCHEMES):
+        return True
+    from bot.store.postgres.store import lead
+
+    return lead(str(db_path), job, seconds)

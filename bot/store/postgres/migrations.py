@@ -139,7 +139,12 @@ def m002_slack_state(conn: psycopg.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [m001_create_tables, m002_slack_state]
+def m003_leases(conn: psycopg.Connection) -> None:
+    """Jobs one replica runs at a time (the duplicate scan): held by `holder` until `expires_at` (epoch seconds)."""
+    conn.execute("CREATE TABLE leases (name text PRIMARY KEY, holder text NOT NULL, expires_at double precision NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [m001_create_tables, m002_slack_state, m003_leases]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

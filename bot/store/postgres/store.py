@@ -10,8 +10,11 @@ where `scan_lease` is held.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
@@ -29,9 +32,10 @@ from bot.store.postgres.messages import PostgresMessageStore
 from bot.store.postgres.migrations import SCHEMA_VERSION, migrate
 from bot.store.records import ChunkRow, DocumentRecord, Generation, cache_key
 
-# Session advisory-lock keys: the re-index lock and the duplicate scan's lease.
+# Session advisory-lock key of the re-index lock.
 INDEX_LOCK = 0x6B62626F74_02
-SCAN_LEASE = 0x6B62626F74_03
+# Who holds a lease: this process, on this machine.
+HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 DEFAULT_EF_SEARCH = 100
 _GENERATION_COLUMNS = "id, model, dim, status, knowledge_dir"
 
@@ -106,9 +110,9 @@ class PostgresStore:
         """Hold the database's re-index lock, or raise `LockHeldError` at once (`index_lock`)."""
         return index_lock(self.url)
 
-    def scan_lease(self) -> AbstractContextManager[bool]:
-        """Whether this process leads the duplicate scan for the block; a dead leader's lease ends with its session."""
-        return _advisory(self._pool, SCAN_LEASE)
+    def lead(self, job: str, seconds: float) -> bool:
+        """Take or renew the lease on `job` for `seconds` (`lead`)."""
+        return lead(self.url, job, seconds)
 
     # --- embedding cache -------------------------------------------------
 
@@ -416,3 +420,21 @@ def _advisory(connections: ConnectionPool, key: int) -> Iterator[bool]:
         finally:
             if held:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def lead(url: str, job: str, seconds: float) -> bool:
+    """Whether this process leads `job` now: it takes the lease if free or expired, renews it if its own.
+
+    One statement, so two replicas never both win; a dead leader stops renewing
+    and its lease passes on once `seconds` have run out.
+    """
+    now = time.time()
+    with pool(url, DEFAULT_EF_SEARCH).connection() as conn:
+        migrate(conn)  # a replica may ask before it ever opened the store
+        row = conn.execute(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE "
+            "SET holder = excluded.holder, expires_at = excluded.expires_at "
+            "WHERE leases.holder = excluded.holder OR leases.expires_at < %s RETURNING holder",
+            (job, HOLDER, now + seconds, now),
+        ).fetchone()
+    return row is not None
