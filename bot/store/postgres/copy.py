@@ -52,7 +52,7 @@ def copy_store(src: Store, dst: Store, progress: Callable[[str], None] = lambda 
         progress(f"{table}: {report.rows[table]} rows")
     gen = src.active_generation()
     if gen is None:
-        raise IndexNotBuiltError(f"{src.path} has no index to copy: run `kb-bot index` there first")
+        raise IndexNotBuiltError(f"{src.location} has no index to copy: run `kb-bot index` there first")
     target = _target(dst, gen)
     there = dst.documents(target)
     by_path = _chunks_by_path(src, gen)
@@ -120,11 +120,13 @@ def verify(src: Store, dst: Store) -> int:
     mine, theirs = src.stats(), dst.stats()
     for key in ("model", "dim", "documents", "chunks"):
         if mine[key] != theirs[key]:
-            raise DatabaseError(f"the copy differs: {key} {mine[key]} in {src.path}, {theirs[key]} in {dst.path}")
+            raise DatabaseError(f"the copy differs: {key} {mine[key]} in {src.location}, {theirs[key]} in {dst.location}")
     for table in TABLES:
         counts = [s.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for s in (src, dst)]
         if counts[1] < counts[0]:
-            raise DatabaseError(f"the copy lacks rows of {table}: {counts[0]} in {src.path}, {counts[1]} in {dst.path}")
+            raise DatabaseError(
+                f"the copy lacks rows of {table}: {counts[0]} in {src.location}, {counts[1]} in {dst.location}"
+            )
     src_gen, dst_gen = src.active_generation(), dst.active_generation()
     ids = src.chunk_ids(src_gen).tolist()
     sample = random.Random(0).sample(ids, min(SAMPLED_VECTORS, len(ids)))

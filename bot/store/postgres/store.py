@@ -54,7 +54,7 @@ class PostgresStore:
         `ef_search` is pgvector's hnsw.ef_search for `approximate_nearest` (PG_EF_SEARCH).
         """
         self.url = url
-        self.location = self.path = redact(url)  # what people see: never the password
+        self.location = redact(url)  # what people see: never the password
         self.memo: dict[str, object] = {}
         self._pool = pool(url, ef_search)
         self._local = threading.local()
@@ -62,8 +62,7 @@ class PostgresStore:
         self._connections_lock = threading.Lock()
         with self._pool.connection() as conn:
             migrate(conn)  # first: the connections below need the extension it creates
-        row = self.conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
-        self.identity = ("postgresql", row[0], self.conn.info.dbname)
+        self.identity = ("postgresql", self.location)  # keys this database's in-memory copies in the process
         self.messages = PostgresMessageStore(lambda: self.conn)
 
     @property
@@ -376,7 +375,7 @@ class PostgresStore:
             docs = one("SELECT count(*) FROM documents WHERE generation = %s", (gen.id,)).fetchone()[0]
             chunks = one("SELECT count(*) FROM chunks WHERE generation = %s", (gen.id,)).fetchone()[0]
         return {
-            "db": self.path,
+            "db": self.location,
             "db_bytes": one("SELECT pg_database_size(current_database())").fetchone()[0],
             "model": gen.model if gen else None,
             "dim": gen.dim if gen else None,
