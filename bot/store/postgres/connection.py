@@ -35,7 +35,6 @@ def pool(url: str, ef_search: int) -> ConnectionPool:
             def configure(conn: psycopg.Connection) -> None:
                 conn.autocommit = True
                 conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
-                conn.execute("SET hnsw.iterative_scan = relaxed_order")
 
             try:  # one plain connection first: a refused or mistyped URL fails now, with the server's reason
                 psycopg.connect(url, connect_timeout=10).close()
