@@ -10,7 +10,7 @@ wheel in a temp folder. Prints:
 - at --chunks synthetic clustered 384-d chunks (100 per document, real sentences
   as text), written through `PostgresStore.replace_document`: ingest rate, HNSW
   index size, then KNN top-10 p50/p95 and recall@10 against exact search for
-  pgvector's HNSW (`PostgresStore.approximate_nearest`, hnsw.ef_search = PG_EF_SEARCH) and
+  pgvector's HNSW (`PostgresStore.approximate_nearest`, hnsw.ef_search 100) and
   for the in-process copy (`bot.vector_index.nearest` over the same store), with
   the copy's load time and memory.
 """

@@ -60,8 +60,6 @@ class Settings:
     top_k: int = 5
     min_score: float = 0.25
     search_mode: str = "hybrid"
-    # PostgreSQL store: HNSW candidates per vector query (pgvector's hnsw.ef_search; more = better recall, slower)
-    pg_ef_search: int = 100
 
     # Slack
     slack_bot_token: str = field(default="", repr=False)
@@ -205,7 +203,6 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KB_TOP_K": ("top_k", _int_at_least(1)),
     "KB_MIN_SCORE": ("min_score", _float_between(-1.0, 1.0)),
     "KB_SEARCH_MODE": ("search_mode", _one_of(SEARCH_MODES)),
-    "PG_EF_SEARCH": ("pg_ef_search", _int_at_least(1)),
     "SLACK_BOT_TOKEN": ("slack_bot_token", _text),
     "SLACK_SIGNING_SECRET": ("slack_signing_secret", _text),
     "SLACK_APP_TOKEN": ("slack_app_token", _text),

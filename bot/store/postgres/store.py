@@ -51,7 +51,7 @@ class PostgresStore:
     def __init__(self, url: str, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
         """Connect to `url` (postgresql://…) and migrate it to the newest schema.
 
-        `ef_search` is pgvector's hnsw.ef_search for `approximate_nearest` (PG_EF_SEARCH).
+        `ef_search` is pgvector's hnsw.ef_search for `approximate_nearest`.
         """
         self.url = url
         self.location = redact(url)  # what people see: never the password
