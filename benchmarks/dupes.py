@@ -363,9 +363,9 @@ def prefill(store: Store, embedder: Embedder, rules: DupRules, messages: list[Me
     known = [t for t in texts if t in real]
     for start in range(0, len(known), 5000):
         part = known[start : start + 5000]
-        store.cache_vectors(embedder.model, part, np.vstack([real[t] for t in part]))
+        store.cache_vectors(embedder.model_id, part, np.vstack([real[t] for t in part]))
     for start in range(0, len(synthetic), 5000):
-        store.cache_vectors(embedder.model, synthetic[start : start + 5000], noise[start : start + 5000])
+        store.cache_vectors(embedder.model_id, synthetic[start : start + 5000], noise[start : start + 5000])
     return len(known), len(synthetic)
 
 
@@ -545,7 +545,7 @@ def main() -> None:
             prepare_messages(store, embedder, rules, window, to_plain=from_slack)  # as they arrived, or one earlier scan
             prepared = time.perf_counter() - started
             new_texts = {t for m in corpus.new if (t := candidate_text(m.text, rules, from_slack)) is not None}
-            uncached = len(new_texts) - len(store.cached_vectors(embedder.model, list(new_texts)))
+            uncached = len(new_texts) - len(store.cached_vectors(embedder.model_id, list(new_texts)))
             cold = scan(store, embedder, rules, corpus.reasks)
             warm = [scan(store, embedder, rules, corpus.reasks) for _ in range(args.repeats)]
             median = statistics.median(r.seconds for r in warm)
@@ -590,7 +590,7 @@ def main() -> None:
                          f"~{estimate:.0f}", "100,000", "–", "–", "–", "–", "no" if estimate > TARGET_S else "yes"])
 
     print_table(
-        f"Duplicate scan: find_duplicates (what `kb-bot dupes scan --dry-run` runs), {embedder.model}, "
+        f"Duplicate scan: find_duplicates (what `kb-bot dupes scan --dry-run` runs), {embedder.model_id}, "
         f"{os.cpu_count()} cores, load average {load()}",
         ["case", "vectors of the new", "wall s", "new", "judged × pool", "pairs", "re-asks flagged", "peak RSS Δ MB",
          f"≤ {TARGET_S:.0f} s"],

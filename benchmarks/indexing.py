@@ -143,7 +143,7 @@ def bench(workdir: Path, files: int, words: int) -> None:
 
     started = time.perf_counter()
     embedder = make_embedder(settings)
-    print(f"model {embedder.model} loaded in {time.perf_counter() - started:.2f} s", flush=True)
+    print(f"model {embedder.model_id} loaded in {time.perf_counter() - started:.2f} s", flush=True)
 
     rows = [row("1. cold index", *run(settings, embedder))]
     print("cold index done", flush=True)

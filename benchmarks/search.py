@@ -134,7 +134,7 @@ def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path,
 
     started = time.perf_counter()
     store = open_store(folder / f"synthetic-{n}.sqlite3")
-    gen = fill_store(store, embedder.model, vectors, texts[0] if n <= 100_000 else None)
+    gen = fill_store(store, embedder.model_id, vectors, texts[0] if n <= 100_000 else None)
     print(f"{n:,} chunks written in {time.perf_counter() - started:.0f} s", flush=True)
 
     rows.append([f"{n:,}", "numpy float32 brute force", summary(timed_each(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.embeddings import Embedder, known_dim, valid_text
+from bot.embeddings import Embedder, embed_batches, known_dim, valid_text
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def embed_many(
     texts = [valid_text(t) for t in texts]
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
-    model = embedder.model
+    model = embedder.model_id
     found = store.cached_vectors(model, texts, known_dim(embedder))
     misses = list(dict.fromkeys(t for t in texts if t not in found))
     started = time.perf_counter()
@@ -70,12 +70,16 @@ def embed_many(
 def _embed_into(
     found: dict[str, np.ndarray], texts: list[str], embedder: Embedder, store: Store, truncate: bool
 ) -> None:
-    """Embed `texts` batch by batch, caching each batch and adding it to `found`."""
-    for start in range(0, len(texts), embedder.batch_size):
-        batch = texts[start : start + embedder.batch_size]
-        vectors = embedder.embed(batch, truncate=truncate)
-        store.cache_vectors(embedder.model, batch, vectors)
-        found.update(zip(batch, vectors))
+    """Embed `texts` batch by batch, caching each batch as it finishes and adding it to `found`.
+
+    Batches may finish out of order (a remote embedder keeps several in flight);
+    `found` is keyed by text, so the caller's rows keep the input order.
+    """
+    size = embedder.batch_size
+    batches = [texts[start : start + size] for start in range(0, len(texts), size)]
+    for index, vectors in embed_batches(embedder, batches, truncate=truncate):
+        store.cache_vectors(embedder.model_id, batches[index], vectors)
+        found.update(zip(batches[index], vectors))
 
 
 def _stale(found: dict[str, np.ndarray], embedder: Embedder) -> list[str]:

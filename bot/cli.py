@@ -9,54 +9,24 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from bot.chat import ChatPort
-from bot.dupes.flag import why
-from bot.dupes.match import Pair
-from bot.dupes.rules import DupRules
-from bot.dupes.scan import backfill, dry_run_pairs, scan_and_flag, watched_channels
+from bot.commands.common import configure_logging, db_option, json_option, knowledge_option, settings_for, user_errors
+from bot.commands.dupes import dupes_group
+from bot.commands.evaluation import eval_group
+from bot.commands.store import store_group
 from bot.embeddings import Embedder, make_embedder
-from bot.errors import IndexNotBuiltError, KbError, SettingsError
-from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
+from bot.errors import IndexNotBuiltError
 from bot.indexer import IndexProgress, IndexReport, Progress, index_folder
 from bot.lock import index_lock
 from bot.reports import format_report
-from bot.search import SearchResult, search
-from bot.settings import SEARCH_MODES, Settings, load_settings
+from bot.search import SearchOptions, SearchResult
+from bot.settings import SEARCH_MODES, Settings
 from bot.store import open_store
-
-
-def _settings(ctx: click.Context, **overrides: Any) -> Settings:
-    return load_settings(env_file=ctx.obj["env_file"], **overrides)
-
-
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Show `KbError`s as one line (exit 1) instead of a stack trace."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except KbError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
-
-    return wrapper
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
 
 
 @click.group()
@@ -71,11 +41,9 @@ def cli(ctx: click.Context, env_file: str, verbose: bool) -> None:
     configure_logging("INFO" if verbose else "WARNING")
 
 
-db_option = click.option("--db", help="SQLite file or postgresql:// URL (default: KB_DB).")
-knowledge_option = click.option(
-    "--knowledge", type=click.Path(path_type=Path), help="Knowledge folder (default: KB_KNOWLEDGE_DIR)."
-)
-json_option = click.option("--json", "json_", is_flag=True, help="Print JSON.")
+cli.add_command(eval_group)
+cli.add_command(dupes_group)
+cli.add_command(store_group)
 
 
 def _progress(live: bool) -> Progress:
@@ -125,7 +93,7 @@ def run_index(
 @user_errors
 def index_cmd(ctx: click.Context, knowledge: Path | None, db: Path | None, full: bool, dry_run: bool, json_: bool) -> None:
     """Index the knowledge folder (incremental; unchanged files cost nothing)."""
-    settings = _settings(ctx, knowledge_dir=knowledge, db_path=db)
+    settings = settings_for(ctx, knowledge_dir=knowledge, db_path=db)
     embedder = make_embedder(settings)
     progress = None if json_ else _progress(sys.stderr.isatty())
     report = run_index(settings, embedder, full=full, dry_run=dry_run, progress=progress)
@@ -166,12 +134,9 @@ def ask_cmd(
     ctx: click.Context, question: str, k: int | None, mode: str | None, db: Path | None, knowledge: Path | None, json_: bool
 ) -> None:
     """Print the sources that best answer QUESTION, best first, with their relevance (0-100)."""
-    settings = _settings(ctx, db_path=db, knowledge_dir=knowledge, search_mode=mode)
+    settings = settings_for(ctx, db_path=db, knowledge_dir=knowledge, search_mode=mode)
     embedder = make_embedder(settings)
-    ask = functools.partial(
-        search, embedder=embedder, query=question, k=k or settings.top_k,
-        min_score=settings.min_score, mode=settings.search_mode,
-    )
+    ask = functools.partial(SearchOptions.from_settings(settings, k=k).search, embedder=embedder, query=question)
     with open_store(settings.db_path) as store:
         try:
             result = ask(store)
@@ -192,7 +157,7 @@ def ask_cmd(
 @user_errors
 def stats_cmd(ctx: click.Context, db: Path | None, json_: bool) -> None:
     """Show what the index holds: documents, chunks, model, size, cache."""
-    settings = _settings(ctx, db_path=db)
+    settings = settings_for(ctx, db_path=db)
     with open_store(settings.db_path) as store:
         stats = store.stats()
     if json_:
@@ -213,7 +178,7 @@ def embed_cmd(ctx: click.Context, text: str, per_word: bool, values: int, json_:
     """Embed TEXT (through the cache) and print its vector's model, dimension and first values."""
     from bot.cache import embed_many
 
-    settings = _settings(ctx)
+    settings = settings_for(ctx)
     embedder = make_embedder(settings)
     texts = text.split() if per_word else [text]
     if not texts:
@@ -221,7 +186,7 @@ def embed_cmd(ctx: click.Context, text: str, per_word: bool, values: int, json_:
     with open_store(settings.db_path) as store:
         vectors = embed_many(embedder, store, texts)
     rows = [
-        {"text": t, "model": embedder.model, "dim": int(v.shape[0]), "vector": [round(float(x), 6) for x in v]}
+        {"text": t, "model": embedder.model_id, "dim": int(v.shape[0]), "vector": [round(float(x), 6) for x in v]}
         for t, v in zip(texts, vectors)
     ]
     if json_:
@@ -230,166 +195,6 @@ def embed_cmd(ctx: click.Context, text: str, per_word: bool, values: int, json_:
     for row in rows:
         head = ", ".join(f"{x:.4f}" for x in row["vector"][:values])
         click.echo(f"{row['text']!r}: {row['model']} dim={row['dim']} [{head}, …]")
-
-
-@cli.group("eval")
-def eval_group() -> None:
-    """Measure retrieval quality on a BEIR benchmark or a golden set."""
-
-
-modes_option = click.option(
-    "--mode", "modes", type=click.Choice(SEARCH_MODES), multiple=True, help="Mode to score; repeatable (default: all)."
-)
-
-
-COUNTS = ("queries", "unanswerable")  # sizes, shown in the title rather than as columns
-
-
-def format_scores(title: str, results: dict[str, dict[str, float | None]]) -> str:
-    """One row per mode; a rate with nothing to count (None) shows as "-"."""
-    metrics = [m for m in next(iter(results.values())) if m not in COUNTS]
-    lines = [title, f"{'mode':<8}" + "".join(f"{m:>15}" for m in metrics)]
-    for mode, scores in results.items():
-        cells = ("-" if scores[m] is None else f"{scores[m]:.4f}" for m in metrics)
-        lines.append(f"{mode:<8}" + "".join(f"{cell:>15}" for cell in cells))
-    return "\n".join(lines)
-
-
-@eval_group.command("beir")
-@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.option("--split", default="test", show_default=True, help="Which qrels/{split}.tsv to score.")
-@modes_option
-@click.option("--limit", type=click.IntRange(1), help="Score a fixed sample of N queries.")
-@click.option("--docs", type=click.IntRange(0), help="Index only the judged documents and N others (easier; quick checks).")
-@click.option(
-    "--cache-db", type=click.Path(path_type=Path), default=Path("data/eval-cache.sqlite3"), show_default=True,
-    help="Embedding cache kept between runs, so reruns embed only the queries.",
-)
-@json_option
-@click.pass_context
-@user_errors
-def eval_beir_cmd(
-    ctx: click.Context, folder: Path, split: str, modes: tuple[str, ...], limit: int | None, docs: int | None,
-    cache_db: Path, json_: bool,
-) -> None:
-    """Index the BEIR folder FOLDER into a temporary database; print nDCG@10 and recall@100."""
-    settings = _settings(ctx)
-    data = load_beir(folder, split).subset(queries=limit, other_docs=docs)
-    embedder = make_embedder(settings)
-    click.echo(f"Indexing {len(data.corpus)} documents with {embedder.model} (cache: {cache_db})…", err=True)
-    results = run_beir(data, embedder, settings, cache_db, modes or SEARCH_MODES)
-    title = f"{folder.name} {split}: {len(data.queries)} queries, {len(data.corpus)} documents, {embedder.model}"
-    click.echo(json.dumps(results, indent=2) if json_ else format_scores(title, results))
-
-
-@eval_group.command("golden")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@modes_option
-@click.option("--split", help='Score only the lines whose "split" is this (e.g. test).')
-@db_option
-@json_option
-@click.pass_context
-@user_errors
-def eval_golden_cmd(
-    ctx: click.Context, file: Path, modes: tuple[str, ...], split: str | None, db: Path | None, json_: bool
-) -> None:
-    """Score the index on FILE: hit@1, hit@3, MRR by distinct file, and the "not sure" flag.
-
-    FILE has one JSON object a line: {"q": question, "file": path, "also": [paths]}
-    ("also": other files that answer it too), or "file": null for a question the
-    folder does not answer, which scores the flag's precision and recall.
-    """
-    settings = _settings(ctx, db_path=db)
-    items = load_golden(file, split)
-    if not items:
-        raise click.ClickException(f"no questions in {file}" + (f" with split {split!r}" if split else ""))
-    embedder = make_embedder(settings)
-    with open_store(settings.db_path) as store:
-        results = {mode: evaluate_golden(store, embedder, items, mode) for mode in modes or SEARCH_MODES}
-    unanswerable = sum(item.file is None for item in items)
-    name = f"{file.name} ({split})" if split else file.name
-    title = f"{name}: {len(items)} questions ({unanswerable} unanswerable), {embedder.model}"
-    click.echo(json.dumps(results, indent=2) if json_ else format_scores(title, results))
-
-
-@cli.group("dupes")
-def dupes_group() -> None:
-    """Find repeated questions in the watched Slack channels."""
-
-
-def format_pairs(pairs: list[Pair], dry_run: bool) -> str:
-    if not pairs:
-        return "No repeated questions found." if dry_run else "Nothing new to flag."
-    lines = [f"{'Would flag' if dry_run else 'Flagged'} {len(pairs)} repeated question(s):"]
-    for pair in pairs:
-        lines.append(f"[{pair.score:.2f}] {pair.later.channel} {pair.later.ts}: {pair.later.text[:120]}")
-        lines.append(f"       looks like {pair.earlier.channel} {pair.earlier.ts}: {pair.earlier.text[:120]}")
-        lines.append(f"       {why(pair)}, judge {pair.verdict.probability:.2f}")
-    return "\n".join(lines)
-
-
-def _slack_chat(settings: Settings) -> ChatPort:
-    """Slack through the Web API client `kb-bot serve` uses (rate limits waited out)."""
-    from bot.slack.chat import SlackChat
-    from bot.slack.server import BOT_TOKEN_HELP, make_web_client  # Slack libraries load only when needed
-
-    if not settings.slack_bot_token:
-        raise SettingsError(BOT_TOKEN_HELP)
-    return SlackChat(make_web_client(settings))
-
-
-@dupes_group.command("scan")
-@db_option
-@click.option("--dry-run", is_flag=True, help="Only list the pairs: nothing posted, flagged or marked scanned.")
-@json_option
-@click.pass_context
-@user_errors
-def dupes_scan_cmd(ctx: click.Context, db: Path | None, dry_run: bool, json_: bool) -> None:
-    """Run the duplicate scan once, as the scheduler of `kb-bot serve` does."""
-    settings = _settings(ctx, db_path=db)
-    chat = _slack_chat(settings)  # a dry run too: it asks which channels the bot is in
-    embedder = make_embedder(settings)
-    with open_store(settings.db_path) as store:
-        if dry_run:
-            pairs = dry_run_pairs(store, embedder, DupRules.from_settings(settings), chat)
-        else:
-            pairs = scan_and_flag(store, embedder, DupRules.from_settings(settings), chat)
-    if json_:
-        click.echo(json.dumps({"pairs": [p.as_dict() for p in pairs]}, ensure_ascii=False))
-    else:
-        click.echo(format_pairs(pairs, dry_run))
-
-
-@dupes_group.command("backfill")
-@db_option
-@click.pass_context
-@user_errors
-def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
-    """Fetch the watched channels' history since the last fetch (nothing is flagged)."""
-    settings = _settings(ctx, db_path=db)
-    chat = _slack_chat(settings)
-    rules = DupRules.from_settings(settings)
-    with open_store(settings.db_path) as store:
-        channels = watched_channels(chat, rules)
-        added = backfill(store, chat, rules, channels)
-    click.echo(f"Fetched {added} new message(s) from {len(channels)} channel(s).")
-
-
-@dupes_group.command("feedback")
-@db_option
-@click.option("--export", is_flag=True, help="Print every pair as a JSON line (for scripts/fit_dupe_judge.py).")
-@click.pass_context
-@user_errors
-def dupes_feedback_cmd(ctx: click.Context, db: Path | None, export: bool) -> None:
-    """The flags people marked "Not the same question"."""
-    settings = _settings(ctx, db_path=db)
-    with open_store(settings.db_path) as store:
-        reports = store.messages.all_feedback()
-    if export:
-        for report in reports:
-            click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
-    else:
-        click.echo(f"{len(reports)} flag(s) marked not the same question; --export prints them as JSON lines.")
 
 
 @cli.command("serve")
@@ -405,26 +210,7 @@ def serve_cmd(ctx: click.Context, port: int | None, db: Path | None, knowledge: 
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on --port."""
     from bot.slack.server import serve  # Slack libraries load only for this command
 
-    serve(_settings(ctx, port=port, db_path=db, knowledge_dir=knowledge))
-
-
-@cli.group("store")
-def store_group() -> None:
-    """Move an install between stores: SQLite and PostgreSQL."""
-
-
-@store_group.command("copy")
-@click.argument("src")
-@click.argument("dst")
-@user_errors
-def store_copy_cmd(src: str, dst: str) -> None:
-    """Copy the index, embedding cache and Slack state from SRC to DST (paths or postgresql:// URLs); resumable."""
-    from bot.store.postgres.copy import copy_store  # needs the `postgres` extra
-
-    with open_store(src) as source, open_store(dst) as target:
-        report = copy_store(source, target, progress=lambda line: click.echo(line, err=True))
-    click.echo(f"Copied {report.documents_copied} document(s), {report.documents_already_there} already there; "
-               f"counts and {report.vectors_checked} sampled vectors match.")
+    serve(settings_for(ctx, port=port, db_path=db, knowledge_dir=knowledge))
 
 
 def main() -> None:

@@ -113,7 +113,7 @@ def index_beir(store: Store, cache: Store, embedder: Embedder, settings: Setting
         for doc_id, (title, text) in data.corpus.items()
     ]
     vectors = embed_many(embedder, cache, [t for *_, texts in prepared for t in texts])
-    gen = store.create_generation(embedder.model, embedder.dim, "beir")
+    gen = store.create_generation(embedder.model_id, embedder.dim, "beir")
     offset = 0
     with store.atomic():
         for doc_id, title, text, chunks, _ in prepared:

@@ -22,10 +22,10 @@ from bot.cache import EmbedCounts, embed_many
 from bot.chunking import Chunk, chunk_document, embedding_text
 from bot.embeddings import Embedder
 from bot.errors import KbError
-from bot.loaders import LoadedDocument, Skipped, SourceFile, iter_loaded, load, sha256_bytes, walk
+from bot.loaders import FolderScan, LoadedDocument, Skipped, SourceFile, iter_loaded, load, sha256_bytes, walk
 from bot.parsing import Block
 from bot.settings import Settings
-from bot.store import Generation, Store
+from bot.store import DocumentRecord, Generation, Store
 
 log = logging.getLogger(__name__)
 
@@ -97,93 +97,15 @@ def index_folder(
     folder = Path(knowledge_dir or settings.knowledge_dir)
     if not folder.is_dir():
         raise KbError(f"knowledge folder not found: {folder} (set KB_KNOWLEDGE_DIR or --knowledge)")
-    report = IndexReport(model=embedder.model, dry_run=dry_run)
+    run = _Run(store, embedder, settings, IndexReport(model=embedder.model_id, dry_run=dry_run), full, progress)
     scan = walk(folder)
-    files, report.unsupported = scan.files, scan.unsupported
-
-    gen, report.rebuilt = _target_generation(store, embedder, folder, full=full, dry_run=dry_run)
-    existing = store.documents(gen) if gen else {}
-    for path, reason in scan.skipped.items():
-        _skip(store, gen, report, path, reason, path in existing, dry_run)
-    counts = EmbedCounts()
-    pending: list[_Pending] = []
-
-    def tell(path: str, finished: bool = False) -> None:
-        if progress:
-            progress(IndexProgress(files_done, len(to_read), path, chunks_read, report.chunks_written,
-                                   counts.embedded, finished))
-
-    def flush() -> None:
-        texts = [t for p in pending for t in p.texts]
-        if dry_run:
-            hits = len(store.cached_vectors(embedder.model, texts))
-            counts.cache_hits += hits
-            counts.embedded += len(set(texts)) - hits
-        else:
-            vectors = embed_many(embedder, store, texts, counts=counts)
-            offset = 0
-            for p in pending:
-                assert gen is not None
-                store.replace_document(
-                    gen, path=p.source.rel, sha256=p.sha256, size=p.source.size,
-                    mtime=p.source.mtime, title=p.doc.title, chunks=p.chunks,
-                    vectors=vectors[offset : offset + len(p.chunks)],
-                )
-                offset += len(p.chunks)
-        for p in pending:
-            (report.added if p.is_new else report.changed).append(p.source.rel)
-            report.chunks_written += len(p.chunks)
-        if pending:
-            tell(pending[-1].source.rel)
-        pending.clear()
-
-    to_read = [s for s in files if full or not _unchanged_by_stat(existing.get(s.rel), s)]
-    report.unchanged += len(files) - len(to_read)
-    files_done = chunks_read = 0
-    for source, data in iter_loaded(to_read, scan.root):
-        files_done += 1
-        tell(source.rel)
-        old = existing.get(source.rel)
-        if isinstance(data, Skipped):
-            _skip(store, gen, report, source.rel, data.reason, old is not None, dry_run)
-            continue
-        digest = sha256_bytes(data)
-        if old is not None and old.sha256 == digest and not full:
-            report.unchanged += 1
-            if not dry_run and gen is not None:
-                store.touch_document(gen, source.rel, source.size, source.mtime)
-            continue
-        loaded = load(source, data)
-        if isinstance(loaded, Skipped):
-            _skip(store, gen, report, source.rel, loaded.reason, old is not None, dry_run)
-            continue
-        if loaded.note:
-            report.notes[source.rel] = loaded.note
-        chunks, texts = prepare_chunks(embedder, settings, loaded.blocks, title=loaded.title)
-        if not chunks:
-            _skip(store, gen, report, source.rel, "no text to index", old is not None, dry_run)
-            continue
-        pending.append(_Pending(source, digest, loaded, chunks, texts, old is None))
-        chunks_read += len(chunks)
-        if sum(len(p.chunks) for p in pending) >= EMBED_GROUP_CHUNKS:
-            flush()
-    flush()
-    tell("", finished=True)
-
-    seen = {s.rel for s in files} | set(scan.skipped)
-    for path in sorted(set(existing) - seen):
-        report.removed.append(path)
-        if not dry_run and gen is not None:
-            store.remove_document(gen, path)
-
-    if not dry_run and gen is not None:
-        store.set_knowledge_dir(gen, str(folder.resolve()))
-        if gen.status == "building":
-            store.activate(gen)
-        report.chunks = int(store.stats()["chunks"])
-    report.texts_embedded = counts.embedded
-    report.cache_hits = counts.cache_hits
-    report.seconds = time.perf_counter() - started
+    run.report.unsupported = scan.unsupported
+    to_read = run.plan(folder, scan)
+    run.read_and_embed(to_read, scan.root)
+    run.remove_deleted({s.rel for s in scan.files} | set(scan.skipped))
+    run.swap(folder)
+    run.report.seconds = time.perf_counter() - started
+    report = run.report
     log.info(
         "index added=%d changed=%d unchanged=%d removed=%d skipped=%d embedded=%d "
         "cache_hits=%d seconds=%.2f",
@@ -191,6 +113,128 @@ def index_folder(
         len(report.skipped), report.texts_embedded, report.cache_hits, report.seconds,
     )
     return report
+
+
+class _Run:
+    """One `index_folder` run, in named steps: plan, read and embed (in groups), remove, swap."""
+
+    def __init__(
+        self, store: Store, embedder: Embedder, settings: Settings, report: IndexReport, full: bool,
+        progress: Progress | None,
+    ) -> None:
+        self.store, self.embedder, self.settings, self.report = store, embedder, settings, report
+        self.full, self.dry_run, self.progress = full, report.dry_run, progress
+        self.gen: Generation | None = None
+        self.existing: dict[str, DocumentRecord] = {}
+        self.counts = EmbedCounts()
+        self.pending: list[_Pending] = []
+        self.files_total = self.files_done = self.chunks_read = 0
+
+    def plan(self, folder: Path, scan: FolderScan) -> list[SourceFile]:
+        """Pick the generation to write, drop what the scan skipped, and list the files to read."""
+        self.gen, self.report.rebuilt = _target_generation(
+            self.store, self.embedder, folder, full=self.full, dry_run=self.dry_run
+        )
+        self.existing = self.store.documents(self.gen) if self.gen else {}
+        for path, reason in scan.skipped.items():
+            self.skip(path, reason)
+        to_read = [s for s in scan.files if self.full or not _unchanged_by_stat(self.existing.get(s.rel), s)]
+        self.report.unchanged += len(scan.files) - len(to_read)
+        self.files_total = len(to_read)
+        return to_read
+
+    def read_and_embed(self, to_read: list[SourceFile], root: Path) -> None:
+        """Chunk each changed file; embed and write them in groups of about EMBED_GROUP_CHUNKS chunks."""
+        for source, data in iter_loaded(to_read, root):
+            self.files_done += 1
+            self.tell(source.rel)
+            pending = self.prepare(source, data)
+            if pending is None:
+                continue
+            self.pending.append(pending)
+            self.chunks_read += len(pending.chunks)
+            if sum(len(p.chunks) for p in self.pending) >= EMBED_GROUP_CHUNKS:
+                self.flush()
+        self.flush()
+        self.tell("", finished=True)
+        self.report.texts_embedded = self.counts.embedded
+        self.report.cache_hits = self.counts.cache_hits
+
+    def prepare(self, source: SourceFile, data: bytes | Skipped) -> _Pending | None:
+        """The file's chunks to embed, or None when it is skipped or unchanged."""
+        old = self.existing.get(source.rel)
+        if isinstance(data, Skipped):
+            return self.skip(source.rel, data.reason)
+        digest = sha256_bytes(data)
+        if old is not None and old.sha256 == digest and not self.full:
+            self.report.unchanged += 1
+            if not self.dry_run and self.gen is not None:
+                self.store.touch_document(self.gen, source.rel, source.size, source.mtime)
+            return None
+        loaded = load(source, data)
+        if isinstance(loaded, Skipped):
+            return self.skip(source.rel, loaded.reason)
+        if loaded.note:
+            self.report.notes[source.rel] = loaded.note
+        chunks, texts = prepare_chunks(self.embedder, self.settings, loaded.blocks, title=loaded.title)
+        if not chunks:
+            return self.skip(source.rel, "no text to index")
+        return _Pending(source, digest, loaded, chunks, texts, old is None)
+
+    def flush(self) -> None:
+        """Embed the pending files' chunks together, then write each file in its own transaction."""
+        texts = [t for p in self.pending for t in p.texts]
+        if self.dry_run:
+            hits = len(self.store.cached_vectors(self.embedder.model_id, texts))
+            self.counts.cache_hits += hits
+            self.counts.embedded += len(set(texts)) - hits
+        else:
+            vectors = embed_many(self.embedder, self.store, texts, counts=self.counts)
+            offset = 0
+            for p in self.pending:
+                assert self.gen is not None
+                self.store.replace_document(
+                    self.gen, path=p.source.rel, sha256=p.sha256, size=p.source.size,
+                    mtime=p.source.mtime, title=p.doc.title, chunks=p.chunks,
+                    vectors=vectors[offset : offset + len(p.chunks)],
+                )
+                offset += len(p.chunks)
+        for p in self.pending:
+            (self.report.added if p.is_new else self.report.changed).append(p.source.rel)
+            self.report.chunks_written += len(p.chunks)
+        if self.pending:
+            self.tell(self.pending[-1].source.rel)
+        self.pending.clear()
+
+    def remove_deleted(self, seen: set[str]) -> None:
+        for path in sorted(set(self.existing) - seen):
+            self.report.removed.append(path)
+            if not self.dry_run and self.gen is not None:
+                self.store.remove_document(self.gen, path)
+
+    def swap(self, folder: Path) -> None:
+        """Record the folder and make a finished new generation the active one, in one transaction."""
+        if self.dry_run or self.gen is None:
+            return
+        self.store.set_knowledge_dir(self.gen, str(folder.resolve()))
+        if self.gen.status == "building":
+            self.store.activate(self.gen)
+        self.report.chunks = int(self.store.stats()["chunks"])
+
+    def tell(self, path: str, finished: bool = False) -> None:
+        if self.progress:
+            self.progress(IndexProgress(
+                self.files_done, self.files_total, path, self.chunks_read, self.report.chunks_written,
+                self.counts.embedded, finished,
+            ))
+
+    def skip(self, path: str, reason: str) -> None:
+        """Record why a file is skipped; a previous version of it leaves the index."""
+        self.report.skipped[path] = reason
+        if path in self.existing:
+            self.report.removed.append(path)
+            if not self.dry_run and self.gen is not None:
+                self.store.remove_document(self.gen, path)
 
 
 def prepare_chunks(
@@ -221,11 +265,11 @@ def _target_generation(
     it does not linger beside the active generation.
     """
     active = store.active_generation()
-    current = active is not None and active.model == embedder.model and active.dim == embedder.dim
+    current = active is not None and active.model == embedder.model_id and active.dim == embedder.dim
     if dry_run:
         return (active, False) if current and not full else (None, True)
     if not full and not current:
-        resumed = store.building_generation(embedder.model, embedder.dim)
+        resumed = store.building_generation(embedder.model_id, embedder.dim)
         if resumed:
             log.info("resuming the unfinished build of generation %d", resumed.id)
             return resumed, True
@@ -233,25 +277,8 @@ def _target_generation(
         store.drop_generations(except_id=active.id)
     if current and not full:
         return active, False
-    return store.create_generation(embedder.model, embedder.dim, str(folder.resolve())), True
+    return store.create_generation(embedder.model_id, embedder.dim, str(folder.resolve())), True
 
 
-def _unchanged_by_stat(old: object, source: SourceFile) -> bool:
-    return old is not None and old.size == source.size and old.mtime == source.mtime  # type: ignore[attr-defined]
-
-
-def _skip(
-    store: Store,
-    gen: Generation | None,
-    report: IndexReport,
-    path: str,
-    reason: str,
-    was_indexed: bool,
-    dry_run: bool,
-) -> None:
-    """Record why a file is skipped; a previous version of it leaves the index."""
-    report.skipped[path] = reason
-    if was_indexed:
-        report.removed.append(path)
-        if not dry_run and gen is not None:
-            store.remove_document(gen, path)
+def _unchanged_by_stat(old: DocumentRecord | None, source: SourceFile) -> bool:
+    return old is not None and old.size == source.size and old.mtime == source.mtime

@@ -23,7 +23,7 @@ from bot.embeddings import Embedder, known_dim, valid_text
 from bot.errors import IndexNotBuiltError, QueryError
 from bot.excerpt import lead
 from bot.ranking import ANSWER_THRESHOLD, RANKED_PASSAGES, Source, candidates, rank
-from bot.settings import SEARCH_MODES
+from bot.settings import SEARCH_MODES, Settings
 from bot.store import Generation, Store
 
 # A question is embedded from its first 256 word pieces (the model's window);
@@ -33,6 +33,23 @@ MAX_QUERY_CHARS = 4000
 
 # Passages of the same file kept under a source, besides its best one.
 MORE_PASSAGES = 3
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How many sources, how sure, how ranked: what `search` takes from the settings, built once."""
+
+    k: int = 5
+    min_score: float = 0.25
+    mode: str = "hybrid"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, k: int | None = None) -> SearchOptions:
+        """KB_TOP_K, KB_MIN_SCORE and KB_SEARCH_MODE; `k` overrides the first (a CLI flag)."""
+        return cls(k=k or settings.top_k, min_score=settings.min_score, mode=settings.search_mode)
+
+    def search(self, store: Store, embedder: Embedder, query: str) -> SearchResult:
+        return search(store, embedder, query, self.k, min_score=self.min_score, mode=self.mode)
 
 
 @dataclass(frozen=True)
@@ -106,15 +123,15 @@ def active_generation_for(store: Store, embedder: Embedder) -> Generation:
     gen = store.active_generation()
     if gen is None:
         raise IndexNotBuiltError(f"no index yet in {store.location}: run `kb-bot index` first")
-    if gen.model != embedder.model:
+    if gen.model != embedder.model_id:
         raise IndexNotBuiltError(
-            f"the index was built with {gen.model} but the embedder is {embedder.model}; "
+            f"the index was built with {gen.model} but the embedder is {embedder.model_id}; "
             "run `kb-bot index` to rebuild it"
         )
     dim = known_dim(embedder)
     if dim not in (None, gen.dim):
         raise IndexNotBuiltError(
-            f"the index holds {gen.dim}-dimensional vectors but {embedder.model} now returns "
+            f"the index holds {gen.dim}-dimensional vectors but {embedder.model_id} now returns "
             f"{dim}-dimensional ones; run `kb-bot index` to rebuild it"
         )
     return gen

@@ -17,7 +17,7 @@ from bot.embeddings import Embedder
 from bot.indexer import IndexReport, index_folder
 from bot.lock import index_lock
 from bot.scheduler import start_scheduler
-from bot.search import SearchResult, search
+from bot.search import SearchOptions, SearchResult
 from bot.settings import Settings
 from bot.store import Store, open_store
 
@@ -30,6 +30,7 @@ class Services:
         self.dup_rules = DupRules.from_settings(settings)
         self.embedder = embedder
         self.chat = chat
+        self.search_options = SearchOptions.from_settings(settings)
         self._local = threading.local()
         self._stores: list[Store] = []
         self._stores_lock = threading.Lock()
@@ -52,11 +53,7 @@ class Services:
             return not any(store.replaced() for store in self._stores)
 
     def search(self, question: str) -> SearchResult:
-        settings = self.settings
-        return search(
-            self.store(), self.embedder, question,
-            k=settings.top_k, min_score=settings.min_score, mode=settings.search_mode,
-        )
+        return self.search_options.search(self.store(), self.embedder, question)
 
     def reindex(self, on_start: Callable[[], object]) -> IndexReport:
         """An incremental re-index, on its own connection; `LockHeldError` if one is already running.

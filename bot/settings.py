@@ -21,7 +21,7 @@ from bot.redact import redact
 
 T = TypeVar("T")
 
-EMBED_BACKENDS = ("local", "openai")
+EMBED_BACKENDS = ("local", "openai", "fake")  # bot.embeddings registers each; fake is for tests
 EMBED_LOCAL_VARIANTS = ("standard", "fast")  # the bundled file as published, or its int8-product copy
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 DUP_ACTIONS = ("thread", "digest", "both")
@@ -53,6 +53,7 @@ class Settings:
     openai_api_key: str = field(default="", repr=False)
     openai_timeout: float = 30.0
     openai_max_retries: int = 5
+    embed_concurrency: int = 4  # requests in flight to a remote endpoint while indexing
 
     # Chunking and search
     chunk_tokens: int = 256
@@ -198,6 +199,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "OPENAI_API_KEY": ("openai_api_key", _text),
     "OPENAI_TIMEOUT": ("openai_timeout", _float_between(0.1, 600)),
     "OPENAI_MAX_RETRIES": ("openai_max_retries", _int_at_least(0)),
+    "EMBED_CONCURRENCY": ("embed_concurrency", _int_at_least(1)),
     "KB_CHUNK_TOKENS": ("chunk_tokens", _int_at_least(32)),
     "KB_CHUNK_OVERLAP_TOKENS": ("chunk_overlap_tokens", _int_at_least(0)),
     "KB_TOP_K": ("top_k", _int_at_least(1)),

@@ -13,7 +13,7 @@ int8 storage (they are looked up, not multiplied), so the file stays ~23 MB.
     .venv/bin/python scripts/quantize_model.py --variant weights-tensor --out /tmp/x.onnx
 
 The output is byte-identical on every run with the same onnx/onnxruntime
-versions (checked: two runs, same sha256); bot/embeddings.py pins that sha256.
+versions (checked: two runs, same sha256); bot/embeddings/local.py pins that sha256.
 onnxruntime.quantization needs `onnx`, a dev dependency (`make install`).
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.embeddings import BUNDLED_ONNX_SHA256, FAST_ONNX_PATH, _bundled_onnx_path, _verify  # noqa: E402
+from bot.embeddings.local import BUNDLED_ONNX_SHA256, FAST_ONNX_PATH, _bundled_onnx_path, _verify  # noqa: E402
 
 # name -> (per_channel, reduce_range), tried on the dev sets (README, Performance). quantize_dynamic
 # quantises only products with a constant weight: attention's activation products stay fp32.

@@ -10,7 +10,10 @@ Vectors are deterministic (seeded by a hash of model, dimension and text) and
 unit length, so a test can predict every row with `vector_for`. Like OpenAI it
 rejects more than 2,048 inputs, unknown models (404 `model_not_found`) and a
 wrong key (401). Faults queued with `queue_*` answer the next requests, one
-fault per request, in order; then normal service resumes.
+fault per request, in order; then normal service resumes. `latency` delays every
+answer (a remote endpoint's round trip); `max_in_flight` says how many requests
+were ever answered at once; a request with an input containing one of
+`failing_words` always fails with 500, however often it is retried.
 
     with OpenAIFake(api_key="sk-test") as fake:
         fake.queue_error(429, headers={"Retry-After": "0"})
@@ -86,10 +89,15 @@ class OpenAIFake:
         models: Iterable[str] = (DEFAULT_MODEL,),
         api_key: str | None = None,
         dim: int = 384,
+        latency: float = 0.0,
     ) -> None:
         self.models = set(models)
         self.api_key = api_key
         self.dim = dim
+        self.latency = latency
+        self.failing_words: set[str] = set()
+        self.max_in_flight = 0
+        self._in_flight = 0
         self.requests: list[Recorded] = []
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
@@ -161,6 +169,7 @@ class OpenAIFake:
         with self._lock:
             self.requests.clear()
             self._faults.clear()
+            self.max_in_flight = 0
 
     # --- faults ---------------------------------------------------------------------
 
@@ -278,11 +287,26 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw
         headers = {k.lower(): v for k, v in self.headers.items()}
+        recorded = Recorded("POST", self.path, headers, body)
         with owner._lock:
-            owner.requests.append(Recorded("POST", self.path, headers, body))
+            owner.requests.append(recorded)
+            owner._in_flight += 1
+            owner.max_in_flight = max(owner.max_in_flight, owner._in_flight)
+        try:
+            if owner.latency and owner._stopping.wait(owner.latency):
+                return  # stopping: drop the connection
+            self._answer_post(headers, body, recorded)
+        finally:
+            with owner._lock:
+                owner._in_flight -= 1
 
+    def _answer_post(self, headers: dict[str, str], body: Any, recorded: Recorded) -> None:
+        owner = self.owner
         if self.path.rstrip("/") != "/v1/embeddings":
             self._send(404, json.dumps(_error("unknown route", "invalid_request_error")).encode())
+            return
+        if any(isinstance(text, str) and word in text for text in recorded.inputs for word in owner.failing_words):
+            self._send(500, json.dumps(_error("this batch always fails (failing_words)", "server_error")).encode())
             return
         fault = owner._next_fault()
         if fault is not None and fault.delay and owner._stopping.wait(fault.delay):

@@ -165,7 +165,7 @@ def test_local_model_through_the_cache(embedder: LocalEmbedder, tmp_path: Path) 
         again = embed_many(embedder, store, texts, counts=counts)
         models = [r[0] for r in store.conn.execute("SELECT DISTINCT model FROM embedding_cache")]
     assert counts.cache_hits == 2 and counts.embedded == 2
-    assert models == [embedder.model]
+    assert models == [embedder.model_id]
     np.testing.assert_array_equal(cached, again)
     np.testing.assert_allclose(cached, embedder.embed(texts), atol=1e-5)
 

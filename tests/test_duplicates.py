@@ -264,7 +264,7 @@ class CountingEmbedder:
 
     def __init__(self, inner: LocalEmbedder) -> None:
         self.inner, self.texts = inner, 0
-        self.model, self.dim, self.batch_size = inner.model, inner.dim, inner.batch_size
+        self.model_id, self.dim, self.batch_size = inner.model_id, inner.dim, inner.batch_size
 
     def embed(self, texts: list[str], truncate: bool = False) -> np.ndarray:
         self.texts += len(texts)

@@ -22,10 +22,9 @@ from bot.embeddings import (
     MODEL_DIR,
     TOKENIZER_SHA256,
     LocalEmbedder,
-    _bundled_onnx_path,
-    _verify,
     make_embedder,
 )
+from bot.embeddings.local import _bundled_onnx_path, _verify
 from bot.errors import EmbeddingError, TextTooLongError
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -63,7 +62,7 @@ def reference() -> tuple[list[str], np.ndarray]:
 
 
 def test_identity(embedder: LocalEmbedder) -> None:
-    assert embedder.model == BUNDLED_MODEL_ID
+    assert embedder.model_id == BUNDLED_MODEL_ID
     assert embedder.dim == 384
     assert embedder.max_tokens == BUNDLED_MAX_TOKENS == 256
 
@@ -222,8 +221,8 @@ def _model_folder(tmp_path: Path, name: str = "my-minilm") -> Path:
 def test_from_folder(tmp_path: Path, embedder: LocalEmbedder) -> None:
     folder = _model_folder(tmp_path)
     own = LocalEmbedder.from_folder(folder, batch_size=4)
-    assert own.model == f"my-minilm-{BUNDLED_ONNX_SHA256[:12]}"
-    assert own.model != embedder.model  # a team's model never shares the bundled model's vectors
+    assert own.model_id == f"my-minilm-{BUNDLED_ONNX_SHA256[:12]}"
+    assert own.model_id != embedder.model_id  # a team's model never shares the bundled model's vectors
     assert own.dim == 384
     assert own.batch_size == 4
     assert own.max_tokens == 512  # no config: BERT's limit
@@ -273,7 +272,7 @@ def fast() -> LocalEmbedder:
 
 
 def test_fast_is_its_own_model(fast: LocalEmbedder, embedder: LocalEmbedder) -> None:
-    assert fast.model == FAST_MODEL_ID != embedder.model  # its vectors never meet the bundled model's
+    assert fast.model_id == FAST_MODEL_ID != embedder.model_id  # its vectors never meet the bundled model's
     assert (fast.dim, fast.max_tokens) == (384, BUNDLED_MAX_TOKENS)
     _verify(FAST_ONNX_PATH, FAST_ONNX_SHA256)
     assert FAST_ONNX_PATH.stat().st_size < 25_000_000  # small enough for the git repository
@@ -306,7 +305,7 @@ def test_fast_file_refuses_to_load_when_changed(tmp_path: Path, monkeypatch: pyt
     data = bytearray(FAST_ONNX_PATH.read_bytes())
     data[len(data) // 2] ^= 0xFF
     copy.write_bytes(bytes(data))
-    monkeypatch.setattr("bot.embeddings.FAST_ONNX_PATH", copy)
+    monkeypatch.setattr("bot.embeddings.local.FAST_ONNX_PATH", copy)
     with pytest.raises(EmbeddingError, match="sha256"):
         LocalEmbedder.fast()
 
@@ -314,8 +313,8 @@ def test_fast_file_refuses_to_load_when_changed(tmp_path: Path, monkeypatch: pyt
 def test_settings_choose_the_local_variant(tmp_path: Path) -> None:
     from tests.conftest import make_settings
 
-    assert make_embedder(make_settings(tmp_path, embed_local_variant="fast")).model == FAST_MODEL_ID
-    assert make_embedder(make_settings(tmp_path, embed_local_variant="standard")).model == BUNDLED_MODEL_ID
+    assert make_embedder(make_settings(tmp_path, embed_local_variant="fast")).model_id == FAST_MODEL_ID
+    assert make_embedder(make_settings(tmp_path, embed_local_variant="standard")).model_id == BUNDLED_MODEL_ID
 
 
 def test_quantize_script_rebuilds_the_shipped_file_byte_for_byte(tmp_path: Path) -> None:

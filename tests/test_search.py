@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.errors import IndexNotBuiltError, QueryError
-from bot.search import search
+from bot.search import SearchOptions, search
 from bot.store import open_store
-from tests.conftest import DATA, KNOWLEDGE
+from tests.conftest import DATA, KNOWLEDGE, make_settings
 
 
 def golden() -> list[dict]:
@@ -55,6 +55,17 @@ def test_hits_carry_score_source_and_lines(sample_store, embedder):
     assert all(word in "\n".join(lines) for word in first_words)
     scores = [h.score for h in search(sample_store, embedder, "taxi receipts", k=5, mode="vector").hits]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_search_options_come_from_settings_once(sample_store, embedder, tmp_path):
+    settings = make_settings(tmp_path, top_k=2, min_score=0.9, search_mode="keyword")
+    options = SearchOptions.from_settings(settings)
+    assert options == SearchOptions(k=2, min_score=0.9, mode="keyword")
+    assert SearchOptions.from_settings(settings, k=7).k == 7  # the CLI's -k wins
+    question = "how do I get reimbursed for a taxi"
+    assert options.search(sample_store, embedder, question) == search(
+        sample_store, embedder, question, 2, min_score=0.9, mode="keyword"
+    )
 
 
 def test_unrelated_question_is_not_confident(sample_store, embedder):

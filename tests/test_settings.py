@@ -110,6 +110,7 @@ def test_blank_list_clears_it() -> None:
         ("SLACK_API_URL", "slack.com/api", "http"),
         ("OPENAI_TIMEOUT", "0", "between"),
         ("EMBED_DIM", "-5", "at least 1"),
+        ("EMBED_CONCURRENCY", "0", "at least 1"),
         ("KB_SEARCH_MODE", "fuzzy", "hybrid"),
         ("DUP_ACTION", "email", "thread"),
         ("ASK_COMMAND", "ask", "/ask"),

@@ -416,7 +416,7 @@ def test_channel_messages_are_stored_edited_and_deleted(start_bot: Callable[...,
     label = preparation_label(bot.services.embedder, bot.services.dup_rules)
     assert store.messages.unprepared_messages(0, 2e9, label) == []
     keys = dict(store.conn.execute("SELECT ts, vector_key FROM messages WHERE deleted = 0"))
-    model = bot.services.embedder.model
+    model = bot.services.embedder.model_id
     assert keys == {question["ts"]: cache_key(model, "How do I reset my VPN password on a Mac?"),
                     kept["ts"]: cache_key(model, kept["text"])}
     assert all(store.messages.get_message(e["channel"], e["ts"]) is None for e in ignored)

@@ -180,7 +180,7 @@ def test_migration_keeps_chunks_of_an_existing_database(tmp_path, embedder):
 
     path = tmp_path / "old.sqlite3"
     with SqliteStore(path, stop_before="m004_vector_sync") as old:
-        gen = old.create_generation(embedder.model, embedder.dim, "knowledge")
+        gen = old.create_generation(embedder.model_id, embedder.dim, "knowledge")
         doc = old.conn.execute(
             "INSERT INTO documents (generation, path, sha256, size, mtime, title, indexed_at) "
             "VALUES (?, 'a.md', '', 0, 0, 'A', 0)", (gen.id,)).lastrowid

@@ -25,7 +25,7 @@ def preparation_label(embedder: Embedder, rules: DupRules) -> str:
 
     A message prepared under another label (another model, other DUP_MIN_*) is prepared again.
     """
-    return f"{embedder.model} words>={rules.min_words} chars>={rules.min_chars}"
+    return f"{embedder.model_id} words>={rules.min_words} chars>={rules.min_chars}"
 
 
 # Messages normalised, embedded and recorded at a time: memory stays flat on a
@@ -49,7 +49,7 @@ def prepare_messages(
         texts = [candidate_text(m.text, rules, to_plain) for m in batch]
         # a long message is judged by its opening (the model's window): where a question usually is
         embed_many(embedder, store, [t for t in texts if t is not None], truncate=True)
-        keys = [cache_key(embedder.model, t) if t is not None else None for t in texts]
+        keys = [cache_key(embedder.model_id, t) if t is not None else None for t in texts]
         store.messages.set_prepared(zip(batch, keys), label)
 
 
