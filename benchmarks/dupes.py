@@ -77,11 +77,7 @@ from bot.dupes.rules import DAY, DupRules  # noqa: E402
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.slack.format import from_slack  # noqa: E402
-from bot.store import (  # noqa: E402
-    Message,
-    Store,  # noqa: E402
-    open_store,
-)
+from bot.store import Message, Store, open_store  # noqa: E402
 
 TARGET_S = 5.0
 END = 1_767_225_600.0  # 2026-01-01 00:00 UTC: the newest message, fixed so runs are identical

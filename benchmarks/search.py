@@ -42,10 +42,10 @@ from benchmarks.common import (  # noqa: E402
 from bot import keyword_index  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.search import search  # noqa: E402
-from bot.store import Generation, Store, open_store  # noqa: E402
+from bot.store import Generation  # noqa: E402
 from bot.store.sqlite.db import transaction  # noqa: E402
 from bot.store.sqlite.fts import table_name as keyword_table  # noqa: E402
-from bot.store.sqlite.store import vec_table  # noqa: E402
+from bot.store.sqlite.store import SqliteStore, vec_table  # noqa: E402
 from bot.vector_index import CompactVectors, in_memory, nearest, shortlist_size  # noqa: E402
 
 DIM = 384
@@ -84,7 +84,7 @@ def clustered_unit_vectors(n: int, rng: np.random.Generator, clusters: int = 200
     return out
 
 
-def fill_store(store: Store, model: str, vectors: np.ndarray, texts: list[str] | None) -> Generation:
+def fill_store(store: SqliteStore, model: str, vectors: np.ndarray, texts: list[str] | None) -> Generation:
     """One generation of len(vectors) chunks, 100 per document, written as the indexer would.
 
     Chunk i's text is texts[i % len(texts)], also indexed for keywords (no
@@ -133,7 +133,7 @@ def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path,
     rows: list[list[object]] = []
 
     started = time.perf_counter()
-    store = open_store(folder / f"synthetic-{n}.sqlite3")
+    store = SqliteStore(folder / f"synthetic-{n}.sqlite3")
     gen = fill_store(store, embedder.model_id, vectors, texts[0] if n <= 100_000 else None)
     print(f"{n:,} chunks written in {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -162,12 +162,12 @@ def one_size(n: int, queries: int, embedder: LocalEmbedder, folder: Path,
         questions = texts[1][:queries]
 
         def uncached(text: str) -> None:
-            keyword_index.clear_cache()
+            keyword_index.clear_cache(store)
             search(store, embedder, text, k=5)
 
         rows.append([f"{n:,}", "search() end to end, hybrid, every word's BM25 list fetched afresh", summary(
             timed_each(uncached, questions)), "", ""])
-        keyword_index.clear_cache()
+        keyword_index.clear_cache(store)
         rows.append([f"{n:,}", f"search() end to end, hybrid, {len(questions)} new questions (cache filling)",
                      summary(timed_each(lambda text: search(store, embedder, text, k=5), questions)), "", ""])
         for mode in ("vector", "hybrid"):  # the same questions again: the steady state of a busy bot

@@ -1,9 +1,9 @@
 """What every listener and background job shares: search, re-index and the duplicate scan, wired once.
 
 The settings, the embedder (loaded once; onnxruntime sessions are thread-safe),
-the chat platform (`bot.chat.ChatPort`), and one SQLite `Store` per thread,
-because listeners run on a thread pool and a connection must not be used by
-two threads at once. No chat library here: `bot.slack.server` builds the Slack side.
+the chat platform (`bot.chat.ChatPort`), and one `Store` shared by the
+listeners' threads (it gives each thread its own connection), so its
+in-memory indexes are loaded once. No chat library here: `bot.slack.server` builds the Slack side.
 """
 
 from __future__ import annotations
@@ -31,26 +31,23 @@ class Services:
         self.embedder = embedder
         self.chat = chat
         self.search_options = SearchOptions.from_settings(settings)
-        self._local = threading.local()
-        self._stores: list[Store] = []
-        self._stores_lock = threading.Lock()
+        self._store: Store | None = None
+        self._store_lock = threading.Lock()
         self._on_close: list[Callable[[], object]] = []
 
     def store(self) -> Store:
-        """This thread's `Store`, opened on first use."""
-        store: Store | None = getattr(self._local, "store", None)
-        if store is None:
-            store = open_store(self.settings.db_path)
-            self._local.store = store
-            with self._stores_lock:
-                self._stores.append(store)
+        """The shared `Store`, opened on first use."""
+        with self._store_lock:
+            if self._store is None:
+                self._store = open_store(self.settings.db_path)
+            store = self._store
         store.check_file()  # never answer from, or write into, a deleted or replaced file
         return store
 
     def healthy(self) -> bool:
-        """False once the database file was deleted or replaced under the open connections."""
-        with self._stores_lock:
-            return not any(store.replaced() for store in self._stores)
+        """False once the database file was deleted or replaced under the open store."""
+        with self._store_lock:
+            return self._store is None or not self._store.replaced()
 
     def search(self, question: str) -> SearchResult:
         return self.search_options.search(self.store(), self.embedder, question)
@@ -73,10 +70,10 @@ class Services:
     def close(self) -> None:
         for stop in reversed(self._on_close):
             stop()
-        with self._stores_lock:
-            for store in self._stores:
-                store.close()
-            self._stores.clear()
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+            self._store = None
 
     def start_background_jobs(self) -> None:
         """Start jobs that run beside the listeners: the duplicate scan (`bot.scheduler`), stopped by `close`."""

@@ -15,9 +15,9 @@ the float32 matrix of a plain numpy brute force, for a scan 5-10x faster at
 100k. Recall@10 against exact search, the speed of each step and the choice of
 the shortlist size are measured by `benchmarks/search.py`.
 
-The copy follows the store: every write to a generation's vectors bumps
-`generations.vectors_version`, one cheap lookup per search notices it, and the
-copy catches up by comparing chunk-id sets (ids are never reused), loading only
+The copy belongs to the store (`Store.memo`) and follows it: every write to a
+generation's vectors changes `Store.vectors_version`, one cheap lookup per
+search notices it, and the copy catches up by comparing chunk-id sets (ids are never reused), loading only
 the vectors it lacks.
 """
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.store import Generation, Store
+from bot.store import Generation, Store, memoized
 
 # Vectors the Hamming scan keeps for scoring: MIN_SHORTLIST, or one in
 # SHORTLIST_SHARE of the collection when that is more. Recall@10 on 100,000 real
@@ -161,29 +161,36 @@ class _Copy:
         self.lock = threading.Lock()
 
 
-_copies: dict[tuple[object, int], _Copy] = {}
-_copies_lock = threading.Lock()
+class _Copies:
+    """A store's copies by generation id, kept in its `memo`: they live and die with the store."""
+
+    def __init__(self) -> None:
+        self.by_generation: dict[int, _Copy] = {}
+        self.lock = threading.Lock()
+
+    def of(self, gen: Generation) -> _Copy | None:
+        """The copy for `gen`, made empty if new; None if a newer generation's copy is loaded already."""
+        with self.lock:
+            copy = self.by_generation.get(gen.id)
+            if copy is None:
+                if any(other > gen.id for other in self.by_generation):
+                    return None
+                self.by_generation.clear()
+                copy = self.by_generation[gen.id] = _Copy(gen.dim)
+            return copy
 
 
 def in_memory(store: Store, gen: Generation) -> CompactVectors | None:
-    """This process's copy of `gen`'s vectors, brought up to date with the store.
+    """The store's in-memory copy of `gen`'s vectors, brought up to date with the store.
 
-    Shared by every thread and `Store` of the process (keyed by the database
-    file's identity, so a replaced file is never answered from its
-    predecessor's copy). Loading a newer generation's copy drops the older
-    one; a reader still on the older generation during a swap gets `None`
-    and reads SQLite directly rather than reload it.
+    Held by the store (one per store, shared by the threads using it).
+    Loading a newer generation's copy drops the older one; a reader still on
+    the older generation during a swap gets `None` and reads the store
+    directly rather than reload it.
     """
-    key = (store.identity, gen.id)
-    with _copies_lock:
-        copy = _copies.get(key)
-        if copy is None:
-            same_file = [k for k in _copies if k[0] == key[0]]
-            if any(k[1] > gen.id for k in same_file):
-                return None
-            for other in same_file:
-                del _copies[other]
-            copy = _copies[key] = _Copy(gen.dim)
+    copy = memoized(store, __name__, _Copies).of(gen)
+    if copy is None:
+        return None
     version = store.vectors_version(gen)
     if copy.version == version:
         return copy.vectors

@@ -12,7 +12,7 @@ import pytest
 from bot import keyword_index
 from bot.indexer import index_folder
 from bot.keyword_index import KeywordScores, keyword_scores
-from bot.store import Store, open_store
+from bot.store import Store, memoized, open_store
 from bot.store.sqlite.fts import phrase
 from bot.store.sqlite.fts import table_name as keyword_table
 from bot.words import query_words
@@ -78,14 +78,13 @@ def test_word_lists_follow_a_reindex(indexed: Store, knowledge_copy: Path, tmp_p
 
 
 def test_the_cache_stays_within_its_budget(sample_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keyword_index, "_cache", keyword_index.OrderedDict())
-    monkeypatch.setattr(keyword_index, "_cache_bytes", 0)
     monkeypatch.setattr(keyword_index, "CACHE_BYTES", 2000)
     gen = sample_store.active_generation()
+    lists = memoized(sample_store, keyword_index.__name__, keyword_index.WordLists)
     for question in QUESTIONS:
         found = keyword_scores(sample_store, gen, question)
         assert dict(zip(found.ids.tolist(), found.scores.tolist())) == pytest.approx(
             fts5_scores(sample_store, question), rel=1e-6)
-        kept = sum(ids.nbytes + scores.nbytes for ids, scores in keyword_index._cache.values())
-        assert kept == keyword_index._cache_bytes
-        assert kept <= 2000 or len(keyword_index._cache) == 1
+        kept = sum(ids.nbytes + scores.nbytes for ids, scores in lists._lists.values())
+        assert kept == lists._bytes
+        assert kept <= 2000 or len(lists._lists) == 1

@@ -11,10 +11,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bot.errors import KbError
+from bot.errors import DatabaseError, KbError
+from bot.keyword_index import keyword_scores
 from bot.store import MessageStore, Store, open_store
 from bot.store.sqlite.messages import SqliteMessageStore
 from bot.store.sqlite.store import SqliteStore
+from bot.vector_index import in_memory, nearest
 
 
 def _protocol_members(protocol: type) -> dict[str, object]:
@@ -99,3 +101,34 @@ def test_each_thread_gets_its_own_connection_and_transaction(tmp_path: Path) -> 
         assert store.messages.channel_cursor("C1") == "1.0"
     with pytest.raises(Exception, match="closed"):
         seen["writer"].execute("SELECT 1")  # close() closed every thread's connection
+
+
+def test_two_stores_on_one_file_never_share_in_memory_indexes(sample_db: Path, embedder) -> None:
+    with open_store(sample_db) as first, open_store(sample_db) as second:
+        gen = first.active_generation()
+        query = embedder.embed(["how do I get reimbursed for a taxi"])[0]
+        assert nearest(first, gen, query, 3) == nearest(second, gen, query, 3)
+        keyword_scores(first, gen, "taxi receipts")
+        keyword_scores(second, gen, "taxi receipts")
+        assert in_memory(first, gen) is not in_memory(second, gen)
+        assert first.memo.keys() == second.memo.keys() == {"bot.vector_index", "bot.keyword_index"}
+        assert all(first.memo[key] is not second.memo[key] for key in first.memo)
+
+
+def test_a_thread_never_opens_a_connection_on_a_file_that_replaced_the_store_s(tmp_path: Path) -> None:
+    path = tmp_path / "kb.sqlite3"
+    with open_store(path) as store:
+        path.unlink()  # e.g. a backup restored over it, or the file deleted
+        seen: list[BaseException] = []
+        thread = threading.Thread(target=lambda: _catch(seen, lambda: store.messages.channel_cursor("C1")))
+        thread.start()
+        thread.join(10)
+        assert [type(e) for e in seen] == [DatabaseError] and "restart kb-bot" in str(seen[0])
+        assert not path.exists(), "no new empty database was created in its place"
+
+
+def _catch(seen: list[BaseException], call) -> None:
+    try:
+        call()
+    except BaseException as exc:  # noqa: BLE001 - the test inspects whatever the thread raised
+        seen.append(exc)

@@ -14,10 +14,10 @@ BOT = Path(__file__).resolve().parent.parent / "bot"
 SLACK_LIBRARIES = ("slack_sdk", "slack_bolt")
 SQL_METHODS = {"execute", "executemany", "executescript"}
 
-# The package that owns SQL: connections, migrations, the Store, the message store, FTS5.
+# The packages that own SQL: connections, migrations, the Store, the message store, keyword indexes.
 STORE_PACKAGES = ("bot.store.sqlite", "bot.store.postgres")  # the backends: the only modules with SQL
 
-# Not done yet (issue 13): SQL or a Store's connection outside the store packages.
+# Not done yet: SQL or a Store's connection outside the store packages, each entry with why (none left).
 SQL_ALLOWED: set[str] = set()
 
 
@@ -110,3 +110,20 @@ def test_the_core_of_duplicates_knows_no_platform() -> None:
     for name in (*dupes, "bot.chat", "bot.store", "bot.store.records", "bot.services", "bot.scheduler"):
         slack = [m for m in imported(trees[name], name) if m.split(".")[0] in SLACK_LIBRARIES or m.startswith("bot.slack")]
         assert slack == [], f"{name} imports {slack}"
+
+
+
+# The library's public surface (`from bot import …`): a change here is a change for every user of kb-bot as a library.
+PUBLIC = [
+    "Embedder", "Hit", "IndexReport", "KbError", "LocalEmbedder", "OpenAIEmbedder", "SearchResult", "Settings",
+    "Store", "index_folder", "load_settings", "make_embedder", "open_store", "search",
+]
+
+
+def test_the_public_names_are_pinned_and_each_imports() -> None:
+    import bot
+
+    assert bot.__all__ == PUBLIC
+    namespace: dict[str, object] = {}
+    exec("from bot import *", namespace)  # noqa: S102 - fails on a listed name that bot does not define
+    assert set(namespace) - {"__builtins__"} == set(PUBLIC)

@@ -141,21 +141,17 @@ def test_copy_follows_reindex_edits_and_deletes(knowledge_copy, tmp_path, embedd
         assert in_memory(store, gen) is after, "no change, no new copy"
 
 
-def test_one_copy_per_generation_shared_by_threads(sample_db, embedder):
+def test_one_copy_per_generation_shared_by_the_threads_of_a_store(sample_db, embedder):
     results: list[CompactVectors | None] = []
-
-    def load() -> None:
-        with open_store(sample_db) as store:
-            results.append(in_memory(store, store.active_generation()))
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(results) == 4 and all(r is results[0] for r in results)
     with open_store(sample_db) as store:
-        assert len([k for k in vector_index._copies if k[0] == store.identity]) == 1
+        gen = store.active_generation()
+        threads = [threading.Thread(target=lambda: results.append(in_memory(store, gen))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 4 and all(r is results[0] for r in results)
+        assert list(store.memo[vector_index.__name__].by_generation) == [gen.id]
 
 
 def test_chunk_ids_are_never_reused(tmp_path, knowledge_copy, embedder):

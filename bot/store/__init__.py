@@ -19,10 +19,10 @@ reused. Vectors are float32 unit vectors; a similarity is their cosine.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -32,6 +32,8 @@ from bot.store.records import ChunkRow, DocumentRecord, Feedback, Generation, Me
 
 if TYPE_CHECKING:
     from bot.chunking import Chunk
+
+T = TypeVar("T")
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_SCHEME = "sqlite:///"
@@ -146,14 +148,15 @@ class Store(Protocol):
     memo: dict[str, object]
     """What other modules keep in memory about this store's data (e.g. `bot.vector_index`'s copy), by module name.
 
-    Starts empty with the store and goes with it, so two stores never share it.
+    Starts empty with the store and goes with it, so two stores never share it
+    (use `memoized`).
     """
 
     def __enter__(self) -> Store: ...
     def __exit__(self, *exc: object) -> None: ...
 
     def close(self) -> None:
-        """Let go of the connection; the store is unusable after."""
+        """Close every connection the store opened (any thread's); the store is unusable after."""
 
     def replaced(self) -> bool:
         """Whether the database was deleted or replaced since this store opened it (False where it cannot be)."""
@@ -275,8 +278,19 @@ class Store(Protocol):
         """The chunks of `ids` that exist, by id."""
 
     def stats(self) -> dict[str, object]:
-        """What `kb-bot stats` prints: db, db_bytes, model, dim, knowledge_dir, documents, chunks,
-        cache_entries, schema_version, and backend details; counts are of the active generation."""
+        """What `kb-bot stats` prints, by name; counts are of the active generation.
+
+        At least: db (`location`), db_bytes, model, dim, knowledge_dir (None without an
+        active generation), documents, chunks, cache_entries, schema_version; a
+        backend adds its own details (SQLite: which driver and library).
+        """
+
+
+def memoized(store: Store, key: str, make: Callable[[], T]) -> T:
+    """What `store.memo` holds under `key`, made by `make` on first use; threads racing to make it keep one."""
+    if key not in store.memo:
+        store.memo.setdefault(key, make())
+    return cast(T, store.memo[key])
 
 
 def open_store(location: str | Path) -> Store:
@@ -301,5 +315,5 @@ def open_store(location: str | Path) -> Store:
 
 __all__ = [
     "ChunkRow", "DocumentRecord", "Feedback", "Generation", "Message", "MessageStore", "Store", "WindowRow",
-    "cache_key", "open_store",
+    "cache_key", "memoized", "open_store",
 ]

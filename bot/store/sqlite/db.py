@@ -147,6 +147,25 @@ def connect(path: str | Path, *, module: ModuleType | None = None) -> Connection
     return conn
 
 
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None when there is none."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def database_bytes(path: Path) -> int:
+    """The size of the database at `path` with its -wal and -shm files."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(path) + suffix)
+        if p.exists():
+            total += p.stat().st_size
+    return total
+
+
 @contextmanager
 def read_snapshot(conn: Connection) -> Iterator[Connection]:
     """Run a block's reads in one read transaction: one consistent snapshot of the file.

@@ -8,7 +8,8 @@ protocol, so another database can implement it without touching the scan.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from bot.store.records import Feedback, Message, WindowRow
 from bot.store.sqlite.db import Connection, transaction
@@ -16,6 +17,7 @@ from bot.store.sqlite.db import Connection, transaction
 _COLUMNS = "channel, ts, thread_ts, user, text, posted_at"
 _FEEDBACK_COLUMNS = ("later_channel, later_ts, earlier_channel, earlier_ts, later_text, earlier_text, score, "
                      "reported_by, reported_at")
+R = TypeVar("R")
 EVENT_MEMORY = 7 * 86400  # seconds a Slack event id is remembered: Slack retries within minutes
 
 
@@ -77,16 +79,24 @@ class SqliteMessageStore:
             self.conn.execute("UPDATE messages SET deleted = 1 WHERE channel = ? AND ts = ?", (channel, ts))
 
     def get_message(self, channel: str, ts: str) -> Message | None:
-        row = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE channel = ? AND ts = ? AND deleted = 0", (channel, ts)
-        ).fetchone()
-        return Message(*row) if row else None
+        return self._record(
+            Message, f"SELECT {_COLUMNS} FROM messages WHERE channel = ? AND ts = ? AND deleted = 0", [channel, ts]
+        )
+
+    def _records(self, record: Callable[..., R], sql: str, args: Sequence[object] = ()) -> list[R]:
+        """The rows of `sql` as `record`s, built from the columns in order."""
+        return [record(*row) for row in self.conn.execute(sql, args)]
+
+    def _record(self, record: Callable[..., R], sql: str, args: Sequence[object]) -> R | None:
+        """The first row of `sql` as a `record`, if there is one."""
+        found = self._records(record, sql, args)
+        return found[0] if found else None
 
     def _messages(self, where: str, args: list[object]) -> list[Message]:
         """Live messages matching `where`, oldest first."""
-        return [Message(*row) for row in self.conn.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE deleted = 0 AND {where} ORDER BY posted_at, ts", args
-        )]
+        return self._records(
+            Message, f"SELECT {_COLUMNS} FROM messages WHERE deleted = 0 AND {where} ORDER BY posted_at, ts", args
+        )
 
     def unscanned_messages(self, channels: Collection[str] | None = None) -> list[Message]:
         """Messages the duplicate scan has not judged yet, oldest first."""
@@ -205,13 +215,11 @@ class SqliteMessageStore:
                 "WHERE f.later_channel = ? AND f.later_ts = ?",
                 (user, time.time(), channel, ts),
             )
-        row = self.conn.execute(
-            f"SELECT {_FEEDBACK_COLUMNS} FROM dupe_feedback WHERE later_channel = ? AND later_ts = ?", (channel, ts)
-        ).fetchone()
-        return Feedback(*row) if row else None
+        return self._record(
+            Feedback, f"SELECT {_FEEDBACK_COLUMNS} FROM dupe_feedback WHERE later_channel = ? AND later_ts = ?",
+            [channel, ts],
+        )
 
     def all_feedback(self) -> list[Feedback]:
         """Every reported pair, oldest report first."""
-        return [Feedback(*row) for row in self.conn.execute(
-            f"SELECT {_FEEDBACK_COLUMNS} FROM dupe_feedback ORDER BY reported_at, later_ts"
-        )]
+        return self._records(Feedback, f"SELECT {_FEEDBACK_COLUMNS} FROM dupe_feedback ORDER BY reported_at, later_ts")

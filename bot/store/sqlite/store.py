@@ -21,7 +21,15 @@ from bot.chunking import Chunk
 from bot.errors import DatabaseError, EmbeddingError
 from bot.store.records import ChunkRow, DocumentRecord, Generation, cache_key
 from bot.store.sqlite import fts
-from bot.store.sqlite.db import Connection, connect, read_snapshot, sqlite_description, transaction
+from bot.store.sqlite.db import (
+    Connection,
+    connect,
+    database_bytes,
+    file_identity,
+    read_snapshot,
+    sqlite_description,
+    transaction,
+)
 from bot.store.sqlite.messages import SqliteMessageStore
 from bot.store.sqlite.migrations import SCHEMA_VERSION, migrate
 
@@ -42,15 +50,21 @@ class SqliteStore:
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._connections_lock = threading.Lock()
+        self.identity: tuple[int, int] | None = None
         migrate(self.conn, stop_before=stop_before)
+        self.identity = file_identity(self.path)
         self.messages = SqliteMessageStore(lambda: self.conn)
-        self.identity = _file_identity(self.path)
 
     @property
     def conn(self) -> Connection:
-        """This thread's connection, opened on its first use (a connection must not serve two threads at once)."""
+        """This thread's connection, opened on its first use (a connection must not serve two threads at once).
+
+        Never opened on a file other than the one the store opened first.
+        """
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            if self.identity is not None:
+                self.check_file()
             conn = self._local.conn = connect(self.path)
             with self._connections_lock:
                 self._connections.append(conn)
@@ -58,7 +72,7 @@ class SqliteStore:
 
     def replaced(self) -> bool:
         """Whether the file at `path` was deleted or replaced since this store opened it."""
-        return _file_identity(self.path) != self.identity
+        return file_identity(self.path) != self.identity
 
     def check_file(self) -> None:
         """Raise `DatabaseError` if the file at `path` was deleted or replaced since it was opened.
@@ -370,7 +384,7 @@ class SqliteStore:
             chunks = count("SELECT count(*) FROM chunks WHERE generation = ?", (gen.id,)).fetchone()[0]
         return {
             "db": self.location,
-            "db_bytes": _file_size(self.path),
+            "db_bytes": database_bytes(self.path),
             "model": gen.model if gen else None,
             "dim": gen.dim if gen else None,
             "knowledge_dir": gen.knowledge_dir if gen else None,
@@ -385,21 +399,3 @@ class SqliteStore:
 def _id_vector_arrays(rows: list[tuple[int, bytes]], dim: int) -> tuple[np.ndarray, np.ndarray]:
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file at `path`, None when there is none."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    return info.st_dev, info.st_ino
-
-
-def _file_size(path: Path) -> int:
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        p = Path(str(path) + suffix)
-        if p.exists():
-            total += p.stat().st_size
-    return total
