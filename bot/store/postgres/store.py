@@ -62,8 +62,6 @@ class PostgresStore:
         self._connections_lock = threading.Lock()
         with self._pool.connection() as conn:
             migrate(conn)  # first: the connections below need the extension it creates
-        self.identity = ("postgresql", self.location)  # keys this database's in-memory copies in the process
-        self.messages = PostgresMessageStore(lambda: self.conn)
 
     @property
     def conn(self) -> psycopg.Connection:
