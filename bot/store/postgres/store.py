@@ -62,6 +62,7 @@ class PostgresStore:
         self._connections_lock = threading.Lock()
         with self._pool.connection() as conn:
             migrate(conn)  # first: the connections below need the extension it creates
+        self.messages = PostgresMessageStore(lambda: self.conn)
 
     @property
     def conn(self) -> psycopg.Connection:
