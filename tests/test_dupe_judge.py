@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from bot.dupes.judge import CUT, FEATURES, FLOOR, _one_edit, evidence, judge, numbers, probability, words
+from bot.dupes.judge import (
+    CUT,
+    FEATURES,
+    FLOOR,
+    WEIGHTS,
+    _one_edit,
+    evidence,
+    judge,
+    numbers,
+    probability,
+    rarity,
+    words,
+)
 
 
 def features(later: str, earlier: str, similarity: float = 0.9) -> dict[str, float]:
@@ -34,6 +46,32 @@ def test_names_are_acronyms_mixed_case_or_capitalised_mid_sentence() -> None:
     assert named == {"SOC", "US", "iOS", "London"}  # not "Does", "I", "Thanks" (they open a sentence)
 
 
+def test_products_with_digits_and_days_in_any_case_are_names() -> None:
+    named = {w.text for w in words("Forgot my 1password master pw, booked a desk for friday. Q3 or v2?") if w.named}
+    assert named == {"1password", "friday"}  # Q3 and v2 are numbers (numbers_differ), not names
+
+
+def test_rarity_follows_the_vocabulary_frequency_order() -> None:
+    assert rarity("the") == 0.0 and rarity("bitwarden") == 1.0  # first word; not in the vocabulary
+    assert 0.0 < rarity("password") < rarity("bitwarden")
+    assert rarity("london") < rarity("lisbon")
+
+
+def test_rare_words_count_more_than_common_ones() -> None:
+    """Two pairs share half their words; the one sharing the rare word shares more of what matters."""
+    rare = features("Bitwarden vault sync broken", "Bitwarden vault login slow")
+    common = features("office laptop sync broken", "office laptop login slow")
+    assert rare["shared_words"] == common["shared_words"] == 0.5
+    assert rare["shared_rare_words"] > common["shared_rare_words"]
+
+
+def test_rare_words_on_both_sides_are_seen() -> None:
+    seen = features("I forgot my 1Password master password, who can recover my account?",
+                    "I forgot my Bitwarden master password, who can recover my account?")
+    assert seen["rare_words_differ"] == 1.0
+    assert features("who can recover my password?", "who can recover my account password?")["rare_words_differ"] == 0
+
+
 def test_different_names_and_replaced_words_are_seen() -> None:
     seen = evidence("Does our SOC 2 report cover the US data center?",
                     "Does our SOC 2 report cover the EU data center?", 0.9)
@@ -55,6 +93,7 @@ def test_a_longer_repost_is_not_an_edit() -> None:
         ("How do I uninstall Acrobat Pro?", "How do I install Acrobat Pro?"),
         ("Can we decrease the API rate limit for Globex?", "Can we increase the API rate limit for Globex?"),
         ("Why can't I push to main?", "Why can I push to main?"),
+        ("Can we disable localized pricing for Japan?", "Is localized pricing enabled for Japan?"),  # other endings
     ],
 )
 def test_opposite_asks(later: str, earlier: str) -> None:
@@ -77,14 +116,28 @@ def test_the_verdict_says_why() -> None:
                                   "reasons": ["shared words: vpn client windows"], "about": "vpn client windows"}
 
 
+def test_rank_and_distance_below_the_best_candidate() -> None:
+    later, earlier = "vpn keeps dropping on windows, any fix?", "Why does the VPN client on Windows drop?"
+    assert (features(later, earlier)["rank"], features(later, earlier)["below_best"]) == (0.0, 0.0)  # the defaults
+    third = dict(zip(FEATURES, evidence(later, earlier, 0.80, rank=2, best=0.90).values))
+    assert third["rank"] == 0.5 and third["below_best"] == pytest.approx(0.10)
+    assert judge(later, earlier, 0.80, rank=2, best=0.90).probability < judge(later, earlier, 0.80).probability
+
+
+def values(**given: float) -> tuple[float, ...]:
+    return tuple(given.get(name, 0.0) for name in FEATURES)
+
+
 def test_the_cut_sits_between_a_clear_repeat_and_a_clear_look_alike() -> None:
-    clear_repeat = (0.9, 0.0, 0.0, 0.0, 0.0, 0.8, 0.0)
-    clear_look_alike = (0.95, 1.0, 1.0, 1.0, 0.0, 0.9, 0.0)
+    clear_repeat = values(similarity=0.9, shared_words=0.8, shared_rare_words=0.5, length_ratio=0.8)
+    clear_look_alike = values(similarity=0.95, numbers_differ=1.0, names_differ=1.0, near_copy_edited=1.0,
+                              shared_words=0.9, shared_rare_words=0.9, length_ratio=1.0)
     assert probability(clear_repeat) >= CUT > probability(clear_look_alike)
 
 
 def test_under_the_floor_nothing_is_read_and_nothing_accepted() -> None:
-    assert probability((FLOOR, *[0.0] * (len(FEATURES) - 1))) == pytest.approx(CUT)
+    most_helpful = [1.0 if weight > 0 else 0.0 for weight in WEIGHTS[1:]]  # every other feature lies in 0..1
+    assert probability((FLOOR, *most_helpful)) == pytest.approx(CUT)
     text = "How do I reset my VPN password?"
     below = judge(text, text, FLOOR - 0.01)  # the same words would otherwise count for it
     assert not below.same and below.reasons[0].startswith(f"similarity {FLOOR - 0.01:.2f} is under")

@@ -34,9 +34,10 @@ from bot.lock import index_lock
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack import app as slack_app
-from bot.slack.app import ASK_QUEUE_LIMIT
 from bot.slack.chat import SlackChat
 from bot.slack.gate import MAX_BODY_BYTES
+from bot.slack.listeners import ask as ask_listener
+from bot.slack.listeners.ask import ASK_QUEUE_LIMIT
 from bot.slack.server import create_app, http_server, make_web_client, socket_mode_handler
 from bot.store import cache_key, open_store
 from bot.store.sqlite.store import vec_table
@@ -585,7 +586,7 @@ def test_an_ask_flood_beyond_the_queue_is_told_at_once_to_try_again(bot: Bot) ->
 def test_an_answer_that_waited_too_long_says_busy_instead(
     start_bot: Callable[..., Bot], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(slack_app, "ASK_MAX_WAIT_SECONDS", 1.0)
+    monkeypatch.setattr(ask_listener, "ASK_MAX_WAIT_SECONDS", 1.0)
     bot = start_bot()
     threads = slack_app.LISTENER_THREADS
     with bot.fake.holding_responses():  # every listener thread blocks on delivering its answer

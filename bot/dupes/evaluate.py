@@ -64,23 +64,26 @@ def read_rows(path: Path) -> list[dict]:
 
 def scan_stream(rows: Sequence[dict], store: Store, embedder: Embedder, settings: Settings) -> Stream:
     """Record `rows` (posting order) in an empty store and collect every later message's candidates."""
+    rules = DupRules.from_settings(settings)
     by_key = {}
     for i, row in enumerate(rows):
         ts = f"{STREAM_START + i * 600}.000100"
         by_key[(row["channel"], ts)] = row
         store.messages.record_message(channel=row["channel"], ts=ts, user=row["user"], text=row["text"])
-    _, found = find_candidates(store, embedder, DupRules.from_settings(settings), to_plain=from_slack)
+    _, found = find_candidates(store, embedder, rules, to_plain=from_slack)
     cases = []
     for found_one in found:
         later = normalize_text(found_one.later.text, from_slack)
+        best = found_one.earlier[0][1]
         cases.append(Case(by_key[(found_one.later.channel, found_one.later.ts)], [
-            Candidate(by_key[(m.channel, m.ts)], score, evidence(later, normalize_text(m.text, from_slack), score))
-            for m, score in found_one.earlier
+            Candidate(by_key[(m.channel, m.ts)], score,
+                      evidence(later, normalize_text(m.text, from_slack), score, rank, best))
+            for rank, (m, score) in enumerate(found_one.earlier)
         ]))
     seen: set[str] = set()
     repeats = []
     for row in rows:
-        if candidate_text(row["text"], DupRules.from_settings(settings), from_slack) is None:
+        if candidate_text(row["text"], rules, from_slack) is None:
             continue  # too short, emoji or link only: never judged
         if row["group"] in seen:
             repeats.append(row)
@@ -105,17 +108,38 @@ def judged(
     return decide
 
 
-def score(stream: Stream, decide: Callable[[Candidate], float | None], split: str | None = None) -> tuple[float, float]:
-    """(precision, recall) of `decide` over the later messages of `split` (all when None)."""
+@dataclass(frozen=True)
+class Tally:
+    """A decider's flags over some later messages: how many, how many right, of how many repeats."""
 
-    def counted(row: dict) -> bool:
-        return split is None or row.get("split") == split
+    flags: int
+    right: int
+    repeats: int
 
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.flags + other.flags, self.right + other.right, self.repeats + other.repeats)
+
+    @property
+    def precision(self) -> float:
+        return self.right / self.flags if self.flags else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.right / self.repeats if self.repeats else 1.0
+
+
+def tally(stream: Stream, decide: Callable[[Candidate], float | None], counted: Callable[[dict], bool]) -> Tally:
+    """What `decide` flags among the later messages `counted` keeps."""
     flags = [(case.row, flagged) for case in stream.cases if counted(case.row)
              if (flagged := case.flagged(decide)) is not None]
     right = sum(later["group"] == earlier["group"] for later, earlier in flags)
-    repeats = sum(counted(r) for r in stream.repeats)
-    return (right / len(flags) if flags else 1.0), (right / repeats if repeats else 1.0)
+    return Tally(len(flags), right, sum(counted(r) for r in stream.repeats))
+
+
+def score(stream: Stream, decide: Callable[[Candidate], float | None], split: str | None = None) -> tuple[float, float]:
+    """(precision, recall) of `decide` over the later messages of `split` (all when None)."""
+    counts = tally(stream, decide, lambda row: split is None or row.get("split") == split)
+    return counts.precision, counts.recall
 
 
 def f_half(precision: float, recall: float) -> float:

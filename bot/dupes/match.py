@@ -131,8 +131,11 @@ def judged_pair(candidates: Candidates, to_plain: ToPlain) -> Pair | None:
     """The candidate the judge most believes is the same question, or None if it believes none."""
     later = candidates.later
     best: Pair | None = None
-    for earlier, score in candidates.earlier:
-        verdict = judge(normalize_text(later.text, to_plain), normalize_text(earlier.text, to_plain), score)
+    best_score = candidates.earlier[0][1]
+    for rank, (earlier, score) in enumerate(candidates.earlier):
+        verdict = judge(
+            normalize_text(later.text, to_plain), normalize_text(earlier.text, to_plain), score, rank, best_score
+        )
         if verdict.same and (best is None or verdict.probability > best.verdict.probability):
             best = Pair(earlier, later, score, verdict)
     return best

@@ -17,12 +17,15 @@ from bot.dupes.feedback import NOT_SAME_ACTION
 from bot.services import Services
 from bot.slack import format as fmt
 from bot.slack.listeners import ask, mention, messages, not_same, share
-from bot.slack.listeners.ask import Admission
 from bot.slack.listeners.common import ack_only, bound, logged
 
 
-def register(app: App, services: Services, asks: Admission) -> None:
-    """Route /ask, its buttons, mentions and channel messages of `app` to the listener modules."""
+def register(app: App, services: Services) -> None:
+    """Route /ask, its buttons, mentions and channel messages of `app` to the listener modules.
+
+    /ask answers share `app`'s listener pool with the lazy listeners, admitted by an `AskQueue`.
+    """
+    asks = ask.AskQueue(app.listener_runner.listener_executor, ask.ASK_QUEUE_LIMIT, ask.ASK_MAX_WAIT_SECONDS)
     app.command(services.settings.ask_command)(bound(ask.take_command, services, asks))
     app.action(fmt.SHARE_ACTION)(ack=ack_only, lazy=[bound(share.share_answer, services)])
     app.action(NOT_SAME_ACTION)(ack=ack_only, lazy=[bound(not_same.not_same, services)])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from concurrent.futures import Executor
+from typing import Any
 
 from slack_bolt import Ack, BoltContext, Respond
 
@@ -12,16 +15,52 @@ from bot.services import Services
 from bot.slack import format as fmt
 from bot.slack.listeners.common import Send, errors_shown, is_usage, private_sender
 
+# A flood of /ask must not queue answers that arrive a minute late: at most ASK_QUEUE_LIMIT
+# answers wait or run at once (20 clients asking back to back need 20), the rest are told at
+# once to try again; an answer that could not start within ASK_MAX_WAIT_SECONDS says the same.
+ASK_QUEUE_LIMIT = 32
+ASK_MAX_WAIT_SECONDS = 10.0
 
-class Admission(Protocol):
-    """Bounded admission of /ask answers to the listener pool (`bot.slack.app.AskQueue`)."""
 
-    def reserve(self) -> bool: ...
-    def start(self, work: Callable[[bool], object]) -> None: ...
+class AskQueue:
+    """Bounded admission of /ask answers to the listener pool; safe across threads."""
+
+    def __init__(self, pool: Executor, limit: int, max_wait: float) -> None:
+        self._pool = pool
+        self._limit = limit
+        self._max_wait = max_wait
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def reserve(self) -> bool:
+        """Take a place in the queue; False when it is full. Each place must be used by `start`."""
+        with self._lock:
+            if self._pending >= self._limit:
+                return False
+            self._pending += 1
+            return True
+
+    def start(self, work: Callable[[bool], object]) -> None:
+        """Run `work(in_time)` on the pool; `in_time` is False if it waited longer than `max_wait`."""
+        queued = time.monotonic()
+
+        def run() -> None:
+            try:
+                work(time.monotonic() - queued <= self._max_wait)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # the pool is shutting down: give the place back
+            with self._lock:
+                self._pending -= 1
+            raise
 
 
 def take_command(
-    services: Services, asks: Admission, ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
+    services: Services, asks: AskQueue, ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
 ) -> None:
     """/ask, in the request thread: usage in the ack, else queue the answer or say at once that the bot is busy."""
     if is_usage(fmt.from_slack(command.get("text") or "").strip()):
