@@ -18,6 +18,7 @@ import click
 from bot.commands.common import configure_logging, db_option, json_option, knowledge_option, settings_for, user_errors
 from bot.commands.dupes import dupes_group
 from bot.commands.evaluation import eval_group
+from bot.commands.store import store_group
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError
 from bot.indexer import IndexProgress, IndexReport, Progress, index_folder
@@ -42,6 +43,7 @@ def cli(ctx: click.Context, env_file: str, verbose: bool) -> None:
 
 cli.add_command(eval_group)
 cli.add_command(dupes_group)
+cli.add_command(store_group)
 
 
 def _progress(live: bool) -> Progress:

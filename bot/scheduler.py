@@ -25,12 +25,15 @@ from bot.dupes.rules import DupRules
 from bot.dupes.scan import check_action, scan_and_flag
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
+from bot.lock import leads
 from bot.settings import Settings
 from bot.store import open_store
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "dupes-scan"
+# A scan lease lasts this many scan intervals (DUP_SCAN_MINUTES): a late run keeps it, a dead leader loses it.
+LEASE_PERIODS = 1.5
 
 
 def scan_trigger(settings: Settings) -> BaseTrigger:
@@ -48,6 +51,10 @@ def scan_job(settings: Settings, embedder: Embedder, chat: ChatPort) -> Callable
     rules = DupRules.from_settings(settings)
 
     def run() -> None:
+        # Replicas sharing a database take turns by lease: the leader renews it every run, a dead one's runs out.
+        if not leads(settings.db_path, JOB_ID, LEASE_PERIODS * settings.dup_scan_minutes * 60):
+            log.info("dupes scan skipped: another replica leads it")
+            return
         with open_store(settings.db_path) as store:
             scan_and_flag(store, embedder, rules, chat)
 
