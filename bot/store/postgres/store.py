@@ -24,13 +24,13 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
 from bot.chunking import Chunk
-from bot.errors import EmbeddingError, LockHeldError
+from bot.errors import LockHeldError
 from bot.redact import redact
 from bot.store.postgres import keywords
 from bot.store.postgres.connection import pool, snapshot, transaction
 from bot.store.postgres.messages import PostgresMessageStore
 from bot.store.postgres.migrations import SCHEMA_VERSION, migrate
-from bot.store.records import ChunkRow, DocumentRecord, Generation, cache_key
+from bot.store.records import ChunkRow, DocumentRecord, Generation, cache_key, check_vectors
 
 # Session advisory-lock key of the re-index lock.
 INDEX_LOCK = 0x6B62626F74_02
@@ -232,13 +232,7 @@ class PostgresStore:
         vectors: np.ndarray,
     ) -> None:
         """Swap a file's old chunks, vectors and postings for new ones in one transaction."""
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        if len(vectors) and vectors.shape[1] != gen.dim:
-            raise EmbeddingError(
-                f"the embedder returned {vectors.shape[1]}-dimensional vectors for an index of {gen.dim}: "
-                "run `kb-bot index --full`"
-            )
+        check_vectors(gen, chunks, vectors)
         tokenized = keywords.tokenize([(title, chunk.heading, chunk.text) for chunk in chunks])
         with transaction(self.conn):
             self._delete_document(gen, path)
