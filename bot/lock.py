@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bot.errors import LockHeldError
+from bot.store import POSTGRES_SCHEMES
 from bot.store.sqlite.db import open_private
 
 
@@ -25,8 +26,17 @@ def lock_path(db_path: Path) -> Path:
 
 
 @contextmanager
-def index_lock(db_path: Path) -> Iterator[None]:
-    """Hold the re-index lock of `db_path`, or raise `LockHeldError` at once."""
+def index_lock(db_path: Path | str) -> Iterator[None]:
+    """Hold the re-index lock of `db_path`, or raise `LockHeldError` at once.
+
+    For a postgresql:// URL it is the database's own lock, so replicas on other machines are refused too.
+    """
+    if str(db_path).startswith(POSTGRES_SCHEMES):
+        from bot.store.postgres.store import index_lock as database_lock
+
+        with database_lock(str(db_path)):
+            yield
+        return
     with open(open_private(lock_path(db_path)), "r+") as handle:  # 0600: it sits beside the database
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -47,3 +57,13 @@ def index_lock(db_path: Path) -> Iterator[None]:
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def leads(db_path: Path | str, job: str, seconds: float) -> bool:
+    """Whether this process should run `job` now: on PostgreSQL, only the replica holding its lease
+    (`bot.store.postgres.store.lead`); an SQLite file has one machine, whose flag claims suffice."""
+    if not str(db_path).startswith(POSTGRES_SCHEMES):
+        return True
+    from bot.store.postgres.store import lead
+
+    return lead(str(db_path), job, seconds)

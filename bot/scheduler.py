@@ -27,6 +27,7 @@ from bot.dupes.scan import check_action, scan_and_flag
 from bot.embeddings import Embedder
 from bot.errors import SettingsError
 from bot.gaps import post_gaps_report
+from bot.lock import leads
 from bot.questions import prune
 from bot.settings import Settings
 from bot.store import open_store
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 JOB_ID = "dupes-scan"
 GAPS_JOB_ID = "gaps-report"
 RETENTION_JOB_ID = "question-retention"
+GAPS_LEASE_SECONDS = 8 * 86400
+# A scan lease lasts this many scan intervals (DUP_SCAN_MINUTES): a late run keeps it, a dead leader loses it.
+LEASE_PERIODS = 1.5
 
 
 def scan_trigger(settings: Settings) -> BaseTrigger:
@@ -53,6 +57,10 @@ def scan_job(settings: Settings, embedder: Embedder, chat: ChatPort) -> Callable
     rules = DupRules.from_settings(settings)
 
     def run() -> None:
+        # Replicas sharing a database take turns by lease: the leader renews it every run, a dead one's runs out.
+        if not leads(settings.db_path, JOB_ID, LEASE_PERIODS * settings.dup_scan_minutes * 60):
+            log.info("dupes scan skipped: another replica leads it")
+            return
         with open_store(settings.db_path) as store:
             scan_and_flag(store, embedder, rules, chat)
 
@@ -105,6 +113,9 @@ def add_gaps_report(scheduler: BackgroundScheduler, settings: Settings, chat: Ch
         raise SettingsError(f"GAPS_REPORT_CRON {settings.gaps_report_cron!r} is not a crontab line: {exc}") from None
 
     def run() -> None:
+        # Replicas sharing a database: one posts (its lease outlives a weekly run; a dead leader's runs out).
+        if not leads(settings.db_path, GAPS_JOB_ID, GAPS_LEASE_SECONDS):
+            return
         with open_store(settings.db_path) as store:
             post_gaps_report(store, chat, settings.gaps_report_channel)
 

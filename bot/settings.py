@@ -37,7 +37,7 @@ class Settings:
 
     # Where things live
     knowledge_dir: Path = Path("knowledge")
-    db_path: Path = Path("data/kb.sqlite3")
+    db_path: Path | str = Path("data/kb.sqlite3")  # a path, or a postgresql:// URL kept as written
     log_level: str = "INFO"
 
     # Embeddings
@@ -161,6 +161,12 @@ def _optional(parse: Callable[[str], T]) -> Callable[[str], T | None]:
     return lambda raw: parse(raw) if raw.strip() else None
 
 
+def _db_location(raw: str) -> Path | str:
+    """An SQLite path, or a postgresql:// URL as written (a Path would fold its `//`)."""
+    value = raw.strip()
+    return value if value.startswith(("postgresql://", "postgres://")) else Path(value)
+
+
 def _url(raw: str) -> str:
     value = raw.strip()
     if not value.startswith(("http://", "https://")):
@@ -201,7 +207,7 @@ def _log_level(raw: str) -> str:
 # env variable -> (Settings field, parser)
 _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KB_KNOWLEDGE_DIR": ("knowledge_dir", Path),
-    "KB_DB": ("db_path", Path),
+    "KB_DB": ("db_path", _db_location),
     "LOG_LEVEL": ("log_level", _log_level),
     "EMBED_BACKEND": ("embed_backend", _one_of(EMBED_BACKENDS)),
     "EMBED_MODEL": ("embed_model", _text),

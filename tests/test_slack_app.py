@@ -537,7 +537,8 @@ def test_unsigned_malformed_bodies_get_401_and_one_log_line(
         urllib.request.urlopen(request, timeout=10)
 
     assert refused.value.code == 401
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+    # waitress.queue warns "Task queue depth" when a loaded machine is slow to serve: not about the request
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name != "waitress.queue"] == [
         f"refused a request without a valid Slack signature ({len(body.encode('latin-1'))} bytes)"]
     assert not any(r.exc_info for r in caplog.records)
 

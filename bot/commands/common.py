@@ -41,7 +41,7 @@ def configure_logging(level: str) -> None:
     )
 
 
-db_option = click.option("--db", type=click.Path(path_type=Path), help="SQLite file (default: KB_DB).")
+db_option = click.option("--db", help="SQLite file or postgresql:// URL (default: KB_DB).")
 knowledge_option = click.option(
     "--knowledge", type=click.Path(path_type=Path), help="Knowledge folder (default: KB_KNOWLEDGE_DIR)."
 )

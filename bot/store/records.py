@@ -7,7 +7,12 @@ column), so the rest of kb-bot and every backend share one vocabulary.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sized
 from dataclasses import dataclass
+
+import numpy as np
+
+from bot.errors import EmbeddingError
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,17 @@ class Feedback:
             "score": round(self.score, 4), "same": False,
             "reported_by": self.reported_by, "reported_at": self.reported_at,
         }
+
+
+def check_vectors(gen: Generation, chunks: Sized, vectors: np.ndarray) -> None:
+    """Refuse, before any write, vectors that don't pair one-to-one with the chunks or don't fit the generation."""
+    if len(chunks) != len(vectors):
+        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+    if len(vectors) and vectors.shape[1] != gen.dim:
+        raise EmbeddingError(
+            f"the embedder returned {vectors.shape[1]}-dimensional vectors for an index of {gen.dim}: "
+            "run `kb-bot index --full`"
+        )
 
 
 @dataclass(frozen=True)

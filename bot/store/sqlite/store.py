@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from bot.chunking import Chunk
-from bot.errors import DatabaseError, EmbeddingError
-from bot.store.records import ChunkRow, DocumentRecord, Generation, cache_key
+from bot.errors import DatabaseError
+from bot.store.records import ChunkRow, DocumentRecord, Generation, cache_key, check_vectors
 from bot.store.sqlite import fts
 from bot.store.sqlite.db import (
     Connection,
@@ -251,13 +251,7 @@ class SqliteStore:
         vectors: np.ndarray,
     ) -> None:
         """Swap a file's old chunks, vectors and keyword rows for new ones in one transaction."""
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        if len(vectors) and vectors.shape[1] != gen.dim:
-            raise EmbeddingError(
-                f"the embedder returned {vectors.shape[1]}-dimensional vectors for an index of {gen.dim}: "
-                "run `kb-bot index --full`"
-            )
+        check_vectors(gen, chunks, vectors)
         with transaction(self.conn):
             self._delete_document(gen, path)
             doc_id = self.conn.execute(
