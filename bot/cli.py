@@ -11,6 +11,7 @@ import functools
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -18,12 +19,14 @@ import click
 from bot.commands.common import configure_logging, db_option, json_option, knowledge_option, settings_for, user_errors
 from bot.commands.dupes import dupes_group
 from bot.commands.evaluation import eval_group
+from bot.commands.insights import gaps_cmd, map_cmd
 from bot.commands.store import store_group
 from bot.embeddings import Embedder, make_embedder
 from bot.errors import IndexNotBuiltError
 from bot.indexer import IndexProgress, IndexReport, Progress, index_folder
 from bot.lock import index_lock
 from bot.reports import format_report
+from bot.scopes import parse_scope, scope_note
 from bot.search import SearchOptions, SearchResult
 from bot.settings import SEARCH_MODES, Settings
 from bot.store import open_store
@@ -43,6 +46,8 @@ def cli(ctx: click.Context, env_file: str, verbose: bool) -> None:
 
 cli.add_command(eval_group)
 cli.add_command(dupes_group)
+cli.add_command(gaps_cmd)
+cli.add_command(map_cmd)
 cli.add_command(store_group)
 
 
@@ -118,6 +123,8 @@ def format_result(result: SearchResult) -> str:
             spans = ", ".join(f"{m.start_line}-{m.end_line}" for m in hit.more)
             lines.append(f"   (also in this file: lines {spans})")
         lines.append("")
+    if result.scope:
+        lines.append(scope_note(result.scope))
     return "\n".join(lines).rstrip()
 
 
@@ -125,18 +132,21 @@ def format_result(result: SearchResult) -> str:
 @click.argument("question")
 @click.option("-k", "k", type=click.IntRange(1, 50), help="How many passages (default: KB_TOP_K).")
 @click.option("--mode", type=click.Choice(SEARCH_MODES), help="How to rank (default: KB_SEARCH_MODE).")
+@click.option("--scope", multiple=True, help="Search only these top folders (repeat, or comma-separate).")
 @db_option
 @knowledge_option
 @json_option
 @click.pass_context
 @user_errors
 def ask_cmd(
-    ctx: click.Context, question: str, k: int | None, mode: str | None, db: Path | None, knowledge: Path | None, json_: bool
+    ctx: click.Context, question: str, k: int | None, mode: str | None, scope: tuple[str, ...], db: Path | None,
+    knowledge: Path | None, json_: bool,
 ) -> None:
     """Print the sources that best answer QUESTION, best first, with their relevance (0-100)."""
     settings = settings_for(ctx, db_path=db, knowledge_dir=knowledge, search_mode=mode)
     embedder = make_embedder(settings)
-    ask = functools.partial(SearchOptions.from_settings(settings, k=k).search, embedder=embedder, query=question)
+    options = replace(SearchOptions.from_settings(settings, k=k), scope=parse_scope(scope))
+    ask = functools.partial(options.search, embedder=embedder, query=question)
     with open_store(settings.db_path) as store:
         try:
             result = ask(store)

@@ -53,6 +53,11 @@ class KeywordScores:
         scores[hit] = self.scores[rows[hit]]
         return dict(zip(wanted.tolist(), scores.tolist()))
 
+    def among(self, ids: np.ndarray) -> KeywordScores:
+        """Only the chunks of `ids` (a scope's files)."""
+        keep = np.isin(self.ids, ids)
+        return KeywordScores(self.ids[keep], self.scores[keep])
+
 
 def keyword_scores(store: Store, gen: Generation, query: str) -> KeywordScores:
     """BM25 scores for `query`'s words (`bot.words.query_words`), summed over its words.

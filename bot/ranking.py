@@ -24,7 +24,7 @@ import numpy as np
 
 from bot.keyword_index import keyword_scores
 from bot.store import ChunkRow, Generation, Store
-from bot.vector_index import in_memory, nearest, similarities
+from bot.vector_index import in_memory, nearest, nearest_among, similarities
 from bot.words import query_words
 
 # --- fitted constants (benchmarks/fit_ranker.py) ------------------------------
@@ -137,11 +137,17 @@ def _contains(sorted_ids: np.ndarray, chunk_id: int) -> bool:
 
 
 def candidates(
-    store: Store, gen: Generation, text: str, vector: np.ndarray, pool: int
+    store: Store, gen: Generation, text: str, vector: np.ndarray, pool: int, scope: np.ndarray | None = None
 ) -> tuple[list[Passage], QuestionWords]:
-    """Both rankings' top `pool` passages, each with its real cosine and keyword score."""
-    by_meaning = nearest(store, gen, vector, pool)
+    """Both rankings' top `pool` passages, each with its real cosine and keyword score.
+
+    `scope` (chunk ids, ascending) limits both rankings to those chunks before
+    they pick, so a scoped question still gets its `pool` candidates.
+    """
+    by_meaning = nearest(store, gen, vector, pool) if scope is None else nearest_among(store, gen, vector, scope, pool)
     keyword = keyword_scores(store, gen, text)
+    if scope is not None:
+        keyword = keyword.among(scope)
     by_keyword = keyword.top(pool)
     cosines = dict(by_meaning)
     cosines.update(similarities(store, gen, vector, {cid for cid, _ in by_keyword} - set(cosines)))

@@ -17,6 +17,7 @@ caller can say "no confident answer" and show the best guesses anyway.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from bot.embeddings import Embedder, known_dim, valid_text
@@ -42,6 +43,7 @@ class SearchOptions:
     k: int = 5
     min_score: float = 0.25
     mode: str = "hybrid"
+    scope: tuple[str, ...] = ()  # only the files under these folders (a channel's KB_SCOPES); empty: all
 
     @classmethod
     def from_settings(cls, settings: Settings, *, k: int | None = None) -> SearchOptions:
@@ -49,7 +51,7 @@ class SearchOptions:
         return cls(k=k or settings.top_k, min_score=settings.min_score, mode=settings.search_mode)
 
     def search(self, store: Store, embedder: Embedder, query: str) -> SearchResult:
-        return search(store, embedder, query, self.k, min_score=self.min_score, mode=self.mode)
+        return search(store, embedder, query, self.k, min_score=self.min_score, mode=self.mode, scope=self.scope)
 
 
 @dataclass(frozen=True)
@@ -98,16 +100,18 @@ class SearchResult:
     hits: list[Hit]
     query_truncated: bool = False
     answerable: float | None = None  # the "not sure" model's probability that the folder answers it
+    scope: tuple[str, ...] = ()  # the only folders searched (a channel's KB_SCOPES); empty: all of them
 
     @property
     def confident(self) -> bool:
         return any(h.confident for h in self.hits)
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        data = {
             "query": self.query, "model": self.model, "confident": self.confident,
             "answerable": self.answerable, "hits": [h.as_dict() for h in self.hits],
         }
+        return {**data, "scope": list(self.scope)} if self.scope else data
 
 
 def clean_query(query: str) -> str:
@@ -145,8 +149,10 @@ def search(
     *,
     min_score: float = 0.25,
     mode: str = "hybrid",
+    scope: Sequence[str] = (),
 ) -> SearchResult:
-    """The top-`k` sources for `query`, best first, ranked as `mode` says."""
+    """The top-`k` sources for `query`, best first, ranked as `mode` says; only from the files under
+    the `scope` folders when given (filtered inside both rankings, so still `k` when there are `k`)."""
     text = clean_query(query)
     if k < 1:
         raise QueryError("k must be at least 1")
@@ -158,7 +164,8 @@ def search(
     # One snapshot for every read: a re-index swapping generations meanwhile is not seen half-way.
     with store.snapshot():
         gen = active_generation_for(store, embedder)
-        passages, words = candidates(store, gen, head, vector, max(k, RANKED_PASSAGES))
+        in_scope = store.chunk_ids_under(gen, scope) if scope else None
+        passages, words = candidates(store, gen, head, vector, max(k, RANKED_PASSAGES), in_scope)
     ranking = rank(mode, passages, words, k)
     sure = ranking.answerable >= ANSWER_THRESHOLD
     hits = [
@@ -167,7 +174,7 @@ def search(
     ]
     return SearchResult(
         query=text, model=gen.model, hits=hits, query_truncated=len(text) > MAX_QUERY_CHARS,
-        answerable=round(ranking.answerable, 4),
+        answerable=round(ranking.answerable, 4), scope=tuple(scope),
     )
 
 

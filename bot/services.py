@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from bot.chat import ChatPort
 from bot.dupes.rules import DupRules
 from bot.embeddings import Embedder
 from bot.indexer import IndexReport, index_folder
 from bot.lock import index_lock
+from bot.questions import record_question
 from bot.scheduler import start_scheduler
+from bot.scopes import scope_for
 from bot.search import SearchOptions, SearchResult
 from bot.settings import Settings
 from bot.store import Store, open_store
@@ -49,8 +52,18 @@ class Services:
         with self._store_lock:
             return self._store is None or not self._store.replaced()
 
-    def search(self, question: str) -> SearchResult:
-        return self.search_options.search(self.store(), self.embedder, question)
+    def search(self, question: str, channel: str | None = None) -> SearchResult:
+        """The answer to `question`, searched within `channel`'s scope (KB_SCOPES) when it has one."""
+        options = replace(self.search_options, scope=scope_for(self.settings, channel))
+        return options.search(self.store(), self.embedder, question)
+
+    def log_question(
+        self, result: SearchResult, *, channel: str | None, user: str | None, thread: str | None = None
+    ) -> int:
+        """Keep a question people asked and what it was shown (`bot.questions`); its id goes on the vote buttons."""
+        return record_question(
+            self.store(), self.embedder, self.settings, result, channel=channel, user=user, thread=thread
+        )
 
     def reindex(self, on_start: Callable[[], object]) -> IndexReport:
         """An incremental re-index, on its own connection; `LockHeldError` if one is already running.

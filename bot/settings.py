@@ -89,6 +89,14 @@ class Settings:
     # link an earlier message from any watched channel, so private text could surface publicly.
     dup_allow_private: bool = False
 
+    # Questions, feedback and knowledge gaps (bot/questions.py, bot/gaps.py)
+    questions_days: int = 180
+    feedback_days: int = 180
+    gaps_report_channel: str = ""
+    gaps_report_cron: str = "0 9 * * mon"
+    # Per-channel scopes: channel id -> the top folders its questions search (bot/scopes.py)
+    scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
     def __repr__(self) -> str:  # secrets never reach logs
         parts = []
         for f in fields(self):
@@ -178,6 +186,20 @@ def _command(raw: str) -> str:
     return value
 
 
+def _scopes(raw: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`C0ENG=engineering,runbooks;C0SALES=sales` as ((channel, folders), ...)."""
+    pairs = []
+    for part in (p.strip() for p in raw.split(";")):
+        if not part:
+            continue
+        channel, sep, folders = part.partition("=")
+        names = tuple(f.strip().strip("/") for f in folders.split(",") if f.strip().strip("/"))
+        if not sep or not channel.strip() or not names:
+            raise ValueError(f"expected CHANNEL=folder,folder;... got {part!r}")
+        pairs.append((channel.strip(), names))
+    return tuple(pairs)
+
+
 def _log_level(raw: str) -> str:
     return _one_of(("debug", "info", "warning", "error"))(raw).upper()
 
@@ -224,6 +246,11 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DUP_MIN_CHARS": ("dup_min_chars", _int_at_least(0)),
     "DUP_SAME_AUTHOR_MINUTES": ("dup_same_author_minutes", _int_at_least(0)),
     "DUP_ALLOW_PRIVATE": ("dup_allow_private", _bool),
+    "KB_QUESTIONS_DAYS": ("questions_days", _int_at_least(1)),
+    "KB_FEEDBACK_DAYS": ("feedback_days", _int_at_least(1)),
+    "GAPS_REPORT_CHANNEL": ("gaps_report_channel", _text),
+    "GAPS_REPORT_CRON": ("gaps_report_cron", _text),
+    "KB_SCOPES": ("scopes", _scopes),
 }
 
 ENV_NAMES = tuple(_PARSERS)
@@ -264,4 +291,6 @@ def load_settings(
 
 
 # Variables where an empty value is meaningful (clears a default) rather than "unset".
-_BLANK_MEANS_EMPTY = {"admin_user_ids", "dup_channels", "dup_scan_cron", "dup_report_channel"}
+_BLANK_MEANS_EMPTY = {
+    "admin_user_ids", "dup_channels", "dup_scan_cron", "dup_report_channel", "gaps_report_channel", "scopes",
+}

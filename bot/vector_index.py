@@ -226,6 +226,15 @@ def nearest(store: Store, gen: Generation, query: np.ndarray, k: int) -> list[tu
     return list(zip(ids.tolist(), cosines.tolist()))
 
 
+def nearest_among(store: Store, gen: Generation, query: np.ndarray, ids: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The `k` chunks of `ids` closest to `query`, best first: an exact scan of those only (a scope's files)."""
+    scores = similarities(store, gen, query, ids)
+    found = np.fromiter(scores.keys(), np.int64, len(scores))
+    cosines = np.fromiter(scores.values(), np.float64, len(scores))
+    best = np.lexsort((found, -cosines))[:k]
+    return list(zip(found[best].tolist(), cosines[best].tolist()))
+
+
 def similarities(store: Store, gen: Generation, query: np.ndarray, ids: Iterable[int]) -> dict[int, float]:
     """Cosine of `query` with each chunk of `ids` (e.g. hits found by keyword)."""
     wanted = np.fromiter(ids, np.int64)

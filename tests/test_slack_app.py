@@ -34,6 +34,7 @@ from bot.lock import index_lock
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack import app as slack_app
+from bot.slack import format as fmt
 from bot.slack.chat import SlackChat
 from bot.slack.gate import MAX_BODY_BYTES
 from bot.slack.listeners import ask as ask_listener
@@ -185,7 +186,7 @@ def test_ask_acks_within_3_s_then_answers_privately_with_sources_and_scores(bot:
     assert "hr/expenses.md" in first_passage
     assert SCORE.search(first_passage)
     assert TAXI in answer.text
-    assert share_button(answer)["value"] == TAXI
+    assert fmt.share_request(share_button(answer)["value"]) == (TAXI, 1)  # the question and its log id
 
 
 @pytest.mark.parametrize("text", ["", "   ", "help", "HELP"])

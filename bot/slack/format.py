@@ -12,10 +12,12 @@ notification fallback) and `blocks`. (A chat message people posted is a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bot.scopes import scope_note
 from bot.search import MAX_QUERY_CHARS, Hit, SearchResult
 
 Reply = dict[str, Any]
@@ -31,6 +33,9 @@ PATH_CHARS = 300
 FALLBACK_CHARS = 150  # the notification text
 
 SHARE_ACTION = "share_answer"
+HELPFUL_ACTION = "answer_helpful"
+NOT_HELPFUL_ACTION = "answer_not_helpful"
+VOTE_ACTIONS = {HELPFUL_ACTION: True, NOT_HELPFUL_ACTION: False}  # action id -> helpful
 
 # --- Slack text in ---------------------------------------------------------------
 
@@ -208,11 +213,14 @@ def hit_block(rank: int, hit: Hit) -> Block:
     return _section(f"{header}\n{excerpt}{also}" if excerpt else header + also)
 
 
-def answer_message(result: SearchResult, *, asker: str | None = None, shareable: bool = False) -> Reply:
+def answer_message(
+    result: SearchResult, *, asker: str | None = None, shareable: bool = False, question_id: int | None = None
+) -> Reply:
     """The answer to a question: the question, then each passage with its score and source.
 
     `asker` (a user id) makes it a public answer ("<@U123> asked: …");
-    `shareable` adds the "Share in channel" button to a private one.
+    `shareable` adds the "Share in channel" button to a private one;
+    `question_id` (the question log's id) adds Helpful / Not helpful.
     """
     question = escape(trim(result.query, QUESTION_CHARS))
     lead = f"<@{asker}> asked: {question}" if asker else f"*Question:* {question}"
@@ -231,16 +239,11 @@ def answer_message(result: SearchResult, *, asker: str | None = None, shareable:
         top.append(_context("\n".join(notes)))
 
     bottom: list[Block] = []
-    if shareable and result.hits and len(result.query) <= BUTTON_VALUE_LIMIT:
-        bottom.append({
-            "type": "actions",
-            "elements": [{
-                "type": "button",
-                "action_id": SHARE_ACTION,
-                "text": {"type": "plain_text", "text": "Share in channel"},
-                "value": result.query,
-            }],
-        })
+    if result.scope:
+        bottom.append(_context(escape(scope_note(result.scope))))
+    buttons = _answer_buttons(result, shareable, question_id)
+    if buttons:
+        bottom.append({"type": "actions", "elements": buttons})
 
     room = BLOCK_LIMIT - len(top) - len(bottom)
     hits = result.hits
@@ -253,6 +256,43 @@ def answer_message(result: SearchResult, *, asker: str | None = None, shareable:
     opening = f"<@{asker}> asked: " if asker else "Answer to: "
     fallback = opening + fit(result.query, FALLBACK_CHARS - len(opening), escape)
     return _reply([*top, *passages, *bottom], fallback)
+
+
+def _button(action_id: str, label: str, value: str) -> Block:
+    return {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": label}, "value": value}
+
+
+def _answer_buttons(result: SearchResult, shareable: bool, question_id: int | None) -> list[Block]:
+    """Share in channel (its value: the question, with the log's id when there is one), Helpful, Not helpful."""
+    if not result.hits:
+        return []
+    buttons = []
+    share = result.query if question_id is None else json.dumps({"q": result.query, "id": question_id})
+    if shareable and len(share) <= BUTTON_VALUE_LIMIT:
+        buttons.append(_button(SHARE_ACTION, "Share in channel", share))
+    if question_id is not None:
+        buttons += [_button(HELPFUL_ACTION, "Helpful", str(question_id)),
+                    _button(NOT_HELPFUL_ACTION, "Not helpful", str(question_id))]
+    return buttons
+
+
+def share_request(value: str) -> tuple[str, int | None]:
+    """The question and its log id from a Share button's value (a bare question from older answers)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return value, None
+    if isinstance(data, dict) and isinstance(data.get("q"), str) and isinstance(data.get("id"), int):
+        return data["q"], data["id"]
+    return value, None
+
+
+def vote_message(helpful: bool, kept: bool) -> Reply:
+    """The quiet, private confirmation of a Helpful / Not helpful click."""
+    if not kept:
+        return text_message("This answer is too old to take votes any more. Thanks anyway!")
+    said = "helpful" if helpful else "not helpful"
+    return text_message(f"Thanks: noted as *{said}*. Click the other button to change your vote.")
 
 
 def usage_message(command: str, bot_user_id: str | None = None) -> Reply:

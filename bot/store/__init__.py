@@ -28,7 +28,16 @@ import numpy as np
 
 from bot.errors import KbError
 from bot.redact import redact_url
-from bot.store.records import ChunkRow, DocumentRecord, Feedback, Generation, Message, WindowRow, cache_key
+from bot.store.records import (
+    ChunkRow,
+    DocumentRecord,
+    Feedback,
+    Generation,
+    Message,
+    QuestionRecord,
+    WindowRow,
+    cache_key,
+)
 
 if TYPE_CHECKING:
     from bot.chunking import Chunk
@@ -130,6 +139,47 @@ class MessageStore(Protocol):
         """Every reported pair, oldest report first."""
 
 
+class QuestionStore(Protocol):
+    """The question log (`bot.questions`): questions people asked, their votes, and retention.
+
+    Every write is atomic on its own. People are only ever salted hashes here.
+    """
+
+    def salt(self) -> str:
+        """The random salt of this database's person hashes, made once with the tables."""
+
+    def add(
+        self, *, text: str, model: str, vector_key: bytes, asked_at: float, channel: str | None,
+        asker: str | None, confident: bool, sources: list[dict[str, object]], thread: str | None = None,
+    ) -> int:
+        """Keep a question and return its id; `thread` is the chat thread its answer went to, if any."""
+
+    def vote(self, question_id: int, voter: str, helpful: bool, at: float) -> bool:
+        """One vote per voter per question, a later one replacing it; False if the question is gone."""
+
+    def votes(self, question_id: int) -> dict[str, bool]:
+        """Each voter's vote on a question (voter hash -> helpful)."""
+
+    def since(self, asked_after: float) -> list[QuestionRecord]:
+        """Questions asked at or after `asked_after`, oldest first, with their vote counts."""
+
+    def in_thread(self, channel: str, thread: str, limit: int) -> list[str]:
+        """The texts of the last `limit` questions answered in a chat thread, oldest first."""
+
+    def vectors(self, model: str, keys: list[bytes]) -> dict[bytes, np.ndarray]:
+        """The embedding-cache vectors of `keys` under `model` (keys whose entry is gone are left out)."""
+
+    def prune(self, questions_before: float, votes_before: float) -> tuple[int, int]:
+        """Delete questions asked before `questions_before` (with their votes) and votes cast before
+        `votes_before`; return how many of each."""
+
+    def mark(self, key: str) -> str | None:
+        """A value the question features keep between runs (e.g. what the last gaps post covered)."""
+
+    def set_mark(self, key: str, value: str) -> None:
+        """Replace the value `mark(key)` returns."""
+
+
 class Store(Protocol):
     """Documents, chunks and vectors by generation, the embedding cache, and `messages`.
 
@@ -144,6 +194,7 @@ class Store(Protocol):
     """Where the data lives, fit to show people (a file path, a URL without its password)."""
 
     messages: MessageStore
+    questions: QuestionStore
 
     memo: dict[str, object]
     """What other modules keep in memory about this store's data (e.g. `bot.vector_index`'s copy), by module name.
@@ -277,6 +328,10 @@ class Store(Protocol):
     def chunks_by_id(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
         """The chunks of `ids` that exist, by id."""
 
+    def chunk_ids_under(self, gen: Generation, folders: Sequence[str]) -> np.ndarray:
+        """The chunk ids of `gen`, int64 ascending, of files under any of `folders` (whole path segments,
+        case-sensitive: "eng" holds "eng/a.md", not "engineering/b.md"); a channel's scope (`bot.scopes`)."""
+
     def stats(self) -> dict[str, object]:
         """What `kb-bot stats` prints, by name; counts are of the active generation.
 
@@ -314,6 +369,6 @@ def open_store(location: str | Path) -> Store:
 
 
 __all__ = [
-    "ChunkRow", "DocumentRecord", "Feedback", "Generation", "Message", "MessageStore", "Store", "WindowRow",
-    "cache_key", "memoized", "open_store",
+    "ChunkRow", "DocumentRecord", "Feedback", "Generation", "Message", "MessageStore", "QuestionRecord",
+    "QuestionStore", "Store", "WindowRow", "cache_key", "memoized", "open_store",
 ]

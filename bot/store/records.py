@@ -117,3 +117,24 @@ def check_vectors(gen: Generation, chunks: Sized, vectors: np.ndarray) -> None:
             f"the embedder returned {vectors.shape[1]}-dimensional vectors for an index of {gen.dim}: "
             "run `kb-bot index --full`"
         )
+
+
+@dataclass(frozen=True)
+class QuestionRecord:
+    """A question people asked (`bot.questions`), as the gaps report and the map read it.
+
+    `vector_key` is its embedding-cache key under `model`; `asker` a salted hash;
+    `sources` what the answer showed ({"path", "start_line", "end_line", "score"}).
+    """
+
+    id: int
+    text: str
+    model: str
+    vector_key: bytes
+    asked_at: float
+    channel: str | None
+    asker: str | None
+    confident: bool
+    sources: list[dict[str, object]]
+    not_helpful: int  # "Not helpful" votes on its answer
+    helpful: int

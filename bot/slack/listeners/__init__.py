@@ -11,12 +11,14 @@ arguments given by `bound`, the rest injected by Bolt by name), plus one line be
 
 from __future__ import annotations
 
+import re
+
 from slack_bolt import App
 
 from bot.dupes.feedback import NOT_SAME_ACTION
 from bot.services import Services
 from bot.slack import format as fmt
-from bot.slack.listeners import ask, mention, messages, not_same, share
+from bot.slack.listeners import ask, mention, messages, not_same, share, vote
 from bot.slack.listeners.common import ack_only, bound, logged
 
 
@@ -29,5 +31,8 @@ def register(app: App, services: Services) -> None:
     app.command(services.settings.ask_command)(bound(ask.take_command, services, asks))
     app.action(fmt.SHARE_ACTION)(ack=ack_only, lazy=[bound(share.share_answer, services)])
     app.action(NOT_SAME_ACTION)(ack=ack_only, lazy=[bound(not_same.not_same, services)])
+    app.action(re.compile(f"^({'|'.join(fmt.VOTE_ACTIONS)})$"))(ack=ack_only, lazy=[bound(vote.vote, services)])
     app.event("app_mention")(ack=ack_only, lazy=[bound(mention.answer_mention, services)])
-    app.event("message")(ack=ack_only, lazy=[logged(bound(messages.store_message, services))])
+    app.event("message")(ack=ack_only, lazy=[
+        logged(bound(messages.store_message, services)), bound(mention.answer_follow_up, services),
+    ])

@@ -83,7 +83,10 @@ def answer_command(services: Services, command: dict[str, Any], respond: Respond
         elif text.lower() == "reindex":
             reindex(services, command["user_id"], send)
         else:
-            send(fmt.answer_message(services.search(text), shareable=True))
+            channel = command.get("channel_id")
+            result = services.search(text, channel)
+            asked = services.log_question(result, channel=channel, user=command.get("user_id"))
+            send(fmt.answer_message(result, shareable=True, question_id=asked))
 
 
 def reindex(services: Services, user_id: str, send: Send) -> None:

@@ -19,6 +19,7 @@ def share_answer(
     send = private_sender(respond)
     with errors_shown(send, services.settings.ask_command):
         channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
-        reply = fmt.answer_message(services.search(action["value"]), asker=body["user"]["id"])
+        question, asked = fmt.share_request(action["value"])
+        reply = fmt.answer_message(services.search(question, channel), asker=body["user"]["id"], question_id=asked)
         client.chat_postMessage(channel=channel, **reply)
         respond(delete_original=True)  # the private copy is no longer needed

@@ -7,6 +7,7 @@ find it applied. Each migration commits with its record, or not at all.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 
@@ -144,7 +145,39 @@ def m003_leases(conn: psycopg.Connection) -> None:
     conn.execute("CREATE TABLE leases (name text PRIMARY KEY, holder text NOT NULL, expires_at double precision NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [m001_create_tables, m002_slack_state, m003_leases]
+def m004_questions(conn: psycopg.Connection) -> None:
+    """The question log and its votes, as SQLite's m009_questions; the salt of person hashes made here."""
+    conn.execute(
+        """
+        CREATE TABLE questions (
+            id bigserial PRIMARY KEY,
+            text text NOT NULL,
+            model text NOT NULL,
+            vector_key bytea NOT NULL,
+            asked_at double precision NOT NULL,
+            channel text,
+            asker text,
+            confident boolean NOT NULL,
+            sources text NOT NULL,
+            thread text
+        );
+        CREATE INDEX questions_by_time ON questions (asked_at);
+        CREATE INDEX questions_by_thread ON questions (channel, thread);
+        CREATE TABLE votes (
+            question_id bigint NOT NULL REFERENCES questions (id) ON DELETE CASCADE,
+            voter text NOT NULL,
+            helpful boolean NOT NULL,
+            voted_at double precision NOT NULL,
+            PRIMARY KEY (question_id, voter)
+        );
+        CREATE INDEX votes_by_time ON votes (voted_at);
+        CREATE TABLE question_salt (salt text NOT NULL)
+        """
+    )
+    conn.execute("INSERT INTO question_salt (salt) VALUES (%s)", (secrets.token_hex(16),))
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [m001_create_tables, m002_slack_state, m003_leases, m004_questions]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

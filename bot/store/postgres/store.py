@@ -30,6 +30,7 @@ from bot.store.postgres import keywords
 from bot.store.postgres.connection import pool, snapshot, transaction
 from bot.store.postgres.messages import PostgresMessageStore
 from bot.store.postgres.migrations import SCHEMA_VERSION, migrate
+from bot.store.postgres.questions import PostgresQuestionStore
 from bot.store.records import ChunkRow, DocumentRecord, Generation, cache_key, check_vectors
 
 # Session advisory-lock key of the re-index lock.
@@ -63,6 +64,7 @@ class PostgresStore:
         with self._pool.connection() as conn:
             migrate(conn)  # first: the connections below need the extension it creates
         self.messages = PostgresMessageStore(lambda: self.conn)
+        self.questions = PostgresQuestionStore(lambda: self.conn)
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -295,6 +297,17 @@ class PostgresStore:
     def chunk_ids(self, gen: Generation) -> np.ndarray:
         """Every chunk id of the generation, ascending (ids are never reused)."""
         rows = self.conn.execute("SELECT id FROM chunks WHERE generation = %s ORDER BY id", (gen.id,)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def chunk_ids_under(self, gen: Generation, folders: Sequence[str]) -> np.ndarray:
+        """The chunk ids, ascending, of the files under any of `folders` (whole path segments, case-sensitive)."""
+        prefixes = [f.strip("/") + "/" for f in folders if f.strip("/")]
+        rows = self.conn.execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.generation = %s "
+            "AND EXISTS (SELECT 1 FROM unnest(%s::text[]) AS p(prefix) WHERE starts_with(d.path, p.prefix)) "
+            "ORDER BY c.id",
+            (gen.id, prefixes),
+        ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def vector_pages(

@@ -6,6 +6,7 @@ rolls back with its record, so it stays pending and runs again next time.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 
@@ -229,10 +230,49 @@ def m008_dupe_feedback(conn: Connection) -> None:
     )
 
 
+def m009_questions(conn: Connection) -> None:
+    """The questions people asked and their votes (issue 16: feedback, knowledge gaps).
+
+    `vector_key` points into the embedding cache (the question's vector, kept there
+    once), `asker` and `voter` are salted hashes (`question_salt`, random, made here) so
+    distinct people can be counted and nobody named. Votes go with their question.
+    """
+    _execute_all(
+        conn,
+        """
+        CREATE TABLE questions (
+            id INTEGER PRIMARY KEY,
+            text TEXT NOT NULL,
+            model TEXT NOT NULL,
+            vector_key BLOB NOT NULL,
+            asked_at REAL NOT NULL,
+            channel TEXT,
+            asker TEXT,
+            confident INTEGER NOT NULL,
+            sources TEXT NOT NULL,
+            thread TEXT
+        );
+        CREATE INDEX questions_by_time ON questions(asked_at);
+        CREATE INDEX questions_by_thread ON questions(channel, thread);
+        CREATE TABLE votes (
+            question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+            voter TEXT NOT NULL,
+            helpful INTEGER NOT NULL,
+            voted_at REAL NOT NULL,
+            PRIMARY KEY (question_id, voter)
+        ) WITHOUT ROWID;
+        CREATE INDEX votes_by_time ON votes(voted_at)
+        """,
+    )
+    conn.execute("CREATE TABLE question_salt (salt TEXT NOT NULL)")
+    conn.execute("INSERT INTO question_salt (salt) VALUES (?)", (secrets.token_hex(16),))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_create_tables, m002_slack_state, m003_keyword_index, m004_vector_sync, m005_cache_as_rowid_table,
     m006_prepared_messages,
     m008_dupe_feedback,
+    m009_questions,
 ]
 
 

@@ -32,6 +32,7 @@ from bot.store.sqlite.db import (
 )
 from bot.store.sqlite.messages import SqliteMessageStore
 from bot.store.sqlite.migrations import SCHEMA_VERSION, migrate
+from bot.store.sqlite.questions import SqliteQuestionStore
 
 
 def vec_table(generation_id: int) -> str:
@@ -54,6 +55,7 @@ class SqliteStore:
         migrate(self.conn, stop_before=stop_before)
         self.identity = file_identity(self.path)
         self.messages = SqliteMessageStore(lambda: self.conn)
+        self.questions = SqliteQuestionStore(lambda: self.conn)
 
     @property
     def conn(self) -> Connection:
@@ -307,6 +309,20 @@ class SqliteStore:
         """Every chunk id of the generation, ascending (ids are never reused)."""
         rows = self.conn.execute(
             "SELECT id FROM chunks WHERE generation = ? ORDER BY id", (gen.id,)
+        ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def chunk_ids_under(self, gen: Generation, folders: Sequence[str]) -> np.ndarray:
+        """The chunk ids, ascending, of the files under any of `folders` (paths relative to the knowledge folder)."""
+        prefixes = [f.strip("/") + "/" for f in folders if f.strip("/")]
+        if not prefixes:
+            return np.zeros(0, np.int64)
+        # substr, not LIKE: exact and case-sensitive, as paths are, with nothing to escape
+        where = " OR ".join("substr(d.path, 1, ?) = ?" for _ in prefixes)
+        rows = self.conn.execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"WHERE d.generation = ? AND ({where}) ORDER BY c.id",
+            (gen.id, *[arg for p in prefixes for arg in (len(p), p)]),
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
