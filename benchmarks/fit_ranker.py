@@ -2,7 +2,7 @@
 """Fit the source ranker and the "not sure" model of bot/ranking.py on the train splits.
 
     .venv/bin/python benchmarks/fit_ranker.py [--cache-dir ~/.cache/kb-bot-quality]
-        [--scifact ../shared/eval/scifact] [--scifact-queries 200]
+        [--scifact ../shared/eval/scifact] [--scifact-queries 200] [--variant fast]
 
 Questions: the `train` split of every dev set (benchmarks/data), plus a fixed
 sample of SciFact train queries when SciFact is there (`--scifact-queries 0`:
@@ -20,7 +20,8 @@ cache), so the features are exactly those search() computes.
 2. "Not sure": logistic regression over `answer_features` of the ranked list,
    label 1 when the question is answerable, with the threshold set to the
    lowest answer probability that keeps false flags on train at or under
-   FALSE_FLAG_BUDGET.
+   FALSE_FLAG_BUDGET. Also scored leave-one-set-out (fit without one dev set,
+   flag its questions), the honest estimate for a folder it never saw.
 
 Prints the constants to paste into bot/ranking.py, and train hit@1 / flag
 numbers before and after. Numpy only: Newton's method with a small L2 penalty.
@@ -39,13 +40,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import KNOWLEDGE, ROOT, SHARED_EVAL  # noqa: E402
-from benchmarks.quality import DATA, DEFAULT_CACHE, DEV_SETS, dev_set_db  # noqa: E402
+from benchmarks.quality import DATA, DEFAULT_CACHE, DEV_SETS, dev_set_db, local_embedder  # noqa: E402
 from bot import ranking  # noqa: E402
-from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
+from bot.embeddings import Embedder  # noqa: E402
 from bot.evaluation import BeirData, index_beir, load_beir, load_golden  # noqa: E402
 from bot.indexer import index_folder  # noqa: E402
 from bot.search import MAX_QUERY_CHARS, active_generation_for  # noqa: E402
-from bot.settings import load_settings  # noqa: E402
+from bot.settings import EMBED_LOCAL_VARIANTS, load_settings  # noqa: E402
 from bot.store import Store, open_store  # noqa: E402
 
 L2 = 0.01
@@ -157,6 +158,25 @@ def threshold_for(p: np.ndarray, y: np.ndarray) -> float:
     return float(answerable[allowed]) if allowed < len(answerable) else 0.5
 
 
+def fit_flag(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The "not sure" model's weights, bias and threshold, each answer class weighing half."""
+    weights, bias = fit_logistic(x, y, np.where(y > 0, 0.5 / y.sum(), 0.5 / (len(y) - y.sum())))
+    p = 1 / (1 + np.exp(-(x @ weights + bias)))
+    return weights, bias, threshold_for(p, y)
+
+
+def leave_one_set_out(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> str:
+    """Flags on each dev set by a model fitted without it (the sample folder always stays in)."""
+    flagged = np.zeros(len(y), bool)
+    held = np.isin(groups, DEV_SETS)
+    for name in DEV_SETS:
+        out = groups == name
+        weights, bias, threshold = fit_flag(x[~out], y[~out])
+        flagged[out] = 1 / (1 + np.exp(-(x[out] @ weights + bias))) < threshold
+    caught, false = flagged[held & (y == 0)], flagged[held & (y == 1)]
+    return f"{int(caught.sum())}/{len(caught)} flagged, {int(false.sum())}/{len(false)} false"
+
+
 def flag_report(p: np.ndarray, y: np.ndarray, threshold: float) -> str:
     flagged = p < threshold
     recall = flagged[y == 0].mean() if (y == 0).any() else float("nan")
@@ -170,9 +190,10 @@ def main() -> None:
     parser.add_argument("--scifact", type=Path, default=SHARED_EVAL / "scifact")
     parser.add_argument("--scifact-queries", type=int, default=200)
     parser.add_argument("--keep-ranker", action="store_true", help="fit only the 'not sure' model")
+    parser.add_argument("--variant", choices=EMBED_LOCAL_VARIANTS, default="standard", help="local model variant")
     args = parser.parse_args()
 
-    embedder = LocalEmbedder.bundled()
+    embedder = local_embedder(args.variant)
     questions = dev_questions(embedder, args.cache_dir)
     if args.scifact.is_dir() and args.scifact_queries:
         questions += scifact_questions(args.scifact, embedder, args.cache_dir, args.scifact_queries)
@@ -184,11 +205,12 @@ def main() -> None:
         ranking.SOURCE_WEIGHTS, ranking.SOURCE_BIAS = tuple(weights.round(3)), round(bias, 3)
         print(f"hit@1 with the fitted ranker: {hit_at_1(questions)}")
 
-    x, y = answer_rows([q for q in questions if q.group != "scifact"] + sample_questions(embedder, args.cache_dir))
-    a_weights, a_bias = fit_logistic(x, y, np.where(y > 0, 0.5 / y.sum(), 0.5 / (len(y) - y.sum())))
+    flag_questions = [q for q in questions if q.group != "scifact"] + sample_questions(embedder, args.cache_dir)
+    x, y = answer_rows(flag_questions)
+    a_weights, a_bias, threshold = fit_flag(x, y)
     p = 1 / (1 + np.exp(-(x @ a_weights + a_bias)))
-    threshold = threshold_for(p, y)
     print(f"not sure on train: {flag_report(p, y, threshold)}")
+    print(f"not sure, leave one dev set out: {leave_one_set_out(x, y, np.array([q.group for q in flag_questions]))}")
 
     print("\n# paste into bot/ranking.py")
     print(f"SOURCE_WEIGHTS = {tuple(float(w) for w in weights.round(3))}")

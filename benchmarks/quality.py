@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/quality.py [--sets flask 18f-handbook] [--modes hybrid]
         [--cache-dir ~/.cache/kb-bot-quality] [--scifact ../shared/eval/scifact | --no-scifact]
+        [--variant standard|fast]
 
 For each dev set, its `docs/` folder is indexed with the bundled model into a
 database kept in the cache folder (a re-run re-chunks every file but embeds
@@ -25,7 +26,7 @@ from benchmarks.common import SHARED_EVAL, print_table  # noqa: E402
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir  # noqa: E402
 from bot.indexer import index_folder  # noqa: E402
-from bot.settings import SEARCH_MODES, load_settings  # noqa: E402
+from bot.settings import EMBED_LOCAL_VARIANTS, SEARCH_MODES, load_settings  # noqa: E402
 from bot.store import open_store  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -33,6 +34,10 @@ DEV_SETS = sorted(p.name for p in DATA.iterdir() if (p / "questions.jsonl").is_f
 SPLITS = ("train", "test")
 METRICS = ("hit@1", "hit@3", "mrr", "flag_precision", "flag_recall", "false_flags")
 DEFAULT_CACHE = Path.home() / ".cache" / "kb-bot-quality"
+
+
+def local_embedder(variant: str) -> LocalEmbedder:
+    return LocalEmbedder.fast() if variant == "fast" else LocalEmbedder.bundled()
 
 
 def dev_set_db(name: str, embedder: Embedder, cache_dir: Path) -> Path:
@@ -75,9 +80,10 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--scifact", type=Path, default=SHARED_EVAL / "scifact")
     parser.add_argument("--no-scifact", action="store_true")
+    parser.add_argument("--variant", choices=EMBED_LOCAL_VARIANTS, default="standard", help="local model variant")
     args = parser.parse_args()
 
-    embedder = LocalEmbedder.bundled()
+    embedder = local_embedder(args.variant)
     rows = []
     for name in args.sets:
         rows += dev_set_rows(name, dev_set_db(name, embedder, args.cache_dir), embedder, args.modes)

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Where a first index's time goes on a docs folder: parsing, chunking, embedding per model variant.
+
+    .venv/bin/python benchmarks/index_stages.py FOLDER [--sample 400] [--rounds 2]
+
+Reads and parses every file as `kb-bot index` does (bot.loaders), chunks it
+(bot.indexer.prepare_chunks), then embeds the same fixed sample of the chunks
+with each local variant, alternating them `--rounds` times back to back so a
+shared machine's load hits both alike. Prints each stage's seconds, the chunks'
+word-piece lengths, and each variant's chunks per second with the embedding
+time it implies for the whole folder. A whole cold index is about parse + chunk
++ embed, plus SQLite writes (small next to embedding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import print_table  # noqa: E402
+from bot.embeddings import LocalEmbedder  # noqa: E402
+from bot.indexer import prepare_chunks  # noqa: E402
+from bot.loaders import Skipped, iter_loaded, load, walk  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
+
+
+def parse_and_chunk(folder: Path, embedder: LocalEmbedder) -> tuple[list[str], int, float, float]:
+    """Every chunk's embedded text, the files parsed, and the seconds spent parsing and chunking."""
+    settings = load_settings(environ={}, env_file=None, knowledge_dir=folder)
+    scan = walk(folder)
+    texts: list[str] = []
+    files, parse_s, chunk_s = 0, 0.0, 0.0
+    for source, data in iter_loaded(scan.files, scan.root):
+        if isinstance(data, Skipped):
+            continue
+        started = time.perf_counter()
+        doc = load(source, data)
+        parsed = time.perf_counter()
+        parse_s += parsed - started
+        if isinstance(doc, Skipped):
+            continue
+        files += 1
+        texts += prepare_chunks(embedder, settings, doc.blocks, title=doc.title)[1]
+        chunk_s += time.perf_counter() - parsed
+    return texts, files, parse_s, chunk_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--sample", type=int, default=400, help="chunks embedded per variant and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    variants = {"standard": LocalEmbedder.bundled(), "fast": LocalEmbedder.fast()}
+    texts, files, parse_s, chunk_s = parse_and_chunk(args.folder, variants["standard"])
+    lengths = variants["standard"].count_tokens_many(texts)
+    print(f"{files} files, {len(texts)} chunks: parse {parse_s:.1f} s, chunk {chunk_s:.1f} s")
+    print(f"word pieces per chunk: median {statistics.median(lengths):.0f}, "
+          f"share over 128: {sum(n > 128 for n in lengths) / len(lengths):.2f}")
+
+    sample = random.Random(14).sample(texts, min(args.sample, len(texts)))
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, embedder in variants.items():
+            started = time.perf_counter()
+            embedder.embed(sample, truncate=True)
+            rates[name].append(len(sample) / (time.perf_counter() - started))
+    rows = []
+    for name, runs in rates.items():
+        rate = statistics.median(runs)
+        rows.append([name, " / ".join(f"{r:.1f}" for r in runs), f"{rate:.1f}", f"{len(texts) / rate:.0f}",
+                     f"{parse_s + chunk_s + len(texts) / rate:.0f}"])
+    print_table("Embedding, variants alternated back to back",
+                ["variant", "chunks/s per round", "median", "embed all (s)", "parse+chunk+embed (s)"], rows)
+
+
+if __name__ == "__main__":
+    main()
