@@ -113,7 +113,7 @@ def format_result(result: SearchResult) -> str:
     if not result.confident:
         lines.append("Not sure: the folder may not answer this. Best guesses:\n")
     for rank, hit in enumerate(result.hits, start=1):
-        where = f"{hit.path}:{hit.start_line}-{hit.end_line}"
+        where = f"{hit.path}:{hit.start_line}-{hit.end_line}" + (f"  {hit.url}" if hit.url else "")
         flag = "" if hit.confident else "  (guess)"
         lines.append(f"{rank}. [{hit.relevance:>3}] {where}{flag}")
         if hit.heading:

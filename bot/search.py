@@ -25,6 +25,7 @@ from bot.errors import IndexNotBuiltError, QueryError
 from bot.excerpt import lead
 from bot.ranking import ANSWER_THRESHOLD, RANKED_PASSAGES, Source, candidates, rank
 from bot.settings import SEARCH_MODES, Settings
+from bot.source_links import source_url as link_to
 from bot.store import Generation, Store
 
 # A question is embedded from its first 256 word pieces (the model's window);
@@ -44,14 +45,21 @@ class SearchOptions:
     min_score: float = 0.25
     mode: str = "hybrid"
     scope: tuple[str, ...] = ()  # only the files under these folders (a channel's KB_SCOPES); empty: all
+    source_url: str = ""  # KB_SOURCE_URL: each hit's `url`; empty: no links
 
     @classmethod
     def from_settings(cls, settings: Settings, *, k: int | None = None) -> SearchOptions:
-        """KB_TOP_K, KB_MIN_SCORE and KB_SEARCH_MODE; `k` overrides the first (a CLI flag)."""
-        return cls(k=k or settings.top_k, min_score=settings.min_score, mode=settings.search_mode)
+        """KB_TOP_K, KB_MIN_SCORE, KB_SEARCH_MODE and KB_SOURCE_URL; `k` overrides the first (a CLI flag)."""
+        return cls(
+            k=k or settings.top_k, min_score=settings.min_score, mode=settings.search_mode,
+            source_url=settings.source_url,
+        )
 
     def search(self, store: Store, embedder: Embedder, query: str) -> SearchResult:
-        return search(store, embedder, query, self.k, min_score=self.min_score, mode=self.mode, scope=self.scope)
+        return search(
+            store, embedder, query, self.k, min_score=self.min_score, mode=self.mode, scope=self.scope,
+            source_url=self.source_url,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,13 +92,15 @@ class Hit:
     relevance: int = 0  # 0-100: the score that ordered the list, shown to people
     more: tuple[Excerpt, ...] = ()  # other matching passages of the same file, best first
     lead: str = ""  # the sentence or two of `text` that best match the question (`bot.excerpt`)
+    url: str | None = None  # the file at these lines, from KB_SOURCE_URL; None without it
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        data = {
             "relevance": self.relevance, "similarity": self.score, "path": self.path, "heading": self.heading,
             "lead": self.lead, "text": self.text, "start_line": self.start_line, "end_line": self.end_line,
             "confident": self.confident, "more": [m.as_dict() for m in self.more],
         }
+        return {**data, "url": self.url} if self.url else data
 
 
 @dataclass(frozen=True)
@@ -150,9 +160,11 @@ def search(
     min_score: float = 0.25,
     mode: str = "hybrid",
     scope: Sequence[str] = (),
+    source_url: str = "",
 ) -> SearchResult:
     """The top-`k` sources for `query`, best first, ranked as `mode` says; only from the files under
-    the `scope` folders when given (filtered inside both rankings, so still `k` when there are `k`)."""
+    the `scope` folders when given (filtered inside both rankings, so still `k` when there are `k`);
+    each hit linked by the `source_url` template (KB_SOURCE_URL) when given."""
     text = clean_query(query)
     if k < 1:
         raise QueryError("k must be at least 1")
@@ -169,7 +181,7 @@ def search(
     ranking = rank(mode, passages, words, k)
     sure = ranking.answerable >= ANSWER_THRESHOLD
     hits = [
-        _hit(source, score, relevance, sure, min_score, head)
+        _hit(source, score, relevance, sure, min_score, head, source_url)
         for source, score, relevance in zip(ranking.sources, ranking.scores, ranking.relevance)
     ]
     return SearchResult(
@@ -178,13 +190,16 @@ def search(
     )
 
 
-def _hit(source: Source, score: float, relevance: int, sure: bool, min_score: float, question: str) -> Hit:
+def _hit(
+    source: Source, score: float, relevance: int, sure: bool, min_score: float, question: str, template: str
+) -> Hit:
     """A source as shown: its best passage led by the sentences that match, the next few folded under it."""
     best = source.best
     return Hit(
         score=round(best.cosine, 4), path=best.row.path, heading=best.row.heading, text=best.row.text,
         start_line=best.row.start_line, end_line=best.row.end_line, confident=sure and best.cosine >= min_score,
         title=best.row.title, rank_score=round(score, 4), relevance=relevance, lead=lead(best.row.text, question),
+        url=link_to(template, best.row.path, best.row.start_line, best.row.end_line),
         more=tuple(
             Excerpt(round(p.cosine, 4), p.row.heading, p.row.text, p.row.start_line, p.row.end_line)
             for p in source.passages[1 : 1 + MORE_PASSAGES]

@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 
 from bot.errors import SettingsError
 from bot.redact import redact
+from bot.source_links import check_template
 
 T = TypeVar("T")
 
@@ -96,6 +97,8 @@ class Settings:
     gaps_report_cron: str = "0 9 * * mon"
     # Per-channel scopes: channel id -> the top folders its questions search (bot/scopes.py)
     scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Links for cited files: a URL template with {path}, {start_line}, {end_line} (bot/source_links.py)
+    source_url: str = ""
 
     def __repr__(self) -> str:  # secrets never reach logs
         parts = []
@@ -251,6 +254,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GAPS_REPORT_CHANNEL": ("gaps_report_channel", _text),
     "GAPS_REPORT_CRON": ("gaps_report_cron", _text),
     "KB_SCOPES": ("scopes", _scopes),
+    "KB_SOURCE_URL": ("source_url", check_template),
 }
 
 ENV_NAMES = tuple(_PARSERS)

@@ -516,6 +516,27 @@ def test_a_file_name_with_a_newline_stays_on_the_header_line(
     assert excerpt.startswith("File the taxi receipt")
 
 
+def test_with_kb_source_url_each_cited_path_is_an_escaped_encoded_link(
+    start_bot: Callable[..., Bot], embedder: LocalEmbedder, tmp_path: Path
+) -> None:
+    folder = tmp_path / "wiki"
+    (folder / "Team Notes").mkdir(parents=True)
+    (folder / "Team Notes" / "Café menü.md").write_text("# Lunch\n\nThe café serves vegan ramen on Fridays.\n")
+    settings = make_settings(tmp_path / "wiki-db", knowledge_dir=folder)
+    settings.db_path.parent.mkdir()
+    with open_store(settings.db_path) as store:
+        index_folder(store, embedder, settings)
+    template = "https://wiki.example.com/view?file={path}&from={start_line}&to={end_line}"
+    bot = start_bot(db_path=settings.db_path, source_url=template)
+
+    bot.ask("does the cafe serve ramen", "wiki")
+
+    header = only(bot.fake.wait_responses("wiki")).params["blocks"][1]["text"]["text"].split("\n")[0]
+    url = "https://wiki.example.com/view?file=Team%20Notes/Caf%C3%A9%20men%C3%BC.md&amp;from=3&amp;to=3"
+    link = f"<{url}|Team Notes/Café menü.md>"
+    assert header.startswith("*1.* `") and f"*{link} › Lunch*" in header, header
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [("payload={", "application/x-www-form-urlencoded"), ("payload=[]", "application/x-www-form-urlencoded"),

@@ -30,6 +30,7 @@ EXCERPT_CHARS = 600  # source characters shown per passage: enough to answer, sh
 QUESTION_CHARS = 300  # how much of the question is echoed back
 HEADING_CHARS = 200
 PATH_CHARS = 300
+URL_CHARS = 2000  # a longer source link (a huge template or path) is left out: the path stays plain
 FALLBACK_CHARS = 150  # the notification text
 
 SHARE_ACTION = "share_answer"
@@ -192,12 +193,14 @@ def shown(text: str) -> str:
 
 
 def hit_block(rank: int, hit: Hit) -> Block:
-    """One source: rank, relevance, path and heading on the first line, then its lead sentences.
+    """One source: rank, relevance, path (a link with KB_SOURCE_URL) and heading, then its lead sentences.
 
     The relevance (0-100) is what ordered the list, so the numbers read top-down;
     the full passage and its cosine are in `kb-bot ask --json`.
     """
     where = fit(hit.path, PATH_CHARS, _in_bold)
+    if hit.url and len(hit.url) <= URL_CHARS:
+        where = f"<{escape(hit.url)}|{where}>"
     trail = [part.strip() for part in (hit.heading or hit.title or "").split(" > ") if part.strip()]
     if len(trail) > 1 and hit.title and trail[0].lower() == hit.title.strip().lower():
         trail = trail[1:]  # the document's own title says little next to its path
