@@ -74,7 +74,7 @@ class Settings:
 
     # Duplicate flagging
     dup_channels: tuple[str, ...] = ()
-    dup_scan_minutes: int = 15
+    dup_scan_minutes: float = 15
     dup_scan_cron: str = ""
     dup_window_days: int = 30
     # Stage one of the scan: how similar an earlier message must be to reach the judge, and how
@@ -238,7 +238,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ADMIN_USER_IDS": ("admin_user_ids", _csv),
     "PORT": ("port", _int_at_least(1)),
     "DUP_CHANNELS": ("dup_channels", _csv),
-    "DUP_SCAN_MINUTES": ("dup_scan_minutes", _int_at_least(1)),
+    "DUP_SCAN_MINUTES": ("dup_scan_minutes", _float_between(0.05, 10080)),
     "DUP_SCAN_CRON": ("dup_scan_cron", _text),
     "DUP_WINDOW_DAYS": ("dup_window_days", _int_at_least(1)),
     "DUP_THRESHOLD": ("dup_threshold", _float_between(-1.0, 1.0)),

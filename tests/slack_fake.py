@@ -15,7 +15,9 @@ response_metadata.next_cursor) and `fake.channels` (users.conversations; a chann
 with "is_private": true is listed only when `types` asks for private_channel).
 Faults: `fake.fail(method, error)` answers ok=false; `fake.rate_limit(method)`
 answers HTTP 429 with Retry-After; each is used up by one call. `with fake.holding_responses():`
-keeps response_url posts waiting until the block ends.
+keeps response_url posts waiting until the block ends; `with fake.holding_answers(method):`
+records calls to a Web API method at once but keeps their answers waiting until the block ends
+(a Slack that got the post and has not answered yet).
 
 The second half builds what Slack sends to an app: slash-command, event and
 block_actions bodies, and the v0 signature headers.
@@ -86,6 +88,7 @@ class FakeSlack:
         self._faults: dict[str, deque[_Fault]] = {}
         self._responses_open = threading.Event()
         self._responses_open.set()
+        self._answers_open: dict[str, threading.Event] = {}
         self._ts = itertools.count(1)
         self._changed = threading.Condition()
         self._socket: socket.socket | None = None
@@ -144,6 +147,16 @@ class FakeSlack:
             yield
         finally:
             self._responses_open.set()
+
+    @contextlib.contextmanager
+    def holding_answers(self, method: str) -> Iterator[None]:
+        """Calls to `method` are recorded at once, answered only when the block ends."""
+        gate = self._answers_open[method] = threading.Event()
+        try:
+            yield
+        finally:
+            gate.set()
+            del self._answers_open[method]
 
     # --- what was called -------------------------------------------------------
 
@@ -272,6 +285,8 @@ class FakeSlack:
                 token = headers.get("authorization", "").removeprefix("Bearer ") or str(params.get("token", ""))
                 status, body, extra = fake._answer(method, params, token)
                 fake._record(Call(method, path, params, headers))
+                if (gate := fake._answers_open.get(method)) is not None:
+                    gate.wait()
                 self._send(status, json.dumps(body).encode(), "application/json", extra)
 
             def do_GET(self) -> None:
