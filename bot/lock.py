@@ -32,7 +32,7 @@ def index_lock(db_path: Path | str) -> Iterator[None]:
     For a postgresql:// URL it is the database's own lock, so replicas on other machines are refused too.
     """
     if str(db_path).startswith(POSTGRES_SCHEMES):
-        from bot.store.postgres.store import index_lock as database_lock
+        from bot.store.postgres.locks import index_lock as database_lock
 
         with database_lock(str(db_path)):
             yield
@@ -61,9 +61,9 @@ def index_lock(db_path: Path | str) -> Iterator[None]:
 
 def leads(db_path: Path | str, job: str, seconds: float) -> bool:
     """Whether this process should run `job` now: on PostgreSQL, only the replica holding its lease
-    (`bot.store.postgres.store.lead`); an SQLite file has one machine, whose flag claims suffice."""
+    (`bot.store.postgres.locks.lead`); an SQLite file has one machine, whose flag claims suffice."""
     if not str(db_path).startswith(POSTGRES_SCHEMES):
         return True
-    from bot.store.postgres.store import lead
+    from bot.store.postgres.locks import lead
 
     return lead(str(db_path), job, seconds)

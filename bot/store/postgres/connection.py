@@ -26,6 +26,9 @@ _pools: dict[tuple[str, int], ConnectionPool] = {}
 _pools_lock = threading.Lock()
 
 
+DEFAULT_EF_SEARCH = 100
+
+
 def pool(url: str, ef_search: int) -> ConnectionPool:
     """The process's pool for `url`, opened on first use."""
     with _pools_lock:

@@ -4,40 +4,31 @@ The same surface as the SQLite `Store`, so indexing, search and the duplicate
 scan run unchanged: vectors live in one `vector(d)` table per generation with an
 HNSW cosine index, keywords in a postings table scored with FTS5's BM25
 (`bot.store.postgres.keywords`). Several replicas can share one database:
-re-indexes take a database lock (`index_lock`), and the duplicate scan runs
-where `scan_lease` is held.
+re-indexes take a database lock and the duplicate scan runs on the replica
+holding its lease (`bot.store.postgres.locks`).
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
-from psycopg_pool import ConnectionPool
 
 from bot.chunking import Chunk
-from bot.errors import LockHeldError
 from bot.redact import redact
 from bot.store.postgres import keywords
-from bot.store.postgres.connection import pool, snapshot, transaction
+from bot.store.postgres.connection import DEFAULT_EF_SEARCH, pool, snapshot, transaction
+from bot.store.postgres.locks import index_lock, lead
 from bot.store.postgres.messages import PostgresMessageStore
 from bot.store.postgres.migrations import SCHEMA_VERSION, migrate
 from bot.store.postgres.questions import PostgresQuestionStore
 from bot.store.records import ChunkRow, DocumentRecord, Generation, cache_key, check_vectors
 
-# Session advisory-lock key of the re-index lock.
-INDEX_LOCK = 0x6B62626F74_02
-# Who holds a lease: this process, on this machine.
-HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-DEFAULT_EF_SEARCH = 100
 _GENERATION_COLUMNS = "id, model, dim, status, knowledge_dir"
 
 
@@ -400,46 +391,3 @@ def server_description(conn: psycopg.Connection) -> str:
     version = conn.execute("SHOW server_version").fetchone()[0]
     vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
     return f"PostgreSQL {version.split()[0]}, pgvector {vector[0] if vector else 'missing'}"
-
-
-@contextmanager
-def index_lock(url: str) -> Iterator[None]:
-    """Hold the re-index lock of the database at `url`, or raise `LockHeldError` at once.
-
-    A session advisory lock: the server lets go of it when the holder's
-    connection ends, a crash or `kill -9` included.
-    """
-    with _advisory(pool(url, DEFAULT_EF_SEARCH), INDEX_LOCK) as held:
-        if not held:
-            raise LockHeldError(f"a re-index of {redact(url)} is already running (another replica or process)")
-        yield
-
-
-@contextmanager
-def _advisory(connections: ConnectionPool, key: int) -> Iterator[bool]:
-    # A connection of its own: the lock lives as long as that session, whatever the store's connections do.
-    with connections.connection() as conn:
-        held = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
-        try:
-            yield held
-        finally:
-            if held:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-
-
-def lead(url: str, job: str, seconds: float) -> bool:
-    """Whether this process leads `job` now: it takes the lease if free or expired, renews it if its own.
-
-    One statement, so two replicas never both win; a dead leader stops renewing
-    and its lease passes on once `seconds` have run out.
-    """
-    now = time.time()
-    with pool(url, DEFAULT_EF_SEARCH).connection() as conn:
-        migrate(conn)  # a replica may ask before it ever opened the store
-        row = conn.execute(
-            "INSERT INTO leases (name, holder, expires_at) VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE "
-            "SET holder = excluded.holder, expires_at = excluded.expires_at "
-            "WHERE leases.holder = excluded.holder OR leases.expires_at < %s RETURNING holder",
-            (job, HOLDER, now + seconds, now),
-        ).fetchone()
-    return row is not None
