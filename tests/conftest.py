@@ -73,6 +73,15 @@ def sample_store(sample_db: Path) -> Iterator[Store]:
         yield store
 
 
+@pytest.fixture
+def sample_store_copy(sample_db: Path, tmp_path: Path) -> Iterator[Store]:
+    """A private copy of the sample index, for a test that writes (questions, votes, messages)."""
+    copy = tmp_path / "kb.sqlite3"
+    shutil.copy(sample_db, copy)
+    with open_store(copy) as store:
+        yield store
+
+
 def stop_http_server(server: BaseWSGIServer, thread: threading.Thread) -> None:
     """Stop a waitress server serving on `thread`: its sockets are closed from that thread itself.
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -22,11 +20,8 @@ fake, bot_db, start_bot = slack.fake, slack.bot_db, slack.start_bot  # the loopb
 
 
 @pytest.fixture
-def store(sample_db: Path, tmp_path: Path) -> Store:
-    copy = tmp_path / "kb.sqlite3"
-    shutil.copy(sample_db, copy)
-    with open_store(copy) as store:
-        yield store
+def store(sample_store_copy: Store) -> Store:
+    return sample_store_copy
 
 
 def test_a_question_is_kept_with_its_sources_and_a_hashed_asker(store, embedder, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,11 +81,8 @@ TOPICS = {
 
 
 @pytest.fixture
-def store(sample_db: Path, tmp_path: Path) -> Store:
-    copy = tmp_path / "kb.sqlite3"
-    shutil.copy(sample_db, copy)
-    with open_store(copy) as store:
-        yield store
+def store(sample_store_copy: Store) -> Store:
+    return sample_store_copy
 
 
 def _ask_all(store, embedder, settings) -> dict[int, str]:

@@ -22,7 +22,7 @@ from bot.cli import cli
 from bot.knowledge_map import build_map, render_html, screenshot, telling_words
 from bot.questions import record_question, record_vote
 from bot.search import search
-from bot.store import Store, open_store
+from bot.store import Store
 from tests.conftest import make_settings
 
 CHROMIUM = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
@@ -44,11 +44,8 @@ def dump_dom(page: Path) -> str:
 
 
 @pytest.fixture
-def store(sample_db: Path, tmp_path: Path) -> Store:
-    copy = tmp_path / "kb.sqlite3"
-    shutil.copy(sample_db, copy)
-    with open_store(copy) as store:
-        yield store
+def store(sample_store_copy: Store) -> Store:
+    return sample_store_copy
 
 
 def _ask(store, embedder, tmp_path, question, *, unhelpful=False) -> None:
