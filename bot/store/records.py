@@ -7,8 +7,10 @@ column), so the rest of kb-bot and every backend share one vocabulary.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sized
+import json
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -138,3 +140,9 @@ class QuestionRecord:
     sources: list[dict[str, object]]
     not_helpful: int  # "Not helpful" votes on its answer
     helpful: int
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> QuestionRecord:
+        """A row of the stores' question query (same columns in both backends): bytes, bool and JSON restored."""
+        *head, key, asked_at, channel, asker, confident, sources, not_helpful, helpful = row
+        return cls(*head, bytes(key), asked_at, channel, asker, bool(confident), json.loads(sources), not_helpful, helpful)

@@ -64,10 +64,7 @@ class PostgresQuestionStore:
 
     def since(self, asked_after: float) -> list[QuestionRecord]:
         rows = self.conn.execute(_SELECT + " ORDER BY q.asked_at, q.id", (asked_after,)).fetchall()
-        return [
-            QuestionRecord(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6], bool(r[7]), json.loads(r[8]), r[9], r[10])
-            for r in rows
-        ]
+        return [QuestionRecord.from_row(r) for r in rows]
 
     def in_thread(self, channel: str, thread: str, limit: int) -> list[str]:
         rows = self.conn.execute(

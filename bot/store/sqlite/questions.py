@@ -77,10 +77,7 @@ class SqliteQuestionStore:
     def since(self, asked_after: float) -> list[QuestionRecord]:
         """Questions asked at or after `asked_after`, oldest first, with their vote counts."""
         rows = self.conn.execute(_SELECT + " ORDER BY q.asked_at, q.id", (asked_after,)).fetchall()
-        return [
-            QuestionRecord(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6], bool(r[7]), json.loads(r[8]), r[9], r[10])
-            for r in rows
-        ]
+        return [QuestionRecord.from_row(r) for r in rows]
 
     def vectors(self, model: str, keys: list[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors of `keys` under `model` (a key whose vector is gone is left out)."""
