@@ -12,7 +12,7 @@ prints as it ends. Prints:
 - at --chunks synthetic clustered 384-d chunks (100 per document, real sentences
   as text), written through `PostgresStore.replace_document`: ingest rate, HNSW
   index size, then KNN top-10 p50/p95 and recall@10 against exact search for
-  pgvector's HNSW (`PostgresStore.approximate_nearest`, hnsw.ef_search 100) and
+  pgvector's HNSW (`PostgresStore.index_nearest`, hnsw.ef_search 100) and
   for the in-process copy (`bot.vector_index.nearest` over the same store), with
   the copy's load time and memory; then `search()` end to end with the bundled
   model, vector and hybrid, on the same store.
@@ -129,8 +129,8 @@ def vector_latency(url: str, count: int, queries: int) -> None:
             return float(np.mean([len(exact[i] & {c for c, _ in hits}) / 10 for i, hits in enumerate(found)]))
 
         print("exact neighbours found in numpy", flush=True)
-        pg_hits = [store.approximate_nearest(gen, q, 10) for q in questions]
-        pg_ms = timed_each(lambda q: store.approximate_nearest(gen, q, 10), questions)
+        pg_hits = [store.index_nearest(gen, q, 10) for q in questions]
+        pg_ms = timed_each(lambda q: store.index_nearest(gen, q, 10), questions)
         scan_ms = timed_each(lambda q: store.exact_nearest(gen, q, 10), questions[:20])
         started = time.perf_counter()
         vector_index.in_memory(store, gen)
@@ -148,7 +148,7 @@ def vector_latency(url: str, count: int, queries: int) -> None:
             for mode in ("vector", "hybrid")
         ]
     print_table(f"KNN top-10 at {count} chunks, {queries} queries", ["path", "latency", "recall@10", "RAM per replica"], [
-        ["pgvector HNSW (PostgresStore.approximate_nearest)", summary(pg_ms), f"{recall(pg_hits):.3f}", "0 (server side)"],
+        ["pgvector HNSW (PostgresStore.index_nearest)", summary(pg_ms), f"{recall(pg_hits):.3f}", "0 (server side)"],
         ["full scan in PostgreSQL (exact_nearest, 20 queries)", summary(scan_ms), "1.000", "0 (server side)"],
         ["in-process copy (vector_index.nearest)", summary(copy_ms), f"{recall(copy_hits):.3f}",
          f"{memory / 2**20:.0f} MB, loaded in {load:.1f} s"],

@@ -29,7 +29,7 @@ from bot.reports import format_report
 from bot.scopes import parse_scope, scope_note
 from bot.search import SearchOptions, SearchResult
 from bot.settings import SEARCH_MODES, Settings
-from bot.store import open_store
+from bot.store import open_configured_store
 
 
 @click.group()
@@ -84,7 +84,7 @@ def _duration(seconds: float) -> str:
 def run_index(
     settings: Settings, embedder: Embedder, *, full: bool = False, dry_run: bool = False, progress: Progress | None = None
 ) -> IndexReport:
-    with index_lock(settings.db_path), open_store(settings.db_path) as store:
+    with index_lock(settings.db_path), open_configured_store(settings) as store:
         return index_folder(store, embedder, settings, full=full, dry_run=dry_run, progress=progress)
 
 
@@ -147,7 +147,7 @@ def ask_cmd(
     embedder = make_embedder(settings)
     options = replace(SearchOptions.from_settings(settings, k=k), scope=parse_scope(scope))
     ask = functools.partial(options.search, embedder=embedder, query=question)
-    with open_store(settings.db_path) as store:
+    with open_configured_store(settings) as store:
         try:
             result = ask(store)
         except IndexNotBuiltError:
@@ -168,7 +168,7 @@ def ask_cmd(
 def stats_cmd(ctx: click.Context, db: Path | None, json_: bool) -> None:
     """Show what the index holds: documents, chunks, model, size, cache."""
     settings = settings_for(ctx, db_path=db)
-    with open_store(settings.db_path) as store:
+    with open_configured_store(settings) as store:
         stats = store.stats()
     if json_:
         click.echo(json.dumps(stats, indent=2))
@@ -193,7 +193,7 @@ def embed_cmd(ctx: click.Context, text: str, per_word: bool, values: int, json_:
     texts = text.split() if per_word else [text]
     if not texts:
         raise click.UsageError("TEXT is empty")
-    with open_store(settings.db_path) as store:
+    with open_configured_store(settings) as store:
         vectors = embed_many(embedder, store, texts)
     rows = [
         {"text": t, "model": embedder.model_id, "dim": int(v.shape[0]), "vector": [round(float(x), 6) for x in v]}

@@ -30,7 +30,7 @@ from bot.gaps import post_gaps_report
 from bot.lock import leads
 from bot.questions import prune
 from bot.settings import Settings
-from bot.store import open_store
+from bot.store import open_configured_store
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def scan_job(settings: Settings, embedder: Embedder, chat: ChatPort) -> Callable
         if not leads(settings.db_path, JOB_ID, LEASE_PERIODS * settings.dup_scan_minutes * 60):
             log.info("dupes scan skipped: another replica leads it")
             return
-        with open_store(settings.db_path) as store:
+        with open_configured_store(settings) as store:
             scan_and_flag(store, embedder, rules, chat)
 
     return run
@@ -99,7 +99,7 @@ def retention_job(settings: Settings) -> Callable[[], None]:
     nobody asks anything (recording a question prunes too)."""
 
     def run() -> None:
-        with open_store(settings.db_path) as store:
+        with open_configured_store(settings) as store:
             prune(store, settings)
 
     return run
@@ -116,7 +116,7 @@ def add_gaps_report(scheduler: BackgroundScheduler, settings: Settings, chat: Ch
         # Replicas sharing a database: one posts (its lease outlives a weekly run; a dead leader's runs out).
         if not leads(settings.db_path, GAPS_JOB_ID, GAPS_LEASE_SECONDS):
             return
-        with open_store(settings.db_path) as store:
+        with open_configured_store(settings) as store:
             post_gaps_report(store, chat, settings.gaps_report_channel)
 
     scheduler.add_job(run, trigger, id=GAPS_JOB_ID, name="knowledge gaps report", max_instances=1, coalesce=True)

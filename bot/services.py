@@ -22,7 +22,7 @@ from bot.scheduler import start_scheduler
 from bot.scopes import scope_for
 from bot.search import SearchOptions, SearchResult
 from bot.settings import Settings
-from bot.store import Store, open_store
+from bot.store import Store, open_configured_store
 
 
 class Services:
@@ -42,7 +42,7 @@ class Services:
         """The shared `Store`, opened on first use."""
         with self._store_lock:
             if self._store is None:
-                self._store = open_store(self.settings.db_path)
+                self._store = open_configured_store(self.settings)
             store = self._store
         store.check_file()  # never answer from, or write into, a deleted or replaced file
         return store
@@ -73,7 +73,7 @@ class Services:
         """
         with index_lock(self.settings.db_path):
             on_start()
-            with open_store(self.settings.db_path) as store:
+            with open_configured_store(self.settings) as store:
                 return index_folder(store, self.embedder, self.settings)
 
     def at_close(self, stop: Callable[[], object]) -> None:

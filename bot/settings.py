@@ -56,6 +56,10 @@ class Settings:
     openai_max_retries: int = 5
     embed_concurrency: int = 4  # requests in flight to a remote endpoint while indexing
 
+    # Vector search
+    vector_copy: bool = True  # keep a compact copy of the vectors in each process (bot.vector_index)
+    pg_ef_search: int = 100  # pgvector's hnsw.ef_search, when PostgreSQL's HNSW index answers (no copy)
+
     # Chunking and search
     chunk_tokens: int = 256
     chunk_overlap_tokens: int = 32
@@ -225,6 +229,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "OPENAI_TIMEOUT": ("openai_timeout", _float_between(0.1, 600)),
     "OPENAI_MAX_RETRIES": ("openai_max_retries", _int_at_least(0)),
     "EMBED_CONCURRENCY": ("embed_concurrency", _int_at_least(1)),
+    "KB_VECTOR_COPY": ("vector_copy", _bool),
+    "PG_EF_SEARCH": ("pg_ef_search", _int_at_least(1)),
     "KB_CHUNK_TOKENS": ("chunk_tokens", _int_at_least(32)),
     "KB_CHUNK_OVERLAP_TOKENS": ("chunk_overlap_tokens", _int_at_least(0)),
     "KB_TOP_K": ("top_k", _int_at_least(1)),

@@ -186,8 +186,11 @@ def in_memory(store: Store, gen: Generation) -> CompactVectors | None:
     Held by the store (one per store, shared by the threads using it).
     Loading a newer generation's copy drops the older one; a reader still on
     the older generation during a swap gets `None` and reads the store
-    directly rather than reload it.
+    directly rather than reload it. `None` too for a store opened without
+    a copy (KB_VECTOR_COPY=false).
     """
+    if not store.vector_copy:
+        return None
     copy = memoized(store, __name__, _Copies).of(gen)
     if copy is None:
         return None
@@ -218,10 +221,10 @@ def _with_room(array: np.ndarray, filled: int, rows: int) -> np.ndarray:
 
 
 def nearest(store: Store, gen: Generation, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """The `k` chunks closest to `query` as (chunk_id, cosine), best first."""
+    """The `k` chunks closest to `query` as (chunk_id, cosine), best first: by the copy, else the store's index."""
     copy = in_memory(store, gen)
     if copy is None:
-        return store.exact_nearest(gen, query, k)
+        return store.index_nearest(gen, query, k)
     ids, cosines = copy.search(query, k)
     return list(zip(ids.tolist(), cosines.tolist()))
 

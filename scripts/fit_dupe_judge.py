@@ -58,7 +58,7 @@ from bot.dupes.normalise import normalize_text  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.slack.format import from_slack  # noqa: E402
-from bot.store import open_store  # noqa: E402
+from bot.store import open_configured_store  # noqa: E402
 
 OLD_THRESHOLD = 0.69  # the threshold-only scan's default before the judge
 LOWEST = 0.30
@@ -174,7 +174,7 @@ def main() -> None:
     embedder = LocalEmbedder.bundled()
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings(environ={}, env_file=None, db_path=Path(folder) / "kb.sqlite3", dup_threshold=LOWEST)
-        with open_store(settings.db_path) as store:
+        with open_configured_store(settings) as store:
             stream = scan_stream(read_rows(args.data), store, embedder, settings)
     threshold = candidate_threshold(stream)
     stream = above(stream, threshold)

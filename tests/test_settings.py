@@ -111,6 +111,8 @@ def test_blank_list_clears_it() -> None:
         ("OPENAI_TIMEOUT", "0", "between"),
         ("EMBED_DIM", "-5", "at least 1"),
         ("EMBED_CONCURRENCY", "0", "at least 1"),
+        ("KB_VECTOR_COPY", "maybe", "true or false"),
+        ("PG_EF_SEARCH", "0", "at least 1"),
         ("KB_SEARCH_MODE", "fuzzy", "hybrid"),
         ("DUP_ACTION", "email", "thread"),
         ("ASK_COMMAND", "ask", "/ask"),

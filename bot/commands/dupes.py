@@ -16,7 +16,7 @@ from bot.dupes.scan import backfill, dry_run_pairs, scan_and_flag, watched_chann
 from bot.embeddings import make_embedder
 from bot.errors import SettingsError
 from bot.settings import Settings
-from bot.store import open_store
+from bot.store import open_configured_store
 
 
 @click.group("dupes")
@@ -56,7 +56,7 @@ def dupes_scan_cmd(ctx: click.Context, db: Path | None, dry_run: bool, json_: bo
     settings = settings_for(ctx, db_path=db)
     chat = _slack_chat(settings)  # a dry run too: it asks which channels the bot is in
     embedder = make_embedder(settings)
-    with open_store(settings.db_path) as store:
+    with open_configured_store(settings) as store:
         if dry_run:
             pairs = dry_run_pairs(store, embedder, DupRules.from_settings(settings), chat)
         else:
@@ -76,7 +76,7 @@ def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
     settings = settings_for(ctx, db_path=db)
     chat = _slack_chat(settings)
     rules = DupRules.from_settings(settings)
-    with open_store(settings.db_path) as store:
+    with open_configured_store(settings) as store:
         channels = watched_channels(chat, rules)
         added = backfill(store, chat, rules, channels)
     click.echo(f"Fetched {added} new message(s) from {len(channels)} channel(s).")
@@ -90,7 +90,7 @@ def dupes_backfill_cmd(ctx: click.Context, db: Path | None) -> None:
 def dupes_feedback_cmd(ctx: click.Context, db: Path | None, export: bool) -> None:
     """The flags people marked "Not the same question"."""
     settings = settings_for(ctx, db_path=db)
-    with open_store(settings.db_path) as store:
+    with open_configured_store(settings) as store:
         reports = store.messages.all_feedback()
     if export:
         for report in reports:

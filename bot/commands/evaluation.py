@@ -11,7 +11,7 @@ from bot.commands.common import db_option, json_option, settings_for, user_error
 from bot.embeddings import make_embedder
 from bot.evaluation import evaluate_golden, load_beir, load_golden, run_beir
 from bot.settings import SEARCH_MODES
-from bot.store import open_store
+from bot.store import open_configured_store
 
 
 @click.group("eval")
@@ -86,7 +86,7 @@ def eval_golden_cmd(
     if not items:
         raise click.ClickException(f"no questions in {file}" + (f" with split {split!r}" if split else ""))
     embedder = make_embedder(settings)
-    with open_store(settings.db_path) as store:
+    with open_configured_store(settings) as store:
         results = {mode: evaluate_golden(store, embedder, items, mode) for mode in modes or SEARCH_MODES}
     unanswerable = sum(item.file is None for item in items)
     name = f"{file.name} ({split})" if split else file.name

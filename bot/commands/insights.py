@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from bot.commands.common import db_option, json_option, settings_for, user_errors
-from bot.store import open_store
+from bot.store import open_configured_store
 
 
 @click.command("gaps")
@@ -24,7 +24,7 @@ def gaps_cmd(ctx: click.Context, days: int, include_all: bool, db: Path | None, 
     from bot.gaps import find_gaps, format_gaps
 
     settings = settings_for(ctx, db_path=db)
-    with open_store(settings.db_path) as store:
+    with open_configured_store(settings) as store:
         gaps = find_gaps(store, days=days, include_all=include_all)
     if json_:
         data = {"days": days, "all": include_all, "gaps": [g.as_dict() for g in gaps]}
@@ -49,7 +49,7 @@ def map_cmd(ctx: click.Context, out: Path, png: Path | None, max_points: int, da
 
     settings = settings_for(ctx, db_path=db)
     started = time.perf_counter()
-    with open_store(settings.db_path) as store:
+    with open_configured_store(settings) as store:
         knowledge_map = build_map(store, max_points=max_points, days=days)
     out.write_text(render_html(knowledge_map), encoding="utf-8")
     shown = len(knowledge_map.xy)

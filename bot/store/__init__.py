@@ -41,6 +41,7 @@ from bot.store.records import (
 
 if TYPE_CHECKING:
     from bot.chunking import Chunk
+    from bot.settings import Settings
 
 T = TypeVar("T")
 
@@ -196,6 +197,9 @@ class Store(Protocol):
     messages: MessageStore
     questions: QuestionStore
 
+    vector_copy: bool
+    """Whether searches use an in-process copy of the vectors (`bot.vector_index`) or ask `index_nearest`."""
+
     memo: dict[str, object]
     """What other modules keep in memory about this store's data (e.g. `bot.vector_index`'s copy), by module name.
 
@@ -313,7 +317,14 @@ class Store(Protocol):
     def exact_nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """The `k` chunks closest to `vector` by exact search, as (chunk id, cosine), best first.
 
-        The reference `bot.vector_index.nearest` approximates, and its fallback.
+        The reference `bot.vector_index.nearest` approximates.
+        """
+
+    def index_nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The `k` chunks closest to `vector` by the store's own vector index, as (chunk id, cosine), best first.
+
+        What searches use without an in-process copy: approximate where the
+        backend keeps an index for it (pgvector's HNSW), else `exact_nearest`.
         """
 
     def word_scores(self, gen: Generation, word: str) -> tuple[np.ndarray, np.ndarray]:
@@ -348,11 +359,12 @@ def memoized(store: Store, key: str, make: Callable[[], T]) -> T:
     return cast(T, store.memo[key])
 
 
-def open_store(location: str | Path) -> Store:
+def open_store(location: str | Path, *, vector_copy: bool = True, ef_search: int | None = None) -> Store:
     """The store KB_DB names: a path or `sqlite:///path` → SQLite; `postgresql://…` → PostgreSQL.
 
     The PostgreSQL backend and its driver are imported only here, so kb-bot on
-    SQLite never needs them.
+    SQLite never needs them. `vector_copy` and `ef_search` are KB_VECTOR_COPY and
+    PG_EF_SEARCH (`open_configured_store` passes them from the settings).
     """
     text = str(location)
     if text.startswith(POSTGRES_SCHEMES):
@@ -362,13 +374,18 @@ def open_store(location: str | Path) -> Store:
             raise KbError(
                 f"KB_DB {redact_url(text)} needs the {exc.name} package, which is not installed"
             ) from None
-        return postgres.PostgresStore(text)
+        return postgres.PostgresStore(text, vector_copy=vector_copy, **({"ef_search": ef_search} if ef_search else {}))
     from bot.store.sqlite.store import SqliteStore
 
-    return SqliteStore(text.removeprefix(SQLITE_SCHEME))
+    return SqliteStore(text.removeprefix(SQLITE_SCHEME), vector_copy=vector_copy)
+
+
+def open_configured_store(settings: Settings) -> Store:
+    """The store of `settings.db_path`, searching as the settings say (KB_VECTOR_COPY, PG_EF_SEARCH)."""
+    return open_store(settings.db_path, vector_copy=settings.vector_copy, ef_search=settings.pg_ef_search)
 
 
 __all__ = [
     "ChunkRow", "DocumentRecord", "Feedback", "Generation", "Message", "MessageStore", "QuestionRecord",
-    "QuestionStore", "Store", "WindowRow", "cache_key", "memoized", "open_store",
+    "QuestionStore", "Store", "WindowRow", "cache_key", "memoized", "open_configured_store", "open_store",
 ]

@@ -56,12 +56,13 @@ def hnsw_build_memory_mb(rows: int, dim: int) -> int:
 class PostgresStore:
     """One PostgreSQL database (`bot.store.Store`); each thread that uses it holds a pooled connection until `close()`."""
 
-    def __init__(self, url: str, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
+    def __init__(self, url: str, *, ef_search: int = DEFAULT_EF_SEARCH, vector_copy: bool = True) -> None:
         """Connect to `url` (postgresql://…) and migrate it to the newest schema.
 
-        `ef_search` is pgvector's hnsw.ef_search for `approximate_nearest`.
+        `ef_search` is pgvector's hnsw.ef_search for `index_nearest`.
         """
         self.url = url
+        self.vector_copy = vector_copy
         self.location = redact(url)  # what people see: never the password
         self.memo: dict[str, object] = {}
         self._pool = pool(url, ef_search)
@@ -337,7 +338,7 @@ class PostgresStore:
         """
         return self._nearest(gen, vector, k, "(embedding <=> %s) + 0")
 
-    def approximate_nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def index_nearest(self, gen: Generation, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """The `k` chunks closest to `vector` through the HNSW index (hnsw.ef_search candidates)."""
         return self._nearest(gen, vector, k, "embedding <=> %s")
 

@@ -43,10 +43,11 @@ def vec_table(generation_id: int) -> str:
 class SqliteStore:
     """One SQLite file (`bot.store.Store`); each thread that uses it gets its own connection."""
 
-    def __init__(self, path: str | Path, *, stop_before: str | None = None) -> None:
+    def __init__(self, path: str | Path, *, stop_before: str | None = None, vector_copy: bool = True) -> None:
         """Open `path`, migrated to the newest schema (or up to `stop_before`, see `migrations.migrate`)."""
         self.path = Path(path)
         self.location = str(self.path)
+        self.vector_copy = vector_copy
         self.memo: dict[str, object] = {}
         self._local = threading.local()
         self._connections: list[Connection] = []
@@ -352,6 +353,8 @@ class SqliteStore:
             (np.asarray(vector, dtype=np.float32).tobytes(), k),
         ).fetchall()
         return [(int(chunk_id), 1.0 - float(distance)) for chunk_id, distance in rows]
+
+    index_nearest = exact_nearest  # sqlite-vec's vec0 index is an exact scan
 
     def word_scores(self, gen: Generation, word: str) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, BM25 scores) of the chunks holding `word` as the keyword table stems it, ids ascending.
