@@ -54,3 +54,15 @@ def test_postgresql_without_the_copy_uses_hnsw_with_the_configured_ef_search(
             ))
         assert f"vec_chunks_{gen.id}_hnsw" in plan
         assert search(store, embedder, QUESTION, k=3).hits[0].path == "hr/expenses.md"
+
+
+def test_the_hnsw_build_gets_memory_for_the_whole_graph() -> None:
+    pytest.importorskip("psycopg", reason="the PostgreSQL store needs the `postgres` extra (`make install`)")
+    from bot.store.postgres.store import HNSW_BUILD_MEMORY_CAP_MB, hnsw_build_memory_mb
+
+    # pgvector's index measured 195 MB at 100k 384-d vectors (benchmarks/postgres.py): the graph must fit, or
+    # the build falls back to inserting on disk
+    assert hnsw_build_memory_mb(100_000, 384) >= 195
+    assert hnsw_build_memory_mb(1_000_000, 384) >= 1950
+    assert hnsw_build_memory_mb(10, 384) == 64
+    assert hnsw_build_memory_mb(50_000_000, 1536) == HNSW_BUILD_MEMORY_CAP_MB
