@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 import psycopg
 
 from bot.store.postgres.connection import transaction
-from bot.store.records import Feedback, Message, WindowRow
+from bot.store.records import Claim, Feedback, Message, WindowRow
 
 _COLUMNS = 'channel, ts, thread_ts, "user", text, posted_at'
 _FEEDBACK_COLUMNS = ("later_channel, later_ts, earlier_channel, earlier_ts, later_text, earlier_text, score, "
@@ -177,6 +177,25 @@ class PostgresMessageStore:
             "AND earlier_channel = %s AND earlier_ts = %s",
             [(later.channel, later.ts, earlier.channel, earlier.ts) for later, earlier in pairs],
         )
+
+    def mark_posted(self, posts: Iterable[tuple[Message, str]]) -> None:
+        """Record that the chat accepted each later message's flag, as the post `ts`."""
+        now = time.time()
+        self._update_each(
+            "UPDATE flagged_pairs SET posted_at = %s, posted_ts = %s WHERE later_channel = %s AND later_ts = %s",
+            [(now, ts, later.channel, later.ts) for later, ts in posts],
+        )
+
+    def unposted_claims(self, claimed_before: float) -> list[Claim]:
+        """Claims older than `claimed_before` never marked posted, whose two messages are still there."""
+        later, earlier = (", ".join(f"{alias}.{column}" for column in _COLUMNS.split(", ")) for alias in "le")
+        return [Claim.from_row(row) for row in self.conn.execute(
+            f"SELECT {later}, {earlier}, f.score, f.action, f.flagged_at FROM flagged_pairs f "
+            "JOIN messages l ON l.channel = f.later_channel AND l.ts = f.later_ts AND NOT l.deleted "
+            "JOIN messages e ON e.channel = f.earlier_channel AND e.ts = f.earlier_ts AND NOT e.deleted "
+            "WHERE f.posted_at IS NULL AND f.flagged_at < %s ORDER BY f.flagged_at",
+            (claimed_before,),
+        )]
 
     def record_not_same(self, channel: str, ts: str, user: str) -> Feedback | None:
         """Keep the pair flagged for the later message (channel, ts); None if there is no such flag."""
