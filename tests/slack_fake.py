@@ -154,26 +154,14 @@ class FakeSlack:
         finally:
             self._responses_open.set()
 
-    @contextlib.contextmanager
-    def holding_answers(self, method: str) -> Iterator[None]:
+    def holding_answers(self, method: str) -> contextlib.AbstractContextManager[None]:
         """Calls to `method` are recorded at once, answered only when the block ends."""
-        gate = self._answers_open[method] = threading.Event()
-        try:
-            yield
-        finally:
-            gate.set()
-            del self._answers_open[method]
+        return _gate(self._answers_open, method)
 
-    @contextlib.contextmanager
-    def losing_requests(self, method: str) -> Iterator[None]:
+    def losing_requests(self, method: str) -> contextlib.AbstractContextManager[None]:
         """Calls to `method` never reach Slack: each waits, recorded only as "<method> (lost)", and is
         dropped unanswered (its connection closed) when the block ends."""
-        gate = self._lost[method] = threading.Event()
-        try:
-            yield
-        finally:
-            gate.set()
-            del self._lost[method]
+        return _gate(self._lost, method)
 
     # --- what was called -------------------------------------------------------
 
@@ -365,6 +353,17 @@ class FakeSlack:
         finally:
             with self._socket_lock:
                 self._socket = None
+
+
+@contextlib.contextmanager
+def _gate(gates: dict[str, threading.Event], method: str) -> Iterator[None]:
+    """A closed gate for `method`'s calls in `gates` while the block runs, opened (and removed) when it ends."""
+    gate = gates[method] = threading.Event()
+    try:
+        yield
+    finally:
+        gate.set()
+        del gates[method]
 
 
 def _at_least(calls: list[Call], count: int) -> list[Call] | None:

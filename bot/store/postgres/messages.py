@@ -15,6 +15,7 @@ import psycopg
 
 from bot.store.postgres.connection import transaction
 from bot.store.records import Claim, Feedback, Message, WindowRow
+from bot.store.sqlite.messages import unposted_claims_sql
 
 _COLUMNS = 'channel, ts, thread_ts, "user", text, posted_at'
 _FEEDBACK_COLUMNS = ("later_channel, later_ts, earlier_channel, earlier_ts, later_text, earlier_text, score, "
@@ -188,14 +189,7 @@ class PostgresMessageStore:
 
     def unposted_claims(self, claimed_before: float) -> list[Claim]:
         """Claims older than `claimed_before` never marked posted, whose two messages are still there."""
-        later, earlier = (", ".join(f"{alias}.{column}" for column in _COLUMNS.split(", ")) for alias in "le")
-        return [Claim.from_row(row) for row in self.conn.execute(
-            f"SELECT {later}, {earlier}, f.score, f.action, f.flagged_at FROM flagged_pairs f "
-            "JOIN messages l ON l.channel = f.later_channel AND l.ts = f.later_ts AND NOT l.deleted "
-            "JOIN messages e ON e.channel = f.earlier_channel AND e.ts = f.earlier_ts AND NOT e.deleted "
-            "WHERE f.posted_at IS NULL AND f.flagged_at < %s ORDER BY f.flagged_at",
-            (claimed_before,),
-        )]
+        return [Claim.from_row(row) for row in self.conn.execute(unposted_claims_sql(_COLUMNS, "%s"), (claimed_before,))]
 
     def record_not_same(self, channel: str, ts: str, user: str) -> Feedback | None:
         """Keep the pair flagged for the later message (channel, ts); None if there is no such flag."""

@@ -28,6 +28,18 @@ def _in_channels(channels: Collection[str] | None, column: str = "channel") -> t
     return f" AND {column} IN ({','.join('?' * len(channels))})", list(channels)
 
 
+def unposted_claims_sql(columns: str, mark: str) -> str:
+    """The query of `unposted_claims` in SQL both stores speak: `columns` are the store's message columns,
+    `mark` its parameter placeholder; rows as `Claim.from_row` reads them."""
+    later, earlier = (", ".join(f"{alias}.{column}" for column in columns.split(", ")) for alias in "le")
+    return (
+        f"SELECT {later}, {earlier}, f.score, f.action, f.flagged_at FROM flagged_pairs f "
+        "JOIN messages l ON l.channel = f.later_channel AND l.ts = f.later_ts AND NOT l.deleted "
+        "JOIN messages e ON e.channel = f.earlier_channel AND e.ts = f.earlier_ts AND NOT e.deleted "
+        f"WHERE f.posted_at IS NULL AND f.flagged_at < {mark} ORDER BY f.flagged_at"
+    )
+
+
 class SqliteMessageStore:
     """The messages tables of one SQLite file, on the calling thread's connection."""
 
@@ -212,14 +224,7 @@ class SqliteMessageStore:
 
     def unposted_claims(self, claimed_before: float) -> list[Claim]:
         """Claims older than `claimed_before` never marked posted, whose two messages are still there."""
-        later, earlier = (", ".join(f"{alias}.{column}" for column in _COLUMNS.split(", ")) for alias in "le")
-        return [Claim.from_row(row) for row in self.conn.execute(
-            f"SELECT {later}, {earlier}, f.score, f.action, f.flagged_at FROM flagged_pairs f "
-            "JOIN messages l ON l.channel = f.later_channel AND l.ts = f.later_ts AND l.deleted = 0 "
-            "JOIN messages e ON e.channel = f.earlier_channel AND e.ts = f.earlier_ts AND e.deleted = 0 "
-            "WHERE f.posted_at IS NULL AND f.flagged_at < ? ORDER BY f.flagged_at",
-            (claimed_before,),
-        )]
+        return [Claim.from_row(row) for row in self.conn.execute(unposted_claims_sql(_COLUMNS, "?"), (claimed_before,))]
 
     def record_not_same(self, channel: str, ts: str, user: str) -> Feedback | None:
         """Keep the pair flagged for the later message (channel, ts); None if there is no such flag.
