@@ -135,9 +135,12 @@ def test_a_flag_slack_never_got_is_posted_once_and_marked(store: Store, fake: Fa
     assert "“vpn password expired reset”" in reply["text"]  # what both share, as the scan words it
 
 
-def test_a_passing_failure_keeps_the_claim_for_the_next_scan(store: Store, fake: FakeSlack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["conversations.replies", "chat.postMessage"])
+def test_a_passing_failure_keeps_the_claim_for_the_next_scan(
+    store: Store, fake: FakeSlack, tmp_path: Path, method: str
+) -> None:
     claim_as_a_dead_scan(store, fake, slack_got_it=False)
-    fake.fail("chat.postMessage", "service_unavailable")
+    fake.fail(method, "service_unavailable")
     assert retry_unposted(store, chat(fake), rules(tmp_path, fake)) == 0
     assert posted_ts(store) == {LATER.ts: None}  # still claimed, still unposted
     assert retry_unposted(store, chat(fake), rules(tmp_path, fake)) == 1
@@ -161,3 +164,10 @@ def test_a_scan_finishes_unposted_claims_before_it_flags_anything_new(
     assert scan_and_flag(store, embedder, rules(tmp_path, fake), chat(fake)) == []
     assert [c.params["thread_ts"] for c in fake.calls_to("chat.postMessage")] == [LATER.ts]
     assert posted_ts(store)[LATER.ts] is not None
+
+
+def test_a_thread_that_is_gone_releases_the_claim(store: Store, fake: FakeSlack, tmp_path: Path) -> None:
+    claim_as_a_dead_scan(store, fake, slack_got_it=False)
+    fake.fail("conversations.replies", "thread_not_found")
+    assert retry_unposted(store, chat(fake), rules(tmp_path, fake)) == 0
+    assert posted_ts(store) == {} and fake.calls_to("chat.postMessage") == []

@@ -122,19 +122,16 @@ def retry_unposted(store: Store, chat: ChatPort, rules: DupRules) -> int:
     for claim in store.messages.unposted_claims(time.time() - retry_seconds(rules)):
         if claim.action == "digest":
             continue
-        later = claim.later
+        later, pair = claim.later, _claimed_pair(claim, chat)
         try:
             there = next((post.ts for post in chat.own_replies(later.channel, _thread_of(later))
                           if _flags(post, later)), None)
-        except MessageGone:  # the thread is gone: nobody is left to see a flag
-            store.messages.release_flags([(later, claim.earlier)])
-            continue
-        except ChatError as exc:
-            log.warning("dupes unposted flag check failed channel=%s error=%s", later.channel, exc.code)
+        except ChatError as exc:  # kept for the next scan if passing; released if not (the thread is gone)
+            _failed(store, chat, pair, exc, "thread check", later.channel, retrying=True)
             continue
         if there is not None:
             store.messages.mark_posted([(later, there)])
-        elif _post(store, chat, _claimed_pair(claim, chat), thread=True, retrying=True) is not Outcome.FLAGGED:
+        elif _post(store, chat, pair, thread=True, retrying=True) is not Outcome.FLAGGED:
             continue
         log.info("dupes unposted flag finished channel=%s ts=%s already_there=%s", later.channel, later.ts,
                  there is not None)
