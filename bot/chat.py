@@ -38,6 +38,14 @@ class History:
     newest: str | None
 
 
+@dataclass(frozen=True)
+class OwnPost:
+    """A message this bot posted: its ts and the blocks it was posted with (as the platform returns them)."""
+
+    ts: str
+    blocks: list[dict[str, object]]
+
+
 class ChatPort(Protocol):
     """What the duplicate scan asks of a chat platform. Every call but `channels` raises only `ChatError`."""
 
@@ -55,9 +63,17 @@ class ChatPort(Protocol):
 
     def permalink(self, channel: str, ts: str) -> str: ...
 
-    def reply_in_thread(self, channel: str, thread_ts: str, text: str, blocks: list[dict[str, object]]) -> None: ...
+    def own_replies(self, channel: str, thread_ts: str) -> list[OwnPost]:
+        """What this bot posted in the thread of `thread_ts` (all pages); `MessageGone` if that message is gone."""
+        ...
 
-    def post(self, channel: str, text: str) -> None: ...
+    def reply_in_thread(self, channel: str, thread_ts: str, text: str, blocks: list[dict[str, object]]) -> str:
+        """Post in a thread; returns the post's ts."""
+        ...
+
+    def post(self, channel: str, text: str) -> str:
+        """Post in a channel; returns the post's ts."""
+        ...
 
     def is_transient(self, error: ChatError) -> bool:
         """Whether a later try may succeed (rate limits, outages) or the failure is permanent."""

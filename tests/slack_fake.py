@@ -4,7 +4,8 @@
 
     POST /api/<method>        Web API (auth.test, chat.postMessage, chat.postEphemeral,
                               chat.getPermalink, reactions.add/remove, conversations.history,
-                              users.conversations, apps.connections.open); the token is checked
+                              conversations.replies, users.conversations, apps.connections.open);
+                              the token is checked
     POST /response/<name>     a response_url (`fake.response_url("ask-1")`)
     GET  /socket              Socket Mode's WebSocket: sends "hello", records what the app
                               sends back (envelope acks), `socket_send()` pushes envelopes
@@ -17,7 +18,10 @@ Faults: `fake.fail(method, error)` answers ok=false; `fake.rate_limit(method)`
 answers HTTP 429 with Retry-After; each is used up by one call. `with fake.holding_responses():`
 keeps response_url posts waiting until the block ends; `with fake.holding_answers(method):`
 records calls to a Web API method at once but keeps their answers waiting until the block ends
-(a Slack that got the post and has not answered yet).
+(a Slack that got the post and has not answered yet); `with fake.losing_requests(method):` keeps
+them waiting unrecorded (but for a "<method> (lost)" call) and drops them unanswered when it ends
+(a request that never reached Slack). conversations.replies answers with the thread's parent
+(from `fake.history`, if there) and the messages chat.postMessage posted in that thread.
 
 The second half builds what Slack sends to an app: slash-command, event and
 block_actions bodies, and the v0 signature headers.
@@ -90,6 +94,8 @@ class FakeSlack:
         self._responses_open.set()
         self._answers_open: dict[str, threading.Event] = {}
         self._ts = itertools.count(1)
+        self._replies: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (channel, thread_ts) -> posted replies
+        self._lost: dict[str, threading.Event] = {}
         self._changed = threading.Condition()
         self._socket: socket.socket | None = None
         self._socket_lock = threading.Lock()
@@ -148,15 +154,14 @@ class FakeSlack:
         finally:
             self._responses_open.set()
 
-    @contextlib.contextmanager
-    def holding_answers(self, method: str) -> Iterator[None]:
+    def holding_answers(self, method: str) -> contextlib.AbstractContextManager[None]:
         """Calls to `method` are recorded at once, answered only when the block ends."""
-        gate = self._answers_open[method] = threading.Event()
-        try:
-            yield
-        finally:
-            gate.set()
-            del self._answers_open[method]
+        return _gate(self._answers_open, method)
+
+    def losing_requests(self, method: str) -> contextlib.AbstractContextManager[None]:
+        """Calls to `method` never reach Slack: each waits, recorded only as "<method> (lost)", and is
+        dropped unanswered (its connection closed) when the block ends."""
+        return _gate(self._lost, method)
 
     # --- what was called -------------------------------------------------------
 
@@ -225,6 +230,8 @@ class FakeSlack:
             message = {"type": "message", "user": self.bot_user_id, "bot_id": "BBOT", "ts": ts,
                        **{k: params[k] for k in ("text", "blocks", "thread_ts") if k in params}}
             key = "message_ts" if method == "chat.postEphemeral" else "ts"
+            if method == "chat.postMessage" and "thread_ts" in params:
+                self._replies.setdefault((str(params.get("channel")), str(params["thread_ts"])), []).append(message)
             return {"ok": True, "channel": params.get("channel"), key: ts, "message": message}
         if method == "chat.update":
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts"), "text": params.get("text")}
@@ -239,6 +246,10 @@ class FakeSlack:
             oldest, latest = float(params.get("oldest") or 0), float(params.get("latest") or "inf")
             messages = [m for m in messages if oldest < float(m["ts"]) < latest]
             return self._page("messages", messages, params)
+        if method == "conversations.replies":
+            channel, thread_ts = str(params.get("channel")), str(params.get("ts"))
+            parent = [m for m in self.history.get(channel, []) if m["ts"] == thread_ts]
+            return self._page("messages", parent + self._replies.get((channel, thread_ts), []), params)
         if method == "users.conversations":
             types = str(params.get("types") or "public_channel").split(",")
             kinds = {True: "private_channel", False: "public_channel"}
@@ -282,6 +293,11 @@ class FakeSlack:
                     self._send(404, b"not found", "text/plain")
                     return
                 method = path.removeprefix("/api/")
+                if (lost := fake._lost.get(method)) is not None:
+                    fake._record(Call(f"{method} (lost)", path, params, headers))
+                    lost.wait()
+                    self.close_connection = True
+                    return
                 token = headers.get("authorization", "").removeprefix("Bearer ") or str(params.get("token", ""))
                 status, body, extra = fake._answer(method, params, token)
                 fake._record(Call(method, path, params, headers))
@@ -337,6 +353,17 @@ class FakeSlack:
         finally:
             with self._socket_lock:
                 self._socket = None
+
+
+@contextlib.contextmanager
+def _gate(gates: dict[str, threading.Event], method: str) -> Iterator[None]:
+    """A closed gate for `method`'s calls in `gates` while the block runs, opened (and removed) when it ends."""
+    gate = gates[method] = threading.Event()
+    try:
+        yield
+    finally:
+        gate.set()
+        del gates[method]
 
 
 def _at_least(calls: list[Call], count: int) -> list[Call] | None:

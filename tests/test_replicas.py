@@ -9,6 +9,7 @@ other one, while DUP_THRESHOLD is 0.9, so the repeats are the only pairs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from slack_sdk import WebClient
 
 from bot.embeddings import Embedder
 from bot.scheduler import JOB_ID, LEASE_PERIODS
@@ -113,9 +115,29 @@ def stored(url: str) -> int:
         return store.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
 
 
+def claims(url: str) -> list[tuple[str, str | None]]:
+    """(later ts, the ts of its posted flag or None while unposted) of every flag claim."""
+    with PostgresStore(url) as store:
+        return [tuple(row) for row in store.conn.execute("SELECT later_ts, posted_ts FROM flagged_pairs")]
+
+
+def in_flight(fake: FakeSlack, crash: str) -> contextlib.AbstractContextManager[None]:
+    """The leader's next flag post: Slack gets it and does not answer ("received"), or never gets it ("lost")."""
+    return fake.holding_answers("chat.postMessage") if crash == "received" else fake.losing_requests("chat.postMessage")
+
+
+def posted_in_flight(fake: FakeSlack, crash: str, before: int) -> bool:
+    if crash == "received":
+        return len(flagged(fake)) > before
+    return bool(fake.calls_to("chat.postMessage (lost)"))
+
+
+@pytest.mark.parametrize("crash", ["received", "lost"])
 def test_replicas_flag_each_repeat_once_and_a_leader_killed_mid_scan_hands_over(
-    postgres_url: str, fake: FakeSlack, embedder: Embedder, tmp_path: Path
+    postgres_url: str, fake: FakeSlack, embedder: Embedder, tmp_path: Path, crash: str
 ) -> None:
+    """The leader is killed with a flag claimed and its post in flight; the survivor finishes that flag
+    (reading the thread first: posted once, whether or not Slack got the dead leader's post)."""
     first, second, third = message_events(distinct_messages(embedder, 140))
     expected = sorted(e["ts"] for e in first + second + third if is_repeat(e))
     replicas = [start_replica(fake, postgres_url, tmp_path) for _ in range(2)]
@@ -128,10 +150,10 @@ def test_replicas_flag_each_repeat_once_and_a_leader_killed_mid_scan_hands_over(
         fake.wait_for(lambda: len(flagged(fake)) >= sum(map(is_repeat, first)))
 
         # The leader posts its next flag and gets no answer: kill it there, mid-scan, its messages unscanned.
-        with fake.holding_answers("chat.postMessage"):
+        with in_flight(fake, crash):
             for n, event in enumerate(second):
                 send(replicas[n % 2][1], event)
-            fake.wait_for(lambda: len(flagged(fake)) > sum(map(is_repeat, first)))
+            fake.wait_for(lambda: posted_in_flight(fake, crash, sum(map(is_repeat, first))))
             wait_until(lambda: stored(postgres_url) == len(first + second))  # every event acked was kept
             holder, expires_at = lease(postgres_url)
             leader = next(r for r in replicas if r[0].pid == int(holder.split(":")[1]))
@@ -142,9 +164,11 @@ def test_replicas_flag_each_repeat_once_and_a_leader_killed_mid_scan_hands_over(
             send(survivor[1], event)
         wait_until(lambda: lease(postgres_url)[0] != holder, timeout=30)
         taken_at = time.time()
-        fake.wait_for(lambda: len(flagged(fake)) >= len(expected))
+        fake.wait_for(lambda: len(flagged(fake)) >= len(expected), timeout=60)
+        wait_until(lambda: all(posted for _, posted in claims(postgres_url)), timeout=30)
         time.sleep(2 * SCAN_MINUTES * 60)  # two more scans: nothing flagged again
         messages = stored(postgres_url)
+        marked = dict(claims(postgres_url))
     finally:
         for child, _ in replicas:
             if child.poll() is None:
@@ -156,4 +180,10 @@ def test_replicas_flag_each_repeat_once_and_a_leader_killed_mid_scan_hands_over(
     assert Counter(flagged(fake)).most_common(1)[0][1] == 1  # nothing flagged twice
     assert sorted(flagged(fake)) == expected  # every repeat, nothing else
     assert messages == len(first + second + third)  # nothing lost
+    # Each claim is marked with the one post its thread holds (the dead leader's too, when Slack got it).
+    client = WebClient(token=fake.bot_token, base_url=fake.api_url)
+    assert sorted(marked) == expected
+    for ts in expected:
+        [reply] = client.conversations_replies(channel=CHANNEL, ts=ts)["messages"]
+        assert marked[ts] == reply["ts"]
     assert survivor[0].returncode == 0 and "Traceback" not in outputs[replicas.index(survivor)], outputs

@@ -23,6 +23,7 @@ class DupRules:
     report_channel: str  # DUP_REPORT_CHANNEL: where a digest goes
     channels: tuple[str, ...]  # DUP_CHANNELS: the channels watched (empty: every public one the bot is in)
     allow_private: bool  # DUP_ALLOW_PRIVATE: private channels in DUP_CHANNELS are watched too
+    scan_minutes: float  # DUP_SCAN_MINUTES: how often a scan runs (what an unfinished flag is measured against)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DupRules:
@@ -32,6 +33,7 @@ class DupRules:
             min_words=settings.dup_min_words, min_chars=settings.dup_min_chars,
             action=settings.dup_action, report_channel=settings.dup_report_channel,
             channels=settings.dup_channels, allow_private=settings.dup_allow_private,
+            scan_minutes=settings.dup_scan_minutes,
         )
 
     @property

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 
 from bot.chat import ChatError, ChatPort
-from bot.dupes.flag import Outcome, flag_pairs
+from bot.dupes.flag import Outcome, flag_pairs, retry_unposted
 from bot.dupes.match import Pair, find_duplicates
 from bot.dupes.rules import DupRules
 from bot.embeddings import Embedder
@@ -95,12 +95,14 @@ def dry_run_pairs(store: Store, embedder: Embedder, rules: DupRules, chat: ChatP
 
 
 def scan_and_flag(store: Store, embedder: Embedder, rules: DupRules, chat: ChatPort) -> list[Pair]:
-    """One full scan: backfill, find, flag, mark scanned. Returns the pairs flagged now.
+    """One full scan: finish flags an earlier scan left unposted, backfill, find, flag, mark scanned.
+    Returns the pairs flagged now.
 
     A message is marked scanned only once handled; one whose flag failed for
     a passing reason stays new, so the next scan retries it.
     """
     check_action(rules)
+    finished = retry_unposted(store, chat, rules)
     channels = watched_channels(chat, rules)
     added = backfill(store, chat, rules, channels)
     findings = find_duplicates(store, embedder, rules, channels, to_plain=chat.to_plain)
@@ -109,7 +111,7 @@ def scan_and_flag(store: Store, embedder: Embedder, rules: DupRules, chat: ChatP
     store.messages.mark_scanned([m for m in findings.examined if (m.channel, m.ts) not in retry])
     flagged = [p for p, outcome in outcomes.items() if outcome is Outcome.FLAGGED]
     log.info(
-        "dupes scan channels=%d backfilled=%d examined=%d pairs=%d flagged=%d retry=%d",
-        len(channels), added, len(findings.examined), len(findings.pairs), len(flagged), len(retry),
+        "dupes scan channels=%d backfilled=%d examined=%d pairs=%d flagged=%d retry=%d unposted_finished=%d",
+        len(channels), added, len(findings.examined), len(findings.pairs), len(flagged), len(retry), finished,
     )
     return flagged

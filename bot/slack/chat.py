@@ -14,11 +14,11 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.chat import ChatError, Deleted, Edited, History, MessageChange, MessageGone, Posted
+from bot.chat import ChatError, Deleted, Edited, History, MessageChange, MessageGone, OwnPost, Posted
 from bot.slack.format import from_slack
 from bot.store import Message
 
-HISTORY_PAGE = 200  # messages per conversations.history call (Slack allows up to 999; 200 is its advice)
+HISTORY_PAGE = 200  # messages per conversations.history/replies call (Slack allows up to 999; 200 is its advice)
 
 # Subtypes that are still a person's post; everything else (joins, bot posts,
 # topic changes…) is not a candidate for duplicate detection.
@@ -84,6 +84,7 @@ class SlackChat:
 
     def __init__(self, client: WebClient) -> None:
         self.client = client
+        self._bot_id: str | None = None  # who "own" posts are by, asked once
 
     def to_plain(self, text: str) -> str:
         return from_slack(text)
@@ -114,13 +115,22 @@ class SlackChat:
         with _as_chat_errors(gone=lambda code: code == "message_not_found"):
             return self.client.chat_getPermalink(channel=channel, message_ts=ts)["permalink"]
 
-    def reply_in_thread(self, channel: str, thread_ts: str, text: str, blocks: list[dict[str, object]]) -> None:
-        with _as_chat_errors():
-            self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks)
+    def own_replies(self, channel: str, thread_ts: str) -> list[OwnPost]:
+        """conversations.replies, keeping the messages posted by this app's bot (auth.test's bot_id)."""
+        with _as_chat_errors(gone=lambda code: code == "thread_not_found"):
+            if self._bot_id is None:
+                self._bot_id = self.client.auth_test()["bot_id"]
+            return [OwnPost(message["ts"], message.get("blocks") or [])
+                    for page in self.client.conversations_replies(channel=channel, ts=thread_ts, limit=HISTORY_PAGE)
+                    for message in page["messages"] if message.get("bot_id") == self._bot_id]
 
-    def post(self, channel: str, text: str) -> None:
+    def reply_in_thread(self, channel: str, thread_ts: str, text: str, blocks: list[dict[str, object]]) -> str:
         with _as_chat_errors():
-            self.client.chat_postMessage(channel=channel, text=text)
+            return self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks)["ts"]
+
+    def post(self, channel: str, text: str) -> str:
+        with _as_chat_errors():
+            return self.client.chat_postMessage(channel=channel, text=text)["ts"]
 
     def is_transient(self, error: ChatError) -> bool:
         """Network failures and Slack's passing errors are; any other Slack API error is not."""

@@ -30,6 +30,7 @@ from bot.errors import KbError
 from bot.redact import redact_url
 from bot.store.records import (
     ChunkRow,
+    Claim,
     DocumentRecord,
     Feedback,
     Generation,
@@ -123,11 +124,23 @@ class MessageStore(Protocol):
     def claim_flag(self, later: Message, earlier: Message, score: float, action: str) -> bool:
         """Record the pair before posting it; False (and nothing written) if `later` was ever flagged.
 
-        Atomic, so two scans never both flag one message.
+        Atomic, so two scans never both flag one message. The claim stays
+        unposted until `mark_posted`, so a post cut short is found again
+        (`unposted_claims`).
         """
 
     def release_flags(self, pairs: Iterable[tuple[Message, Message]]) -> None:
         """Forget claimed (later, earlier) pairs whose flag never reached anyone."""
+
+    def mark_posted(self, posts: Iterable[tuple[Message, str]]) -> None:
+        """Record that the chat accepted the flag of each later message, as the post with the given ts."""
+
+    def unposted_claims(self, claimed_before: float) -> list[Claim]:
+        """Claims made before `claimed_before` and never marked posted, oldest first.
+
+        A claim whose later or earlier message was deleted since is left out:
+        there is nothing left to flag.
+        """
 
     def record_not_same(self, channel: str, ts: str, user: str) -> Feedback | None:
         """Keep the pair flagged for the later message (channel, ts) as "not the same question".
@@ -386,6 +399,6 @@ def open_configured_store(settings: Settings) -> Store:
 
 
 __all__ = [
-    "ChunkRow", "DocumentRecord", "Feedback", "Generation", "Message", "MessageStore", "QuestionRecord",
+    "ChunkRow", "Claim", "DocumentRecord", "Feedback", "Generation", "Message", "MessageStore", "QuestionRecord",
     "QuestionStore", "Store", "WindowRow", "cache_key", "memoized", "open_configured_store", "open_store",
 ]

@@ -87,6 +87,22 @@ class WindowRow:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A flag claimed for `later` (it repeats `earlier`) that the chat never confirmed posting."""
+
+    later: Message
+    earlier: Message
+    score: float
+    action: str  # DUP_ACTION when it was claimed: thread, digest or both
+    claimed_at: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Claim:
+        """A row of the stores' claim query: the later message's six fields, the earlier's, then the claim's."""
+        return cls(Message(*row[:6]), Message(*row[6:12]), *row[12:])
+
+
+@dataclass(frozen=True)
 class Feedback:
     """A flagged pair someone said is not the same question (`bot.dupes.feedback`)."""
 

@@ -14,7 +14,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 import psycopg
 
 from bot.store.postgres.connection import transaction
-from bot.store.records import Feedback, Message, WindowRow
+from bot.store.records import Claim, Feedback, Message, WindowRow
+from bot.store.sqlite.messages import unposted_claims_sql
 
 _COLUMNS = 'channel, ts, thread_ts, "user", text, posted_at'
 _FEEDBACK_COLUMNS = ("later_channel, later_ts, earlier_channel, earlier_ts, later_text, earlier_text, score, "
@@ -177,6 +178,18 @@ class PostgresMessageStore:
             "AND earlier_channel = %s AND earlier_ts = %s",
             [(later.channel, later.ts, earlier.channel, earlier.ts) for later, earlier in pairs],
         )
+
+    def mark_posted(self, posts: Iterable[tuple[Message, str]]) -> None:
+        """Record that the chat accepted each later message's flag, as the post `ts`."""
+        now = time.time()
+        self._update_each(
+            "UPDATE flagged_pairs SET posted_at = %s, posted_ts = %s WHERE later_channel = %s AND later_ts = %s",
+            [(now, ts, later.channel, later.ts) for later, ts in posts],
+        )
+
+    def unposted_claims(self, claimed_before: float) -> list[Claim]:
+        """Claims older than `claimed_before` never marked posted, whose two messages are still there."""
+        return [Claim.from_row(row) for row in self.conn.execute(unposted_claims_sql(_COLUMNS, "%s"), (claimed_before,))]
 
     def record_not_same(self, channel: str, ts: str, user: str) -> Feedback | None:
         """Keep the pair flagged for the later message (channel, ts); None if there is no such flag."""

@@ -177,7 +177,19 @@ def m004_questions(conn: psycopg.Connection) -> None:
     conn.execute("INSERT INTO question_salt (salt) VALUES (%s)", (secrets.token_hex(16),))
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [m001_create_tables, m002_slack_state, m003_leases, m004_questions]
+def m005_flag_posted(conn: psycopg.Connection) -> None:
+    """A flag claim records when the chat accepted its post, as SQLite's m010_flag_posted (older claims: posted)."""
+    conn.execute(
+        """
+        ALTER TABLE flagged_pairs ADD COLUMN posted_at double precision, ADD COLUMN posted_ts text;
+        UPDATE flagged_pairs SET posted_at = flagged_at;
+        CREATE INDEX flagged_unposted ON flagged_pairs (flagged_at) WHERE posted_at IS NULL
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [m001_create_tables, m002_slack_state, m003_leases, m004_questions,
+                                                       m005_flag_posted]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

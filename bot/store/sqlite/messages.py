@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from bot.store.records import Feedback, Message, WindowRow
+from bot.store.records import Claim, Feedback, Message, WindowRow
 from bot.store.sqlite.db import Connection, transaction
 
 _COLUMNS = "channel, ts, thread_ts, user, text, posted_at"
@@ -26,6 +26,18 @@ def _in_channels(channels: Collection[str] | None, column: str = "channel") -> t
     if channels is None:
         return "", []
     return f" AND {column} IN ({','.join('?' * len(channels))})", list(channels)
+
+
+def unposted_claims_sql(columns: str, mark: str) -> str:
+    """The query of `unposted_claims` in SQL both stores speak: `columns` are the store's message columns,
+    `mark` its parameter placeholder; rows as `Claim.from_row` reads them."""
+    later, earlier = (", ".join(f"{alias}.{column}" for column in columns.split(", ")) for alias in "le")
+    return (
+        f"SELECT {later}, {earlier}, f.score, f.action, f.flagged_at FROM flagged_pairs f "
+        "JOIN messages l ON l.channel = f.later_channel AND l.ts = f.later_ts AND NOT l.deleted "
+        "JOIN messages e ON e.channel = f.earlier_channel AND e.ts = f.earlier_ts AND NOT e.deleted "
+        f"WHERE f.posted_at IS NULL AND f.flagged_at < {mark} ORDER BY f.flagged_at"
+    )
 
 
 class SqliteMessageStore:
@@ -200,6 +212,19 @@ class SqliteMessageStore:
                 "AND earlier_channel = ? AND earlier_ts = ?",
                 [(later.channel, later.ts, earlier.channel, earlier.ts) for later, earlier in pairs],
             )
+
+    def mark_posted(self, posts: Iterable[tuple[Message, str]]) -> None:
+        """Record that the chat accepted each later message's flag, as the post `ts`."""
+        now = time.time()
+        with transaction(self.conn):
+            self.conn.executemany(
+                "UPDATE flagged_pairs SET posted_at = ?, posted_ts = ? WHERE later_channel = ? AND later_ts = ?",
+                [(now, ts, later.channel, later.ts) for later, ts in posts],
+            )
+
+    def unposted_claims(self, claimed_before: float) -> list[Claim]:
+        """Claims older than `claimed_before` never marked posted, whose two messages are still there."""
+        return [Claim.from_row(row) for row in self.conn.execute(unposted_claims_sql(_COLUMNS, "?"), (claimed_before,))]
 
     def record_not_same(self, channel: str, ts: str, user: str) -> Feedback | None:
         """Keep the pair flagged for the later message (channel, ts); None if there is no such flag.

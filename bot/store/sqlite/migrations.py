@@ -268,11 +268,30 @@ def m009_questions(conn: Connection) -> None:
     conn.execute("INSERT INTO question_salt (salt) VALUES (?)", (secrets.token_hex(16),))
 
 
+def m010_flag_posted(conn: Connection) -> None:
+    """A flag claim records when the chat accepted its post (`posted_at`) and the post's ts.
+
+    A claim still unposted long after it was made belongs to a scan that died
+    between claim and post; the next scan finishes it (`bot.dupes.flag.retry_unposted`).
+    Claims made before this migration were posted by the scan that made them.
+    """
+    _execute_all(
+        conn,
+        """
+        ALTER TABLE flagged_pairs ADD COLUMN posted_at REAL;
+        ALTER TABLE flagged_pairs ADD COLUMN posted_ts TEXT;
+        UPDATE flagged_pairs SET posted_at = flagged_at;
+        CREATE INDEX flagged_unposted ON flagged_pairs(flagged_at) WHERE posted_at IS NULL
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_create_tables, m002_slack_state, m003_keyword_index, m004_vector_sync, m005_cache_as_rowid_table,
     m006_prepared_messages,
     m008_dupe_feedback,
     m009_questions,
+    m010_flag_posted,
 ]
 
 
