@@ -41,6 +41,8 @@ def without_root_privileges(command: list[str], unreadable: Path) -> list[str]:
     return [*dropped, *command]
 
 
+@pytest.mark.sqlite_only("file permissions: as root it drops the override to read any file, which also shuts it out of "
+                         "the test PostgreSQL's socket (in the server user's folder)")
 def test_unreadable_folder_is_listed_as_skipped_in_the_index_report(tmp_path, kb_db):
     folder = tmp_path / "kb"
     (folder / "locked").mkdir(parents=True)
