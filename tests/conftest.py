@@ -64,7 +64,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("sqlite_only")
     if marker is not None and not (marker.args and marker.args[0]):
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: @pytest.mark.sqlite_only needs the reason")
-    metafunc.parametrize("store_kind", [kind for kind in TEST_STORES if marker is None or kind == "sqlite"])
+    if marker is None:
+        metafunc.parametrize("store_kind", TEST_STORES)
+    elif "sqlite" in TEST_STORES:
+        metafunc.parametrize("store_kind", ["sqlite"])
+    else:
+        skip = pytest.mark.skip(reason=f"SQLite only ({marker.args[0]}), and KB_TEST_STORES leaves SQLite out")
+        metafunc.parametrize("store_kind", [pytest.param("sqlite", marks=skip)])
 
 
 @pytest.fixture(autouse=True)
