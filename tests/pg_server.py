@@ -3,10 +3,10 @@
 The server starts once per test session in a temp folder and listens on a Unix
 socket only (as root it runs as a `pgserver` system user it creates); each test
 gets databases of its own, dropped after it. Without the wheel the tests that
-need it are skipped with the reason, never silently passed. tests/conftest.py
-imports the `*_fixture` names, so every test can ask for `postgres_server`,
-`postgres_databases` or `postgres_url`; a module that imports them too still
-shares the one server.
+need it are skipped with the reason, never silently passed, as they are when
+KB_TEST_STORES leaves PostgreSQL out. tests/conftest.py imports the `*_fixture`
+names, so every test can ask for `postgres_server`, `postgres_databases` or
+`postgres_url`; a module that imports them too still shares the one server.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ _server: dict[str, Any] = {"users": 0}
 
 
 def _start_server() -> str:
+    from tests.conftest import TEST_STORES
+
+    if "postgresql" not in TEST_STORES:
+        pytest.skip("KB_TEST_STORES leaves PostgreSQL out")
     if "uri" not in _server:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR here
