@@ -54,16 +54,15 @@ def fake() -> Iterator[FakeSlack]:
         yield fake
 
 
-def slack_settings(tmp_path: Path, fake: FakeSlack, db: Path | str, **overrides: object) -> Settings:
+def slack_settings(tmp_path: Path, fake: FakeSlack, **overrides: object) -> Settings:
     return make_settings(
-        tmp_path, db_path=db, slack_bot_token=fake.bot_token, slack_signing_secret=SECRET, slack_api_url=fake.api_url,
-        **overrides,
+        tmp_path, slack_bot_token=fake.bot_token, slack_signing_secret=SECRET, slack_api_url=fake.api_url, **overrides
     )
 
 
 @pytest.fixture
 def settings(tmp_path: Path, fake: FakeSlack, kb_db: Path | str) -> Settings:
-    return slack_settings(tmp_path, fake, kb_db)
+    return slack_settings(tmp_path, fake, db_path=kb_db)
 
 
 def scan(settings: Settings, embedder: LocalEmbedder) -> list[Pair]:
@@ -246,7 +245,7 @@ def test_a_scan_cut_short_after_posting_never_posts_twice(
 def test_digest_lists_the_pairs_in_the_report_channel(
     tmp_path: Path, kb_db: Path | str, fake: FakeSlack, embedder: LocalEmbedder, action: str
 ) -> None:
-    settings = slack_settings(tmp_path, fake, kb_db, dup_action=action, dup_report_channel="CREPORT")
+    settings = slack_settings(tmp_path, fake, db_path=kb_db, dup_action=action, dup_report_channel="CREPORT")
     post(settings, "C1", stamp(20), VPN, "U1")
     post(settings, "C2", stamp(10), VPN_AGAIN, "U2")
     scan(settings, embedder)
@@ -261,7 +260,7 @@ def test_digest_lists_the_pairs_in_the_report_channel(
 
 
 def test_a_failed_digest_is_retried(tmp_path: Path, kb_db: Path | str, fake: FakeSlack, embedder: LocalEmbedder) -> None:
-    settings = slack_settings(tmp_path, fake, kb_db, dup_action="digest", dup_report_channel="CREPORT")
+    settings = slack_settings(tmp_path, fake, db_path=kb_db, dup_action="digest", dup_report_channel="CREPORT")
     post(settings, "C1", stamp(20), VPN, "U1")
     post(settings, "C2", stamp(10), VPN_AGAIN, "U2")
     fake.fail("chat.postMessage", "service_unavailable")
@@ -296,7 +295,7 @@ def test_backfill_pages_through_history_and_waits_out_rate_limits(
 def test_dup_channels_narrow_the_channels_the_bot_is_in(
     tmp_path: Path, kb_db: Path | str, fake: FakeSlack, embedder: LocalEmbedder
 ) -> None:
-    settings = slack_settings(tmp_path, fake, kb_db, dup_channels=("C2", "C5"))  # the bot is not in C5
+    settings = slack_settings(tmp_path, fake, db_path=kb_db, dup_channels=("C2", "C5"))  # the bot is not in C5
     post(settings, "C1", stamp(20), VPN, "U1")
     post(settings, "C2", stamp(10), VPN_AGAIN, "U2")
     assert scan(settings, embedder) == []  # C1 is not watched
@@ -357,7 +356,7 @@ def test_a_private_channel_in_dup_channels_is_watched_only_when_allowed(
     allowed: bool,
 ) -> None:
     fake.channels.append({"id": "G1", "name": "hr-private", "is_private": True})
-    settings = slack_settings(tmp_path, fake, kb_db, dup_channels=("C1", "G1"),
+    settings = slack_settings(tmp_path, fake, db_path=kb_db, dup_channels=("C1", "G1"),
                               **({"dup_allow_private": True} if allowed else {}))
     private = {**message_event("G1", stamp(30), VPN, "U1"), "channel_type": "group"}
     fake.history["G1"] = [private]

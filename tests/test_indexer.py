@@ -134,6 +134,8 @@ def test_failure_mid_index_keeps_previous_index_then_next_run_completes(indexed,
 
     # Every file is either fully old or fully new; the index still answers.
     assert store.stats()["documents"] == before["documents"]
+    vectors = sql(store, f"SELECT count(*) FROM {vector_table(store, store.active_generation().id)}")
+    assert vectors == [(store.stats()["chunks"],)]  # no passage without its vector, nor the reverse
     if isinstance(store, SqliteStore):  # a file to check; a server keeps its own pages
         assert sql(store, "PRAGMA integrity_check") == [("ok",)]
     assert "hr/expenses.md" in top_paths(store, embedder, "how do I get reimbursed for a taxi")
