@@ -1,4 +1,4 @@
-"""`kb-bot embed`: the real bundled model (or the loopback OpenAI fake), through the cache, into a tmp DB."""
+"""`kb-bot embed`: the real bundled model (or the loopback OpenAI fake), through the cache, into a new store of each kind."""
 
 from __future__ import annotations
 
@@ -17,20 +17,21 @@ from tests.openai_fake import OpenAIFake, vector_for
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "kb.sqlite3"
+def db(store_kind: str, kb_db: Path | str, tmp_path: Path) -> Path | str:
+    """KB_DB: on SQLite a file in a folder that does not exist yet (kb-bot makes it), else a new database."""
+    return tmp_path / "data" / "kb.sqlite3" if store_kind == "sqlite" else kb_db
 
 
-def run(args: list[str], db: Path, env: dict[str, str] | None = None, env_file: str = "/nonexistent/.env") -> Result:
+def run(args: list[str], db: Path | str, env: dict[str, str] | None = None, env_file: str = "/nonexistent/.env") -> Result:
     return CliRunner().invoke(cli, ["--env-file", env_file, *args], env={"KB_DB": str(db), **(env or {})}, obj={})
 
 
-def cache_entries(db: Path) -> int:
+def cache_entries(db: Path | str) -> int:
     with open_store(db) as store:
         return store.conn.execute("SELECT count(*) FROM embedding_cache").fetchone()[0]
 
 
-def test_embed_json(db: Path, embedder: LocalEmbedder) -> None:
+def test_embed_json(db: Path | str, embedder: LocalEmbedder) -> None:
     result = run(["embed", "The cat sat on the mat.", "--json"], db)
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)
@@ -42,11 +43,10 @@ def test_embed_json(db: Path, embedder: LocalEmbedder) -> None:
     vector = np.asarray(row["vector"], dtype=np.float32)
     assert float(np.linalg.norm(vector)) == pytest.approx(1.0, abs=1e-4)
     np.testing.assert_allclose(vector, embedder.embed(["The cat sat on the mat."])[0], atol=1e-5)
-    assert db.is_file()  # KB_DB was used
-    assert cache_entries(db) == 1
+    assert cache_entries(db) == 1  # in KB_DB
 
 
-def test_embed_twice_uses_the_cache(db: Path) -> None:
+def test_embed_twice_uses_the_cache(db: Path | str) -> None:
     first = run(["embed", "hello world", "--json"], db)
     second = run(["embed", "hello world", "--json"], db)
     assert first.exit_code == second.exit_code == 0
@@ -54,7 +54,7 @@ def test_embed_twice_uses_the_cache(db: Path) -> None:
     assert cache_entries(db) == 1
 
 
-def test_embed_per_word_json(db: Path, embedder: LocalEmbedder) -> None:
+def test_embed_per_word_json(db: Path | str, embedder: LocalEmbedder) -> None:
     result = run(["embed", "the quick  brown fox", "--per-word", "--json"], db)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -65,7 +65,7 @@ def test_embed_per_word_json(db: Path, embedder: LocalEmbedder) -> None:
     assert cache_entries(db) == 4
 
 
-def test_embed_per_word_text(db: Path) -> None:
+def test_embed_per_word_text(db: Path | str) -> None:
     result = run(["embed", "cats dogs cats", "--per-word", "--values", "3"], db)
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
@@ -78,7 +78,7 @@ def test_embed_per_word_text(db: Path) -> None:
     assert cache_entries(db) == 2
 
 
-def test_embed_text_output(db: Path) -> None:
+def test_embed_text_output(db: Path | str) -> None:
     result = run(["embed", "hello"], db)
     assert result.exit_code == 0, result.output
     line = result.stdout.strip()
@@ -86,29 +86,28 @@ def test_embed_text_output(db: Path) -> None:
     assert len(line.split("[", 1)[1].split(", ")) == 9  # 8 values (default) and the ellipsis
 
 
-def test_embed_empty_per_word_is_a_usage_error(db: Path) -> None:
+def test_embed_empty_per_word_is_a_usage_error(db: Path | str) -> None:
     result = run(["embed", "   ", "--per-word"], db)
     assert result.exit_code == 2
     assert "TEXT is empty" in result.output
 
 
-def test_embed_reads_the_env_file(tmp_path: Path) -> None:
-    target = tmp_path / "from-file.sqlite3"
+def test_embed_reads_the_env_file(tmp_path: Path, kb_db: Path | str) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text(f"KB_DB={target}\n")
+    env_file.write_text(f"KB_DB={kb_db}\n")
     result = CliRunner().invoke(cli, ["--env-file", str(env_file), "embed", "hello", "--json"], obj={})
     assert result.exit_code == 0, result.output
-    assert target.is_file()
+    assert cache_entries(kb_db) == 1
 
 
-def test_embed_bad_setting_is_one_line(db: Path) -> None:
+def test_embed_bad_setting_is_one_line(db: Path | str) -> None:
     result = run(["embed", "hello"], db, env={"EMBED_BACKEND": "foo"})
     assert result.exit_code == 1
     assert "SettingsError: EMBED_BACKEND must be one of local, openai" in result.output
     assert "Traceback" not in result.output
 
 
-def test_embed_bad_model_folder_is_one_line(db: Path, tmp_path: Path) -> None:
+def test_embed_bad_model_folder_is_one_line(db: Path | str, tmp_path: Path) -> None:
     result = run(["embed", "hello"], db, env={"EMBED_MODEL_PATH": str(tmp_path)})
     assert result.exit_code == 1
     assert "EmbeddingError: EMBED_MODEL_PATH" in result.output
@@ -131,7 +130,7 @@ def openai_env(fake: OpenAIFake, key: str) -> dict[str, str]:
     }
 
 
-def test_embed_with_the_openai_backend(db: Path, fake: OpenAIFake) -> None:
+def test_embed_with_the_openai_backend(db: Path | str, fake: OpenAIFake) -> None:
     env = openai_env(fake, fake.api_key or "")
     first = run(["embed", "hello there", "--json"], db, env=env)
     assert first.exit_code == 0, first.output
@@ -142,10 +141,10 @@ def test_embed_with_the_openai_backend(db: Path, fake: OpenAIFake) -> None:
     assert fake.request_count == 1
     second = run(["embed", "hello there", "--json"], db, env=env)
     assert second.exit_code == 0
-    assert fake.request_count == 1  # served from the cache in the SQLite file
+    assert fake.request_count == 1  # served from the cache in the store
 
 
-def test_embed_with_a_wrong_key(db: Path, fake: OpenAIFake) -> None:
+def test_embed_with_a_wrong_key(db: Path | str, fake: OpenAIFake) -> None:
     wrong = "sk-wrong-" + "Qv8" * 10
     result = run(["embed", "hello"], db, env=openai_env(fake, wrong))
     assert result.exit_code == 1

@@ -41,7 +41,9 @@ def without_root_privileges(command: list[str], unreadable: Path) -> list[str]:
     return [*dropped, *command]
 
 
-def test_unreadable_folder_is_listed_as_skipped_in_the_index_report(tmp_path):
+@pytest.mark.sqlite_only("file permissions: as root it drops the override to read any file, which also shuts it out of "
+                         "the test PostgreSQL's socket (in the server user's folder)")
+def test_unreadable_folder_is_listed_as_skipped_in_the_index_report(tmp_path, kb_db):
     folder = tmp_path / "kb"
     (folder / "locked").mkdir(parents=True)
     (folder / "parking.md").write_text("# Parking\n\nStaff park on level -2 of the Harbour garage.\n")
@@ -49,7 +51,7 @@ def test_unreadable_folder_is_listed_as_skipped_in_the_index_report(tmp_path):
     (folder / "locked").chmod(0)
     try:
         command = without_root_privileges(
-            kb_bot("index", "--knowledge", str(folder), "--db", str(tmp_path / "kb.sqlite3")), folder / "locked"
+            kb_bot("index", "--knowledge", str(folder), "--db", str(kb_db)), folder / "locked"
         )
         result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     finally:
@@ -68,8 +70,8 @@ def knowledge(tmp_path: Path) -> Path:
     return folder
 
 
-def test_ask_on_an_empty_database_does_not_index_while_a_reindex_holds_the_lock(tmp_path):
-    db = tmp_path / "kb.sqlite3"
+def test_ask_on_an_empty_database_does_not_index_while_a_reindex_holds_the_lock(tmp_path, kb_db):
+    db = kb_db
     args = ["--env-file", "/nonexistent", "ask", "where do staff park", "--db", str(db),
             "--knowledge", str(knowledge(tmp_path))]
     with index_lock(db):  # a `kb-bot index` of the same database is running
@@ -81,10 +83,10 @@ def test_ask_on_an_empty_database_does_not_index_while_a_reindex_holds_the_lock(
         assert store.stats()["cache_entries"] == 0  # nothing embedded twice
 
 
-def test_ask_on_an_empty_database_shows_indexing_progress(tmp_path):
+def test_ask_on_an_empty_database_shows_indexing_progress(tmp_path, kb_db):
     """In a terminal the first question shows the same progress bar as `kb-bot index`."""
     folder = knowledge(tmp_path)
-    command = kb_bot("ask", "where do staff park", "-k", "1", "--db", str(tmp_path / "kb.sqlite3"),
+    command = kb_bot("ask", "where do staff park", "-k", "1", "--db", str(kb_db),
                      "--knowledge", str(folder))
     terminal, terminal_end = pty.openpty()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=terminal_end, stdin=subprocess.DEVNULL, cwd=ROOT)

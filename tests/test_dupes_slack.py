@@ -1,8 +1,8 @@
-"""Duplicate flagging against a loopback Slack (tests/slack_fake.py), with the real model and SQLite.
+"""Duplicate flagging against a loopback Slack (tests/slack_fake.py), with the real model, on each store.
 
 The end-to-end test runs what `kb-bot serve` runs: signed events into the real
 WSGI app over HTTP, the scheduler started by `Services.start_background_jobs`, then a
-restart on the same database file, and a backfill of messages posted while
+restart on the same database, and a backfill of messages posted while
 the bot was down.
 """
 
@@ -61,8 +61,8 @@ def slack_settings(tmp_path: Path, fake: FakeSlack, **overrides: object) -> Sett
 
 
 @pytest.fixture
-def settings(tmp_path: Path, fake: FakeSlack) -> Settings:
-    return slack_settings(tmp_path, fake)
+def settings(tmp_path: Path, fake: FakeSlack, kb_db: Path | str) -> Settings:
+    return slack_settings(tmp_path, fake, db_path=kb_db)
 
 
 def scan(settings: Settings, embedder: LocalEmbedder) -> list[Pair]:
@@ -243,9 +243,9 @@ def test_a_scan_cut_short_after_posting_never_posts_twice(
 
 @pytest.mark.parametrize("action", ["digest", "both"])
 def test_digest_lists_the_pairs_in_the_report_channel(
-    tmp_path: Path, fake: FakeSlack, embedder: LocalEmbedder, action: str
+    tmp_path: Path, kb_db: Path | str, fake: FakeSlack, embedder: LocalEmbedder, action: str
 ) -> None:
-    settings = slack_settings(tmp_path, fake, dup_action=action, dup_report_channel="CREPORT")
+    settings = slack_settings(tmp_path, fake, db_path=kb_db, dup_action=action, dup_report_channel="CREPORT")
     post(settings, "C1", stamp(20), VPN, "U1")
     post(settings, "C2", stamp(10), VPN_AGAIN, "U2")
     scan(settings, embedder)
@@ -259,8 +259,8 @@ def test_digest_lists_the_pairs_in_the_report_channel(
     assert scan(settings, embedder) == [] and len(replies(fake)) == len(digest) + len(threaded)
 
 
-def test_a_failed_digest_is_retried(tmp_path: Path, fake: FakeSlack, embedder: LocalEmbedder) -> None:
-    settings = slack_settings(tmp_path, fake, dup_action="digest", dup_report_channel="CREPORT")
+def test_a_failed_digest_is_retried(tmp_path: Path, kb_db: Path | str, fake: FakeSlack, embedder: LocalEmbedder) -> None:
+    settings = slack_settings(tmp_path, fake, db_path=kb_db, dup_action="digest", dup_report_channel="CREPORT")
     post(settings, "C1", stamp(20), VPN, "U1")
     post(settings, "C2", stamp(10), VPN_AGAIN, "U2")
     fake.fail("chat.postMessage", "service_unavailable")
@@ -292,8 +292,10 @@ def test_backfill_pages_through_history_and_waits_out_rate_limits(
     assert calls[-1].params["oldest"] == stamp(44)
 
 
-def test_dup_channels_narrow_the_channels_the_bot_is_in(tmp_path: Path, fake: FakeSlack, embedder: LocalEmbedder) -> None:
-    settings = slack_settings(tmp_path, fake, dup_channels=("C2", "C5"))  # the bot is not in C5
+def test_dup_channels_narrow_the_channels_the_bot_is_in(
+    tmp_path: Path, kb_db: Path | str, fake: FakeSlack, embedder: LocalEmbedder
+) -> None:
+    settings = slack_settings(tmp_path, fake, db_path=kb_db, dup_channels=("C2", "C5"))  # the bot is not in C5
     post(settings, "C1", stamp(20), VPN, "U1")
     post(settings, "C2", stamp(10), VPN_AGAIN, "U2")
     assert scan(settings, embedder) == []  # C1 is not watched
@@ -350,10 +352,12 @@ def test_dry_run_lists_exactly_what_a_scan_flags(settings: Settings, fake: FakeS
 
 @pytest.mark.parametrize("allowed", [False, True])
 def test_a_private_channel_in_dup_channels_is_watched_only_when_allowed(
-    tmp_path: Path, fake: FakeSlack, embedder: LocalEmbedder, caplog: pytest.LogCaptureFixture, allowed: bool
+    tmp_path: Path, kb_db: Path | str, fake: FakeSlack, embedder: LocalEmbedder, caplog: pytest.LogCaptureFixture,
+    allowed: bool,
 ) -> None:
     fake.channels.append({"id": "G1", "name": "hr-private", "is_private": True})
-    settings = slack_settings(tmp_path, fake, dup_channels=("C1", "G1"), **({"dup_allow_private": True} if allowed else {}))
+    settings = slack_settings(tmp_path, fake, db_path=kb_db, dup_channels=("C1", "G1"),
+                              **({"dup_allow_private": True} if allowed else {}))
     private = {**message_event("G1", stamp(30), VPN, "U1"), "channel_type": "group"}
     fake.history["G1"] = [private]
     with serving(settings, embedder) as (services, url):

@@ -42,8 +42,8 @@ def ts(offset: float) -> str:
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    with open_store(settings.db_path) as store:
+def store(kb_db: Path | str) -> Iterator[Store]:
+    with open_store(kb_db) as store:
         yield store
 
 
@@ -301,7 +301,7 @@ def test_a_vector_missing_from_the_cache_is_embedded_again(
     first = post(store, 0, VPN)
     assert found(store, embedder, settings) == []
     store.messages.mark_scanned(store.messages.unscanned_messages())
-    with store.conn:
+    with store.atomic():
         store.conn.execute("DELETE FROM embedding_cache")  # e.g. a cache cleared by hand
     again = post(store, 60, VPN_AGAIN, user="U2")
     assert found(store, embedder, settings) == [(again, first)]
@@ -309,12 +309,13 @@ def test_a_vector_missing_from_the_cache_is_embedded_again(
     assert found(store, embedder, settings) == [(again, first)]  # and cached again
 
 
+@pytest.mark.sqlite_only("a file from before SQLite's migration m006; PostgreSQL's first schema has prepared messages")
 def test_messages_stored_before_m006_are_prepared_by_the_next_scan(
-    tmp_path: Path, embedder: LocalEmbedder, settings: Settings
+    kb_db: Path, embedder: LocalEmbedder, settings: Settings
 ) -> None:
     from bot.store.sqlite import migrations
 
-    path = tmp_path / "old.sqlite3"
+    path = kb_db
     label = preparation_label(embedder, DupRules.from_settings(settings))
     with SqliteStore(path, stop_before="m006_prepared_messages") as old:
         first = post(old, 0, VPN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,8 +21,9 @@ fake, bot_db, start_bot = slack.fake, slack.bot_db, slack.start_bot  # the loopb
 
 
 @pytest.fixture
-def store(sample_store_copy: Store) -> Store:
-    return sample_store_copy
+def store(sample_kb_db) -> Iterator[Store]:
+    with open_store(sample_kb_db) as store:
+        yield store
 
 
 def test_a_question_is_kept_with_its_sources_and_a_hashed_asker(store, embedder, tmp_path):
@@ -41,8 +43,8 @@ def test_a_question_is_kept_with_its_sources_and_a_hashed_asker(store, embedder,
     assert vectors[kept.vector_key] == pytest.approx(embedder.embed([kept.text])[0], abs=1e-5)
 
 
-def test_salt_differs_per_database(store, tmp_path):
-    with open_store(tmp_path / "other.sqlite3") as other:
+def test_salt_differs_per_database(store, kb_db):
+    with open_store(kb_db) as other:
         assert other.questions.salt() != store.questions.salt()
         assert person_hash(other.questions.salt(), "U1") != person_hash(store.questions.salt(), "U1")
 
@@ -143,8 +145,8 @@ def test_the_shared_answer_and_the_mention_reply_carry_votes_for_their_question(
     assert [(q.helpful, q.not_helpful) for q in bot.services.store().questions.since(0)] == [(0, 1), (1, 0)]
 
 
-def test_the_daily_retention_job_prunes_without_new_questions(store, embedder, tmp_path):
-    settings = make_settings(tmp_path, db_path=store.path, questions_days=1)
+def test_the_daily_retention_job_prunes_without_new_questions(store, sample_kb_db, embedder, tmp_path):
+    settings = make_settings(tmp_path, db_path=sample_kb_db, questions_days=1)
     result = search(store, embedder, "vpn setup")
     record_question(store, embedder, settings, result, channel="C1", user="U1", now=time.time() - 2 * DAY)
     scheduler = BackgroundScheduler()

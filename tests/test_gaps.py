@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -81,8 +81,9 @@ TOPICS = {
 
 
 @pytest.fixture
-def store(sample_store_copy: Store) -> Store:
-    return sample_store_copy
+def store(sample_kb_db) -> Iterator[Store]:
+    with open_store(sample_kb_db) as store:
+        yield store
 
 
 def _ask_all(store, embedder, settings) -> dict[int, str]:
@@ -153,9 +154,8 @@ def test_cluster_keeps_far_apart_vectors_apart_and_merges_near_ones():
     assert cluster(np.zeros((0, 16))) == []
 
 
-def test_cli_gaps_text_and_json(sample_db, embedder, tmp_path):
-    db = tmp_path / "kb.sqlite3"
-    shutil.copy(sample_db, db)
+def test_cli_gaps_text_and_json(sample_kb_db, embedder, tmp_path):
+    db = sample_kb_db
     settings = make_settings(tmp_path, db_path=db)
     with open_store(db) as store:
         for n, question in enumerate(TOPICS["vpn"][:3]):
@@ -175,10 +175,10 @@ def test_format_says_when_there_is_nothing():
     assert format_gaps([], days=30, include_all=False) == "No questions without a good answer in the last 30 days."
 
 
-def test_the_scheduled_report_posts_to_slack_only_when_something_is_new(store, embedder, tmp_path):
+def test_the_scheduled_report_posts_to_slack_only_when_something_is_new(store, sample_kb_db, embedder, tmp_path):
     with FakeSlack() as fake:
         settings = make_settings(
-            tmp_path, db_path=store.path, slack_bot_token=fake.bot_token, slack_api_url=fake.api_url,
+            tmp_path, db_path=sample_kb_db, slack_bot_token=fake.bot_token, slack_api_url=fake.api_url,
             gaps_report_channel="CGAPS",
         )
         scheduler = BackgroundScheduler()

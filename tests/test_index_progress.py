@@ -20,9 +20,9 @@ ONLY_SOME_VECTORS = {"EMBED_BACKEND": "fake"}
 SUMMARY = re.compile(r"^(\d+)/(\d+) files, (\d+) chunks embedded, [\d.]+ chunks/s, took \d+(m\d\ds|s)$")
 
 
-def test_index_reports_each_file_and_the_embedded_chunks(knowledge_copy: Path, tmp_path: Path) -> None:
+def test_index_reports_each_file_and_the_embedded_chunks(knowledge_copy: Path, tmp_path: Path, kb_db: Path | str) -> None:
     events: list[IndexProgress] = []
-    settings = make_settings(tmp_path, knowledge_dir=knowledge_copy)
+    settings = make_settings(tmp_path, knowledge_dir=knowledge_copy, db_path=kb_db)
     with open_store(settings.db_path) as store:
         report = index_folder(store, FakeEmbedder(), settings, progress=events.append)
     files = len(report.added) + len(report.skipped)
@@ -39,10 +39,9 @@ def test_index_reports_each_file_and_the_embedded_chunks(knowledge_copy: Path, t
     assert (last.files_done, last.chunks_embedded) == (files, report.texts_embedded)
 
 
-def test_index_without_a_terminal_prints_one_summary_line(knowledge_copy: Path, tmp_path: Path) -> None:
-    db = tmp_path / "kb.sqlite3"
+def test_index_without_a_terminal_prints_one_summary_line(knowledge_copy: Path, kb_db: Path | str) -> None:
     result = CliRunner().invoke(
-        cli, ["--env-file", "/nonexistent/.env", "index", "--knowledge", str(knowledge_copy), "--db", str(db)], obj={},
+        cli, ["--env-file", "/nonexistent/.env", "index", "--knowledge", str(knowledge_copy), "--db", str(kb_db)], obj={},
         env=ONLY_SOME_VECTORS,
     )
     assert result.exit_code == 0, result.output
@@ -56,9 +55,8 @@ def test_index_without_a_terminal_prints_one_summary_line(knowledge_copy: Path, 
     assert "\r" not in result.stderr and "\x1b" not in result.stderr
 
 
-def test_json_index_prints_no_progress(knowledge_copy: Path, tmp_path: Path) -> None:
-    db = tmp_path / "kb.sqlite3"
-    args = ["--env-file", "/nonexistent/.env", "index", "--knowledge", str(knowledge_copy), "--db", str(db), "--json"]
+def test_json_index_prints_no_progress(knowledge_copy: Path, kb_db: Path | str) -> None:
+    args = ["--env-file", "/nonexistent/.env", "index", "--knowledge", str(knowledge_copy), "--db", str(kb_db), "--json"]
     result = CliRunner().invoke(cli, args, obj={}, env=ONLY_SOME_VECTORS)
     assert result.exit_code == 0, result.output
     assert result.stderr == ""

@@ -19,8 +19,8 @@ from bot.errors import IndexNotBuiltError
 from bot.indexer import index_folder
 from bot.search import search
 from bot.store import Store, open_store
-from bot.store.sqlite.store import vec_table
-from tests.conftest import make_settings
+from bot.store.sqlite.store import SqliteStore
+from tests.conftest import make_settings, sql, table_names, vector_table
 
 
 class CountingEmbedder(Embedder):
@@ -49,10 +49,9 @@ class CountingEmbedder(Embedder):
 
 
 @pytest.fixture
-def indexed(knowledge_copy: Path, tmp_path: Path, sample_db: Path) -> Iterator[Store]:
+def indexed(knowledge_copy: Path, sample_kb_db: Path | str) -> Iterator[Store]:
     """A writable copy of the sample index over `knowledge_copy` (same relative paths)."""
-    shutil.copy(sample_db, tmp_path / "kb.sqlite3")
-    with open_store(tmp_path / "kb.sqlite3") as store:
+    with open_store(sample_kb_db) as store:
         yield store
 
 
@@ -64,9 +63,9 @@ def top_paths(store: Store, embedder: Embedder, question: str, k: int = 5) -> li
     return [hit.path for hit in search(store, embedder, question, k).hits]
 
 
-def test_reindex_of_unchanged_folder_embeds_nothing(knowledge_copy, tmp_path):
+def test_reindex_of_unchanged_folder_embeds_nothing(knowledge_copy, tmp_path, kb_db):
     counting = FakeEmbedder()  # counts what it embeds; no meaning needed here
-    with open_store(tmp_path / "kb.sqlite3") as store:
+    with open_store(kb_db) as store:
         first = run(store, counting, knowledge_copy, tmp_path)
         assert first.texts_embedded == counting.texts > 0
         assert len(first.added) == len(list(knowledge_copy.rglob("*.*")))
@@ -117,11 +116,9 @@ def test_deleted_file_disappears_from_results(indexed, knowledge_copy, tmp_path,
     report = run(store, embedder, knowledge_copy, tmp_path)
     assert report.removed == ["hr/expenses.md"]
     assert "hr/expenses.md" not in top_paths(store, embedder, question, k=20)
-    orphans = store.conn.execute(
-        f"SELECT count(*) FROM {vec_table(store.active_generation().id)} "
-        "WHERE chunk_id NOT IN (SELECT id FROM chunks)"
-    ).fetchone()[0]
-    assert orphans == 0
+    orphans = sql(store, f"SELECT count(*) FROM {vector_table(store, store.active_generation().id)} "
+                         "WHERE chunk_id NOT IN (SELECT id FROM chunks)")
+    assert orphans == [(0,)]
 
 
 def test_failure_mid_index_keeps_previous_index_then_next_run_completes(indexed, knowledge_copy, tmp_path, embedder):
@@ -137,8 +134,10 @@ def test_failure_mid_index_keeps_previous_index_then_next_run_completes(indexed,
 
     # Every file is either fully old or fully new; the index still answers.
     assert store.stats()["documents"] == before["documents"]
-    integrity = store.conn.execute("PRAGMA integrity_check").fetchone()[0]
-    assert integrity == "ok"
+    vectors = sql(store, f"SELECT count(*) FROM {vector_table(store, store.active_generation().id)}")
+    assert vectors == [(store.stats()["chunks"],)]  # no passage without its vector, nor the reverse
+    if isinstance(store, SqliteStore):  # a file to check; a server keeps its own pages
+        assert sql(store, "PRAGMA integrity_check") == [("ok",)]
     assert "hr/expenses.md" in top_paths(store, embedder, "how do I get reimbursed for a taxi")
 
     report = run(store, embedder, knowledge_copy, tmp_path)
@@ -178,24 +177,21 @@ def test_model_change_rebuilds_without_mixing(indexed, knowledge_copy, tmp_path,
     new_gen = store.active_generation()
     assert new_gen.model == other_model.model_id and new_gen.id != old_gen.id
     assert "hr/expenses.md" in top_paths(store, other_model, question)
-    tables = {row[0] for row in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert vec_table(old_gen.id) not in tables
-    assert store.conn.execute(
-        "SELECT count(*) FROM chunks WHERE generation != ?", (new_gen.id,)
-    ).fetchone()[0] == 0
+    assert vector_table(store, old_gen.id) not in table_names(store)
+    assert sql(store, "SELECT count(*) FROM chunks WHERE generation != ?", new_gen.id) == [(0,)]
 
 
-def test_dry_run_writes_nothing(knowledge_copy, tmp_path):
-    with open_store(tmp_path / "kb.sqlite3") as store:
+def test_dry_run_writes_nothing(knowledge_copy, tmp_path, kb_db):
+    with open_store(kb_db) as store:
         report = run(store, FakeEmbedder(), knowledge_copy, tmp_path, dry_run=True)
         assert report.dry_run and len(report.added) > 0 and report.texts_embedded > 0
         assert store.active_generation() is None
         assert store.stats()["cache_entries"] == 0
 
 
-def test_full_reindex_builds_fresh_generation(knowledge_copy, tmp_path):
+def test_full_reindex_builds_fresh_generation(knowledge_copy, tmp_path, kb_db):
     counting = FakeEmbedder()
-    with open_store(tmp_path / "kb.sqlite3") as store:
+    with open_store(kb_db) as store:
         run(store, counting, knowledge_copy, tmp_path)
         first_gen = store.active_generation()
         embedded = counting.texts
@@ -205,13 +201,15 @@ def test_full_reindex_builds_fresh_generation(knowledge_copy, tmp_path):
         assert store.stats()["chunks"] == report.chunks
 
 
-def test_abandoned_full_build_is_dropped_by_the_next_incremental_run(indexed, knowledge_copy, tmp_path, embedder):
+def test_abandoned_full_build_is_dropped_by_the_next_incremental_run(
+    indexed, sample_kb_db, knowledge_copy, tmp_path, embedder
+):
     """`kb-bot index --full` killed mid-build leaves a 'building' generation; the next run removes it."""
     store = indexed
     active = store.active_generation()
     store.conn.execute("DELETE FROM embedding_cache")  # so the full build has to embed, and is slow enough to kill
     command = [sys.executable, "-m", "bot", "--env-file", "/nonexistent", "index", "--full",
-               "--knowledge", str(knowledge_copy), "--db", str(store.path)]
+               "--knowledge", str(knowledge_copy), "--db", str(sample_kb_db)]
     build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     building = "SELECT g.id FROM generations g JOIN documents d ON d.generation = g.id WHERE g.status = 'building'"
     deadline = time.monotonic() + 300
@@ -226,8 +224,7 @@ def test_abandoned_full_build_is_dropped_by_the_next_incremental_run(indexed, kn
     counting = CountingEmbedder(embedder)
     report = run(store, counting, knowledge_copy, tmp_path)
     assert not report.rebuilt and not report.added and not report.changed
-    assert [tuple(row) for row in store.conn.execute("SELECT id, status FROM generations")] == [(active.id, "active")]
-    tables = {row[0] for row in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert not any(name.endswith(f"_{abandoned}") for name in tables)
-    assert store.conn.execute("SELECT count(*) FROM chunks WHERE generation = ?", (abandoned,)).fetchone()[0] == 0
+    assert sql(store, "SELECT id, status FROM generations") == [(active.id, "active")]
+    assert not any(name.endswith(f"_{abandoned}") for name in table_names(store))
+    assert sql(store, "SELECT count(*) FROM chunks WHERE generation = ?", abandoned) == [(0,)]
     assert "hr/expenses.md" in top_paths(store, embedder, "how do I get reimbursed for a taxi")

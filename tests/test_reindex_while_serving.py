@@ -1,8 +1,8 @@
 """Questions asked while full re-indexes swap generations: every one answered, from one generation.
 
-Askers are threads with a Store each, as `kb-bot serve` runs them, on a real
-SQLite file with the real model; the re-indexes are real `index_folder(full=True)`
-runs on the same file.
+Askers are threads with a Store each, as `kb-bot serve` runs them, on each store
+with the real model; the re-indexes are real `index_folder(full=True)` runs on
+the same store.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ QUESTIONS = [
 FILES = ["hr/expenses.md", "it/vpn-setup.md", "hr/remote-work.md", "it/laptops.txt"]
 
 
-def test_full_reindexes_while_asking_lose_no_answer(tmp_path: Path, embedder) -> None:
+def test_full_reindexes_while_asking_lose_no_answer(tmp_path: Path, kb_db: Path | str, embedder) -> None:
     folder = tmp_path / "knowledge"
     for name in FILES:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes((KNOWLEDGE / name).read_bytes())
-    settings = make_settings(tmp_path, knowledge_dir=folder)
+    settings = make_settings(tmp_path, knowledge_dir=folder, db_path=kb_db)
     with open_store(settings.db_path) as store:
         index_folder(store, embedder, settings)
 

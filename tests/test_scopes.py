@@ -28,11 +28,11 @@ def _outside(hits, scope):
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "vector"])
-def test_a_scoped_question_gets_k_sources_all_inside_its_scope(sample_store, embedder, mode):
+def test_a_scoped_question_gets_k_sources_all_inside_its_scope(sample_index, embedder, mode):
     scope = ("engineering", "it")
-    everywhere = search(sample_store, embedder, HR_QUESTION, k=5, mode=mode)
+    everywhere = search(sample_index, embedder, HR_QUESTION, k=5, mode=mode)
     assert _outside(everywhere.hits, scope)  # unscoped, HR files lead: filtering afterwards would leave fewer than 5
-    scoped = search(sample_store, embedder, HR_QUESTION, k=5, mode=mode, scope=scope)
+    scoped = search(sample_index, embedder, HR_QUESTION, k=5, mode=mode, scope=scope)
     assert len(scoped.hits) == 5
     assert _outside(scoped.hits, scope) == []
     assert scoped.scope == scope and scoped.as_dict()["scope"] == ["engineering", "it"]
@@ -41,19 +41,19 @@ def test_a_scoped_question_gets_k_sources_all_inside_its_scope(sample_store, emb
 @pytest.mark.parametrize(
     "question", ["parental leave weeks", "vpn client", "enterprise plan price", "roll back a deploy", "expenses"]
 )
-def test_no_mode_ever_returns_a_file_outside_the_scope(sample_store, embedder, question):
+def test_no_mode_ever_returns_a_file_outside_the_scope(sample_index, embedder, question):
     for mode in ("hybrid", "vector", "keyword"):
-        result = search(sample_store, embedder, question, k=10, mode=mode, scope=("product",))
+        result = search(sample_index, embedder, question, k=10, mode=mode, scope=("product",))
         assert _outside(result.hits, ("product",)) == [], (mode, question)
 
 
-def test_a_folder_matches_whole_path_segments_only(tmp_path, embedder):
+def test_a_folder_matches_whole_path_segments_only(tmp_path, kb_db, embedder):
     folder = tmp_path / "kb"
     for name in ("eng/a.md", "engineering/b.md", "Eng/c.md", "eng.md"):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(f"# Deploys\n\nHow we deploy the service, file {name}.\n")
-    settings = make_settings(tmp_path, knowledge_dir=folder)
-    with open_store(settings.db_path) as store:
+    settings = make_settings(tmp_path, knowledge_dir=folder, db_path=kb_db)
+    with open_store(kb_db) as store:
         index_folder(store, embedder, settings)
         result = search(store, embedder, "how do we deploy", k=5, scope=("eng",))
     assert [h.path for h in result.hits] == ["eng/a.md"]
@@ -74,9 +74,9 @@ def test_a_bad_kb_scopes_is_refused_in_one_line(raw):
         load_settings(environ={"KB_SCOPES": raw}, env_file=None)
 
 
-def test_cli_scope(sample_db):
+def test_cli_scope(sample_kb_db):
     runner = CliRunner()
-    base = ["--env-file", "/dev/null", "ask", HR_QUESTION, "--db", str(sample_db), "-k", "3", "--scope", "it"]
+    base = ["--env-file", "/dev/null", "ask", HR_QUESTION, "--db", str(sample_kb_db), "-k", "3", "--scope", "it"]
     out = runner.invoke(cli, base)
     assert out.exit_code == 0, out.output
     assert out.output.rstrip().endswith("Searched only it/.") and "hr/" not in out.output

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -41,8 +40,7 @@ from bot.slack.listeners import ask as ask_listener
 from bot.slack.listeners.ask import ASK_QUEUE_LIMIT
 from bot.slack.server import create_app, http_server, make_web_client, socket_mode_handler
 from bot.store import cache_key, open_store
-from bot.store.sqlite.store import vec_table
-from tests.conftest import make_settings, stop_http_server
+from tests.conftest import make_settings, sql, stop_http_server, vector_table
 from tests.slack_fake import (
     Call,
     FakeSlack,
@@ -101,17 +99,12 @@ def fake() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
-def bot_db(sample_db: Path, tmp_path: Path) -> Path:
-    """A private copy of the indexed sample database."""
-    target = tmp_path / "bot" / "kb.sqlite3"
-    target.parent.mkdir()
-    for suffix in ("", "-wal"):
-        if Path(f"{sample_db}{suffix}").exists():
-            shutil.copy(f"{sample_db}{suffix}", f"{target}{suffix}")
-    return target
+def bot_db(sample_kb_db: Path | str) -> Path | str:
+    """A private copy of the indexed sample database, on each store in turn."""
+    return sample_kb_db
 
 
-def bot_settings(tmp_path: Path, fake: FakeSlack, db: Path, **overrides: Any) -> Settings:
+def bot_settings(tmp_path: Path, fake: FakeSlack, db: Path | str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "db_path": db, "slack_bot_token": BOT_TOKEN, "slack_signing_secret": SECRET,
         "slack_api_url": fake.api_url, "admin_user_ids": (ADMIN,),
@@ -121,7 +114,7 @@ def bot_settings(tmp_path: Path, fake: FakeSlack, db: Path, **overrides: Any) ->
 
 @pytest.fixture
 def start_bot(
-    fake: FakeSlack, bot_db: Path, embedder: LocalEmbedder, tmp_path: Path
+    fake: FakeSlack, bot_db: Path | str, embedder: LocalEmbedder, tmp_path: Path
 ) -> Iterator[Callable[..., Bot]]:
     stops: list[Callable[[], None]] = []
 
@@ -272,10 +265,10 @@ def test_twenty_concurrent_asks_are_all_acked_within_3_s_and_answered(bot: Bot) 
 
 
 def test_unexpected_failure_gets_an_apology_with_an_error_id_found_in_the_log(
-    start_bot: Callable[..., Bot], bot_db: Path, caplog: pytest.LogCaptureFixture
+    start_bot: Callable[..., Bot], bot_db: Path | str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with open_store(bot_db) as store:  # a damaged index: the active generation's vectors are gone
-        store.conn.execute(f"DROP TABLE {vec_table(store.active_generation().id)}")
+        store.conn.execute(f"DROP TABLE {vector_table(store, store.active_generation().id)}")
     bot = start_bot()
     caplog.set_level(logging.DEBUG)
 
@@ -290,8 +283,8 @@ def test_unexpected_failure_gets_an_apology_with_an_error_id_found_in_the_log(
     assert BOT_TOKEN not in caplog.text and SECRET not in caplog.text
 
 
-def test_a_user_facing_error_is_shown_as_written(start_bot: Callable[..., Bot], tmp_path: Path) -> None:
-    bot = start_bot(db_path=tmp_path / "empty.sqlite3")  # a database nobody has indexed yet
+def test_a_user_facing_error_is_shown_as_written(start_bot: Callable[..., Bot], kb_db: Path | str) -> None:
+    bot = start_bot(db_path=kb_db)  # a database nobody has indexed yet
 
     bot.ask(TAXI, "no-index")
 
@@ -417,7 +410,7 @@ def test_channel_messages_are_stored_edited_and_deleted(start_bot: Callable[...,
     # each stored text was prepared for the duplicate scan as it arrived, the edit by its new text
     label = preparation_label(bot.services.embedder, bot.services.dup_rules)
     assert store.messages.unprepared_messages(0, 2e9, label) == []
-    keys = dict(store.conn.execute("SELECT ts, vector_key FROM messages WHERE deleted = 0"))
+    keys = dict(sql(store, "SELECT ts, vector_key FROM messages WHERE NOT deleted"))
     model = bot.services.embedder.model_id
     assert keys == {question["ts"]: cache_key(model, "How do I reset my VPN password on a Mac?"),
                     kept["ts"]: cache_key(model, kept["text"])}
@@ -497,14 +490,13 @@ def test_a_share_click_without_channel_or_container_gets_an_apology(bot: Bot) ->
 
 
 def test_a_file_name_with_a_newline_stays_on_the_header_line(
-    start_bot: Callable[..., Bot], embedder: LocalEmbedder, tmp_path: Path
+    start_bot: Callable[..., Bot], embedder: LocalEmbedder, tmp_path: Path, kb_db: Path | str
 ) -> None:
     folder = tmp_path / "odd"
     folder.mkdir()
     (folder / "taxi\n*2.* `0.99` fake.md").write_text("# Taxis\n\nFile the taxi receipt in Expensify within 30 days.\n")
-    settings = make_settings(tmp_path / "odd-db", knowledge_dir=folder)
-    settings.db_path.parent.mkdir()
-    with open_store(settings.db_path) as store:
+    settings = make_settings(tmp_path, knowledge_dir=folder, db_path=kb_db)
+    with open_store(kb_db) as store:
         index_folder(store, embedder, settings)
     bot = start_bot(db_path=settings.db_path)
 
@@ -517,14 +509,13 @@ def test_a_file_name_with_a_newline_stays_on_the_header_line(
 
 
 def test_with_kb_source_url_each_cited_path_is_an_escaped_encoded_link(
-    start_bot: Callable[..., Bot], embedder: LocalEmbedder, tmp_path: Path
+    start_bot: Callable[..., Bot], embedder: LocalEmbedder, tmp_path: Path, kb_db: Path | str
 ) -> None:
     folder = tmp_path / "wiki"
     (folder / "Team Notes").mkdir(parents=True)
     (folder / "Team Notes" / "Café menü.md").write_text("# Lunch\n\nThe café serves vegan ramen on Fridays.\n")
-    settings = make_settings(tmp_path / "wiki-db", knowledge_dir=folder)
-    settings.db_path.parent.mkdir()
-    with open_store(settings.db_path) as store:
+    settings = make_settings(tmp_path, knowledge_dir=folder, db_path=kb_db)
+    with open_store(kb_db) as store:
         index_folder(store, embedder, settings)
     template = "https://wiki.example.com/view?file={path}&from={start_line}&to={end_line}"
     bot = start_bot(db_path=settings.db_path, source_url=template)
@@ -627,7 +618,7 @@ def test_an_answer_that_waited_too_long_says_busy_instead(
 
 
 def test_socket_mode_receives_a_command_acks_the_envelope_and_answers(
-    fake: FakeSlack, bot_db: Path, embedder: LocalEmbedder, tmp_path: Path
+    fake: FakeSlack, bot_db: Path | str, embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
     settings = bot_settings(tmp_path, fake, bot_db, slack_app_token=APP_TOKEN, slack_signing_secret="")
     client = make_web_client(settings)
@@ -652,7 +643,9 @@ def test_socket_mode_receives_a_command_acks_the_envelope_and_answers(
         services.close()
 
 
-def test_kb_bot_serve_in_socket_mode_connects_and_answers_healthz(fake: FakeSlack, bot_db: Path, tmp_path: Path) -> None:
+def test_kb_bot_serve_in_socket_mode_connects_and_answers_healthz(
+    fake: FakeSlack, bot_db: Path | str, tmp_path: Path
+) -> None:
     """The real command in a child process: Socket Mode has no Slack port, but Docker's health check needs one."""
     port = free_port()
     env = {
@@ -682,7 +675,7 @@ def free_port() -> int:
 
 
 def test_serve_at_debug_logs_no_bodies_and_one_line_per_refused_request(
-    fake: FakeSlack, bot_db: Path, tmp_path: Path
+    fake: FakeSlack, bot_db: Path | str, tmp_path: Path
 ) -> None:
     """`kb-bot serve` over HTTP at LOG_LEVEL=debug: questions, answers and response_urls stay out of the log."""
     port = free_port()
@@ -724,7 +717,7 @@ def _answers(url: str) -> bool:
 
 
 def test_a_rejected_bot_token_is_explained_without_showing_it(
-    fake: FakeSlack, bot_db: Path, embedder: LocalEmbedder, tmp_path: Path
+    fake: FakeSlack, bot_db: Path | str, embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
     settings = bot_settings(tmp_path, fake, bot_db, slack_bot_token="xoxb-revoked")
     client = make_web_client(settings)
