@@ -32,7 +32,7 @@ def embedders(paths: list[Path]) -> dict[str, LocalEmbedder]:
     models = {"bundled": LocalEmbedder.bundled()}
     for path in paths:
         models[path.stem] = LocalEmbedder(
-            path, MODEL_DIR / "tokenizer.json", model=f"variant-{path.stem}", max_tokens=BUNDLED_MAX_TOKENS
+            path, MODEL_DIR / "tokenizer.json", model_id=f"variant-{path.stem}", max_tokens=BUNDLED_MAX_TOKENS
         )
     return models
 

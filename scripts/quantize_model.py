@@ -71,9 +71,7 @@ def fold_linear_weights(model: object) -> None:
 def quantize(out: Path, variant: str) -> str:
     """Write the quantised model to `out`; return its sha256."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    per_channel, reduce_range = VARIANTS[variant]
     source = _bundled_onnx_path()
     _verify(source, BUNDLED_ONNX_SHA256)
     model = onnx.load(str(source))
@@ -81,14 +79,22 @@ def quantize(out: Path, variant: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         folded = Path(tmp) / "folded.onnx"
         onnx.save(model, str(folded))
-        quantize_dynamic(
-            folded, out,
-            op_types_to_quantize=["MatMul"],
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            weight_type=QuantType.QInt8,
-        )
+        quantize_folded(folded, out, ["MatMul"], variant)
     return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def quantize_folded(folded: Path, out: Path, op_types: list[str], variant: str = "weights") -> None:
+    """Quantise the products of `op_types` whose weights are fp32 initializers (int8, scaled per batch at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    per_channel, reduce_range = VARIANTS[variant]
+    quantize_dynamic(
+        folded, out,
+        op_types_to_quantize=op_types,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        weight_type=QuantType.QInt8,
+    )
 
 
 def main() -> None:
