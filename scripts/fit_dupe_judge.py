@@ -109,12 +109,16 @@ def fit(stream: Stream, keep: Callable[[dict], bool]) -> tuple[np.ndarray, float
     return w[1:], float(w[0])
 
 
-def cross_validated_cut(stream: Stream, show_errors: bool = False) -> float:
-    """The lowest cut whose pooled out-of-fold train decisions reach PRECISION and MIN_RECALL (else best F0.5)."""
+FoldModel = tuple[Callable[[dict], bool], np.ndarray, float]  # a fold's rows, and the model fitted without them
+
+
+def out_of_fold(stream: Stream, shuffles: int = SHUFFLES) -> tuple[dict[float, Tally], list[FoldModel]]:
+    """Each cut's train decisions pooled over `shuffles` fold assignments by repeat group, every fold decided
+    by a model fitted on the other folds; and the first assignment's fold models (for --errors)."""
     groups = sorted({case.row["group"] for case in stream.cases if case.row["split"] == "train"})
     pooled = dict.fromkeys(CUTS, Tally(0, 0, 0))
-    first: list[tuple[Callable[[dict], bool], np.ndarray, float]] = []  # each fold's model, first assignment
-    for shuffle in np.random.default_rng(SEED).permuted(np.tile(np.arange(len(groups)), (SHUFFLES, 1)), axis=1):
+    first: list[FoldModel] = []
+    for shuffle in np.random.default_rng(SEED).permuted(np.tile(np.arange(len(groups)), (shuffles, 1)), axis=1):
         fold_of = {groups[i]: position % FOLDS for position, i in enumerate(shuffle)}
         for fold in range(FOLDS):
             def inside(row: dict, fold_of: dict = fold_of, fold: int = fold) -> bool:
@@ -125,8 +129,18 @@ def cross_validated_cut(stream: Stream, show_errors: bool = False) -> float:
                 first.append((inside, weights, bias))
             for cut in CUTS:
                 pooled[cut] += tally(stream, judged(weights, bias, cut), inside)
+    return pooled, first
+
+
+def best_f_half(pooled: dict[float, Tally]) -> float:
+    return max(CUTS, key=lambda c: f_half(pooled[c].precision, pooled[c].recall))
+
+
+def cross_validated_cut(stream: Stream, show_errors: bool = False) -> float:
+    """The lowest cut whose pooled out-of-fold train decisions reach PRECISION and MIN_RECALL (else best F0.5)."""
+    pooled, first = out_of_fold(stream)
     reached = [cut for cut in CUTS if pooled[cut].precision >= PRECISION and pooled[cut].recall >= MIN_RECALL]
-    cut = min(reached) if reached else max(CUTS, key=lambda c: f_half(pooled[c].precision, pooled[c].recall))
+    cut = min(reached) if reached else best_f_half(pooled)
     print(f"cross-validated on train ({SHUFFLES}x{FOLDS} folds): precision {PRECISION} "
           f"{'reached' if reached else 'not reached, best F0.5'} at cut {cut}: "
           f"precision {pooled[cut].precision:.3f}, recall {pooled[cut].recall:.3f}")
@@ -135,7 +149,7 @@ def cross_validated_cut(stream: Stream, show_errors: bool = False) -> float:
     return float(cut)
 
 
-def print_errors(stream: Stream, models: list[tuple[Callable[[dict], bool], np.ndarray, float]], cut: float) -> None:
+def print_errors(stream: Stream, models: list[FoldModel], cut: float) -> None:
     """Each fold's wrong calls by the model fitted without it: what the judge cannot yet tell apart."""
     found = [(m, weights, bias) for inside, weights, bias in models
              for m in mistakes(stream, judged(weights, bias, cut), inside)]
