@@ -19,8 +19,9 @@ shows how far a useless feature moves these numbers.
    forward pass per message), plus the rarity-weighted F1 of every content
    word's best match (a BERTScore over words);
 3. from the train errors (`fit_dupe_judge.py --errors`): the question words
-   differ (who / when / how much), the leading content words (the ask) lack a
-   match on the other side.
+   differ (who / when / how much); the leading content words (the ask) lack a
+   match on the other side; the similarity of the two messages' question
+   sentences alone (context sentences left out).
 
 `--heldout` then scores the best idea (by AP) once on held-out, its cut
 cross-validated on train. Last, the cost of contextual alignment: the share of
@@ -34,6 +35,7 @@ import argparse
 import functools
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -169,6 +171,22 @@ def leading_unmatched(later: str, earlier: str) -> tuple[float, ...]:
     return (lead(a, ua) + lead(b, ub),)
 
 
+_SENTENCES = re.compile(r"(?<=[?.!])\s+|\n+| - | — ")
+
+
+def question_sentences(embedder: LocalEmbedder) -> Extra:
+    """The best cosine between the two messages' question sentences (all sentences where none asks)."""
+    def asks(text: str) -> list[str]:
+        parts = [part.strip() for part in _SENTENCES.split(text) if part.strip()] or [text]
+        return [part for part in parts if "?" in part] or parts
+
+    vector = functools.cache(lambda sentence: embedder.embed([sentence], truncate=True)[0])
+
+    def extra(later: str, earlier: str) -> tuple[float, ...]:
+        return (max(float(vector(a) @ vector(b)) for a in asks(later) for b in asks(earlier)),)
+    return extra
+
+
 def with_extra(stream: Stream, extra: Extra) -> Stream:
     """The stream with `extra`'s values appended to every candidate's features."""
     plain = functools.lru_cache(maxsize=None)(lambda text: normalize_text(text, from_slack))
@@ -221,11 +239,12 @@ def main() -> None:
     parser.add_argument("--shuffles", type=int, default=20)
     parser.add_argument("--heldout", action="store_true", help="score the best idea once on held-out")
     args = parser.parse_args()
+    embedder = LocalEmbedder.bundled()
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings(environ={}, env_file=None, db_path=Path(folder) / "kb.sqlite3",
                                  dup_threshold=fitting.LOWEST)
         with open_store(settings.db_path) as store:
-            stream = scan_stream(read_rows(args.data), store, LocalEmbedder.bundled(), settings)
+            stream = scan_stream(read_rows(args.data), store, embedder, settings)
     stream = fitting.above(stream, fitting.candidate_threshold(stream))
     model = Model()
     static, contextual = static_alignment(model), contextual_alignment(model)
@@ -235,6 +254,7 @@ def main() -> None:
         "1 + 2": lambda a, b: static(a, b) + contextual(a, b),
         "3. question words differ": asks_differ,
         "3. leading words unmatched": leading_unmatched,
+        "3. question sentences' similarity": question_sentences(embedder),
     }
     print(f"out-of-fold on train, {args.shuffles}x{fitting.FOLDS} folds\n\n"
           "| features | AP | best F0.5 | recall at precision 0.90 |\n|---|---|---|---|")
