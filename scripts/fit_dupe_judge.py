@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fit the duplicate judge (bot/dupes/judge.py) on the train split, report on held-out.
 
-    .venv/bin/python scripts/fit_dupe_judge.py [--data tests/data/dupes.jsonl] [--sts PATH]
+    .venv/bin/python scripts/fit_dupe_judge.py [--data tests/data/dupes.jsonl] [--sts PATH] [--errors]
 
 1. Runs the scan's first stage (real store, real bundled model) over the whole
    labelled stream at a low similarity (0.30), keeping DUP_CANDIDATES matches
@@ -17,7 +17,9 @@
    (a judge that stays silent is precise and useless); if none does, the one with the best
    pooled F0.5 (precision counted twice: a wrong public flag costs more than a
    miss). A cut picked on the decisions of the model that saw them would
-   promise more precision than new messages get.
+   promise more precision than new messages get. `--errors` prints every
+   out-of-fold train error at that cut (first fold assignment): the pairs to
+   read before designing a feature, without looking at held-out.
 5. Prints the constants to paste into bot/dupes/judge.py and settings.py, then
    held-out precision/recall for the judge and for threshold-only (0.69, the
    old default, and the threshold best on train), the candidate recall (the
@@ -47,6 +49,7 @@ from bot.dupes.evaluate import (  # noqa: E402
     Tally,
     f_half,
     judged,
+    mistakes,
     read_rows,
     scan_stream,
     score,
@@ -106,25 +109,56 @@ def fit(stream: Stream, keep: Callable[[dict], bool]) -> tuple[np.ndarray, float
     return w[1:], float(w[0])
 
 
-def cross_validated_cut(stream: Stream) -> float:
-    """The lowest cut whose pooled out-of-fold train decisions reach PRECISION and MIN_RECALL (else best F0.5)."""
+FoldModel = tuple[Callable[[dict], bool], np.ndarray, float]  # a fold's rows, and the model fitted without them
+
+
+def out_of_fold(stream: Stream, shuffles: int = SHUFFLES) -> tuple[dict[float, Tally], list[FoldModel]]:
+    """Each cut's train decisions pooled over `shuffles` fold assignments by repeat group, every fold decided
+    by a model fitted on the other folds; and the first assignment's fold models (for --errors)."""
     groups = sorted({case.row["group"] for case in stream.cases if case.row["split"] == "train"})
     pooled = dict.fromkeys(CUTS, Tally(0, 0, 0))
-    for shuffle in np.random.default_rng(SEED).permuted(np.tile(np.arange(len(groups)), (SHUFFLES, 1)), axis=1):
+    first: list[FoldModel] = []
+    for shuffle in np.random.default_rng(SEED).permuted(np.tile(np.arange(len(groups)), (shuffles, 1)), axis=1):
         fold_of = {groups[i]: position % FOLDS for position, i in enumerate(shuffle)}
         for fold in range(FOLDS):
             def inside(row: dict, fold_of: dict = fold_of, fold: int = fold) -> bool:
                 return row["split"] == "train" and fold_of.get(row["group"], -1) == fold
 
             weights, bias = fit(stream, lambda row, inside=inside: row["split"] == "train" and not inside(row))
+            if len(first) < FOLDS:
+                first.append((inside, weights, bias))
             for cut in CUTS:
                 pooled[cut] += tally(stream, judged(weights, bias, cut), inside)
+    return pooled, first
+
+
+def best_f_half(pooled: dict[float, Tally]) -> float:
+    return max(CUTS, key=lambda c: f_half(pooled[c].precision, pooled[c].recall))
+
+
+def cross_validated_cut(stream: Stream, show_errors: bool = False) -> float:
+    """The lowest cut whose pooled out-of-fold train decisions reach PRECISION and MIN_RECALL (else best F0.5)."""
+    pooled, first = out_of_fold(stream)
     reached = [cut for cut in CUTS if pooled[cut].precision >= PRECISION and pooled[cut].recall >= MIN_RECALL]
-    cut = min(reached) if reached else max(CUTS, key=lambda c: f_half(pooled[c].precision, pooled[c].recall))
+    cut = min(reached) if reached else best_f_half(pooled)
     print(f"cross-validated on train ({SHUFFLES}x{FOLDS} folds): precision {PRECISION} "
           f"{'reached' if reached else 'not reached, best F0.5'} at cut {cut}: "
           f"precision {pooled[cut].precision:.3f}, recall {pooled[cut].recall:.3f}")
+    if show_errors:
+        print_errors(stream, first, float(cut))
     return float(cut)
+
+
+def print_errors(stream: Stream, models: list[FoldModel], cut: float) -> None:
+    """Each fold's wrong calls by the model fitted without it: what the judge cannot yet tell apart."""
+    found = [(m, weights, bias) for inside, weights, bias in models
+             for m in mistakes(stream, judged(weights, bias, cut), inside)]
+    print(f"\n{len(found)} out-of-fold train errors at cut {cut} (first fold assignment):")
+    for m, weights, bias in sorted(found, key=lambda f: (f[0].kind, f[0].case.row["id"])):
+        p = probability(m.candidate.evidence.values, weights, bias)
+        print(f"- {m.kind}, probability {p:.2f}, similarity {m.candidate.similarity:.2f}\n"
+              f"  later:   {m.case.row['text']}\n  earlier: {m.candidate.row['text']}\n"
+              f"  {'; '.join(m.candidate.evidence.reasons)}")
 
 
 def candidate_recall(stream: Stream, split: str) -> float:
@@ -170,6 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "dupes.jsonl")
     parser.add_argument("--sts", type=Path, default=ROOT.parent / "shared" / "eval" / "stsbenchmark" / "sts-test.csv")
+    parser.add_argument("--errors", action="store_true", help="print every out-of-fold train error")
     args = parser.parse_args()
     embedder = LocalEmbedder.bundled()
     with tempfile.TemporaryDirectory() as folder:
@@ -178,7 +213,7 @@ def main() -> None:
             stream = scan_stream(read_rows(args.data), store, embedder, settings)
     threshold = candidate_threshold(stream)
     stream = above(stream, threshold)
-    cut = cross_validated_cut(stream)
+    cut = cross_validated_cut(stream, args.errors)
     weights, bias = fit(stream, lambda row: row["split"] == "train")
     best_t = float(max(SWEEP, key=lambda t: f_half(*score(stream, threshold_only(t), "train"))))
     print(f"\nDUP_THRESHOLD = {threshold}  (settings.dup_threshold)")

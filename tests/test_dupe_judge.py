@@ -1,14 +1,16 @@
-"""The judge's features on their own: pure functions, no model, no database."""
+"""The judge's features on their own, and its error listing: pure functions, no model, no database."""
 
 from __future__ import annotations
 
 import pytest
 
+from bot.dupes.evaluate import Candidate, Case, Stream, mistakes, threshold_only
 from bot.dupes.judge import (
     CUT,
     FEATURES,
     FLOOR,
     WEIGHTS,
+    Evidence,
     _one_edit,
     evidence,
     judge,
@@ -142,3 +144,22 @@ def test_under_the_floor_nothing_is_read_and_nothing_accepted() -> None:
     below = judge(text, text, FLOOR - 0.01)  # the same words would otherwise count for it
     assert not below.same and below.reasons[0].startswith(f"similarity {FLOOR - 0.01:.2f} is under")
     assert judge(text, text, 0.95).same
+
+
+def test_mistakes_are_false_flags_and_repeats_missed_among_the_candidates() -> None:
+    """What `fit_dupe_judge.py --errors` prints: the judge's wrong calls, not stage one's misses."""
+    def row(id_: str, group: str) -> dict:
+        return {"id": id_, "group": group, "split": "train", "text": id_}
+
+    def candidate(id_: str, group: str, similarity: float) -> Candidate:
+        return Candidate(row(id_, group), similarity, Evidence((similarity,), (), ""))
+
+    right = Case(row("right", "a"), [candidate("a0", "a", 0.9)])
+    wrong = Case(row("wrong", "b"), [candidate("c0", "c", 0.9), candidate("b0", "b", 0.7)])
+    missed = Case(row("missed", "d"), [candidate("e0", "e", 0.6), candidate("d0", "d", 0.5)])
+    unreached = Case(row("unreached", "f"), [candidate("g0", "g", 0.5)])  # stage one never found its repeat
+    stream = Stream([right, wrong, missed, unreached], [right.row, wrong.row, missed.row, unreached.row])
+    found = mistakes(stream, threshold_only(0.8), lambda r: True)
+    assert [(m.kind, m.case.row["id"], m.candidate.row["id"]) for m in found] == [
+        ("false flag", "wrong", "c0"), ("missed", "missed", "d0")]
+    assert mistakes(stream, threshold_only(0.8), lambda r: r["id"] == "right") == []

@@ -46,10 +46,10 @@ class Case:
     row: dict
     candidates: list[Candidate]
 
-    def flagged(self, decide: Callable[[Candidate], float | None]) -> dict | None:
-        """The row `decide` flags this message against: its highest-scoring candidate, if any scores."""
+    def choice(self, decide: Callable[[Candidate], float | None]) -> Candidate | None:
+        """The candidate `decide` flags this message against: its highest-scoring one, if any scores."""
         scored = [(score, c) for c in self.candidates if (score := decide(c)) is not None]
-        return max(scored, key=lambda sc: sc[0])[1].row if scored else None
+        return max(scored, key=lambda sc: sc[0])[1] if scored else None
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,39 @@ class Tally:
 
 def tally(stream: Stream, decide: Callable[[Candidate], float | None], counted: Callable[[dict], bool]) -> Tally:
     """What `decide` flags among the later messages `counted` keeps."""
-    flags = [(case.row, flagged) for case in stream.cases if counted(case.row)
-             if (flagged := case.flagged(decide)) is not None]
+    flags = [(case.row, chosen.row) for case in stream.cases if counted(case.row)
+             if (chosen := case.choice(decide)) is not None]
     right = sum(later["group"] == earlier["group"] for later, earlier in flags)
     return Tally(len(flags), right, sum(counted(r) for r in stream.repeats))
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A decider's wrong call on one later message, to read before adding a feature to the judge."""
+
+    kind: str  # "false flag": flagged against another question; "missed": a repeat left unflagged
+    case: Case
+    candidate: Candidate  # what was flagged, or the missed repeat's most similar same-group candidate
+
+
+def mistakes(stream: Stream, decide: Callable[[Candidate], float | None], counted: Callable[[dict], bool]
+             ) -> list[Mistake]:
+    """Every wrong call `decide` makes among the later messages `counted` keeps.
+
+    A repeat whose earlier message is not among its candidates is no judge's
+    mistake (stage one missed it) and is left out.
+    """
+    found = []
+    for case in stream.cases:
+        if not counted(case.row):
+            continue
+        chosen = case.choice(decide)
+        same = [c for c in case.candidates if c.row["group"] == case.row["group"]]
+        if chosen is not None and chosen.row["group"] != case.row["group"]:
+            found.append(Mistake("false flag", case, chosen))
+        elif chosen is None and same:
+            found.append(Mistake("missed", case, same[0]))
+    return found
 
 
 def score(stream: Stream, decide: Callable[[Candidate], float | None], split: str | None = None) -> tuple[float, float]:
