@@ -105,7 +105,7 @@ def fill(store: PostgresStore, vectors: np.ndarray, texts: list[str]) -> None:
     print(f"HNSW build: {time.perf_counter() - started:.1f} s")
 
 
-def vector_latency(url: str, count: int, queries: int) -> None:
+def vector_latency(url: str, count: int, queries: int, ef_searches: list[int]) -> None:
     rng = np.random.default_rng(7)
     vectors = clustered_unit_vectors(count, rng)
     # Questions near stored passages, as benchmarks/search.py makes them: a random chunk's vector, slightly moved.
@@ -129,8 +129,14 @@ def vector_latency(url: str, count: int, queries: int) -> None:
             return float(np.mean([len(exact[i] & {c for c, _ in hits}) / 10 for i, hits in enumerate(found)]))
 
         print("exact neighbours found in numpy", flush=True)
-        pg_hits = [store.index_nearest(gen, q, 10) for q in questions]
-        pg_ms = timed_each(lambda q: store.index_nearest(gen, q, 10), questions)
+        hnsw_rows = []
+        for ef in ef_searches:
+            store.conn.execute(f"SET hnsw.ef_search = {int(ef)}")
+            hits = [store.index_nearest(gen, q, 10) for q in questions]
+            ms = timed_each(lambda q: store.index_nearest(gen, q, 10), questions)
+            hnsw_rows.append([f"pgvector HNSW, ef_search {ef} (PostgresStore.index_nearest)", summary(ms),
+                              f"{recall(hits):.3f}", "0 (server side)"])
+            print(hnsw_rows[-1])
         scan_ms = timed_each(lambda q: store.exact_nearest(gen, q, 10), questions[:20])
         started = time.perf_counter()
         vector_index.in_memory(store, gen)
@@ -148,7 +154,7 @@ def vector_latency(url: str, count: int, queries: int) -> None:
             for mode in ("vector", "hybrid")
         ]
     print_table(f"KNN top-10 at {count} chunks, {queries} queries", ["path", "latency", "recall@10", "RAM per replica"], [
-        ["pgvector HNSW (PostgresStore.index_nearest)", summary(pg_ms), f"{recall(pg_hits):.3f}", "0 (server side)"],
+        *hnsw_rows,
         ["full scan in PostgreSQL (exact_nearest, 20 queries)", summary(scan_ms), "1.000", "0 (server side)"],
         ["in-process copy (vector_index.nearest)", summary(copy_ms), f"{recall(copy_hits):.3f}",
          f"{memory / 2**20:.0f} MB, loaded in {load:.1f} s"],
@@ -159,6 +165,7 @@ def vector_latency(url: str, count: int, queries: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a PostgreSQL database with pgvector (default: start one from the wheel)")
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[100], help="hnsw.ef_search values to time")
     parser.add_argument("--data", type=Path, help="keep the started server's data here, and reuse it next run")
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
@@ -174,7 +181,7 @@ def main() -> None:
         full = args.scifact_full
         scifact_parity(url, args.scifact, None if full else args.scifact_queries, None if full else args.scifact_docs)
     if args.chunks:
-        vector_latency(url, args.chunks, args.queries)
+        vector_latency(url, args.chunks, args.queries, args.ef_search)
 
 
 if __name__ == "__main__":
