@@ -70,12 +70,14 @@ def test_a_postgresql_url_without_the_backend_names_the_missing_package(monkeypa
 
 
 def test_a_postgresql_url_opens_the_postgres_backend_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only a postgresql:// KB_DB imports the backend, and it gets the URL as given."""
-    opened: list[str] = []
-    backend = SimpleNamespace(PostgresStore=lambda url: opened.append(url) or "a store")
+    """Only a postgresql:// KB_DB imports the backend, and it gets the URL as given, with the search settings."""
+    opened: list[tuple[str, dict[str, object]]] = []
+    backend = SimpleNamespace(PostgresStore=lambda url, **options: opened.append((url, options)) or "a store")
     monkeypatch.setitem(sys.modules, "bot.store.postgres", backend)
     assert open_store("postgres://h/kb") == "a store"
-    assert opened == ["postgres://h/kb"]
+    assert open_store("postgres://h/kb", vector_copy=False, ef_search=40) == "a store"
+    assert opened == [("postgres://h/kb", {"vector_copy": True}),
+                      ("postgres://h/kb", {"vector_copy": False, "ef_search": 40})]
 
 
 def test_each_thread_gets_its_own_connection_and_transaction(tmp_path: Path) -> None:
