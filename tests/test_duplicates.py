@@ -225,6 +225,17 @@ def test_a_deleted_earlier_twin_is_not_a_match(store: Store, embedder: LocalEmbe
     assert found(store, embedder, settings) == []
 
 
+def test_a_deletion_handled_before_its_post_keeps_the_post_hidden(
+    store: Store, embedder: LocalEmbedder, settings: Settings
+) -> None:
+    store.messages.delete_message(channel="C1", ts=ts(0))  # the pool ran the deletion first
+    post(store, 0, VPN)
+    post(store, 60, VPN_AGAIN, user="U2")
+    assert store.messages.get_message("C1", ts(0)) is None
+    assert [m.ts for m in store.messages.unscanned_messages()] == [ts(60)]
+    assert found(store, embedder, settings) == []
+
+
 def test_only_new_messages_are_judged(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")

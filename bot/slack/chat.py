@@ -56,7 +56,7 @@ def change_from_event(event: dict[str, Any]) -> MessageChange | None:
     if subtype == "message_changed":
         edited = event.get("message") or {}
         if is_tombstone(edited):  # a thread parent deleted: its replies keep a placeholder
-            return Deleted(channel, edited.get("ts", ""))
+            return Deleted(channel, edited["ts"]) if edited.get("ts") else None
         if is_user_post(edited):
             return Edited(channel, edited["ts"], edited.get("text") or "")
         return None

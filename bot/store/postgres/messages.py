@@ -69,8 +69,12 @@ class PostgresMessageStore:
         )
 
     def delete_message(self, *, channel: str, ts: str) -> None:
-        """Hide a deleted message from every later comparison."""
-        self.conn.execute("UPDATE messages SET deleted = true WHERE channel = %s AND ts = %s", (channel, ts))
+        """Hide a deleted message from every later comparison (an unknown one kept as a deleted row)."""
+        self.conn.execute(
+            "INSERT INTO messages (channel, ts, text, posted_at, deleted) VALUES (%s, %s, '', %s, true) "
+            "ON CONFLICT (channel, ts) DO UPDATE SET deleted = true",
+            (channel, ts, float(ts)),
+        )
 
     def get_message(self, channel: str, ts: str) -> Message | None:
         row = self.conn.execute(

@@ -86,9 +86,17 @@ class SqliteMessageStore:
             )
 
     def delete_message(self, *, channel: str, ts: str) -> None:
-        """Hide a deleted message from every later comparison."""
+        """Hide a deleted message from every later comparison.
+
+        An unknown message is kept as a deleted row, so its post arriving later
+        (events are handled on a pool, in any order) stays hidden.
+        """
         with transaction(self.conn):
-            self.conn.execute("UPDATE messages SET deleted = 1 WHERE channel = ? AND ts = ?", (channel, ts))
+            self.conn.execute(
+                "INSERT INTO messages (channel, ts, text, posted_at, deleted) VALUES (?, ?, '', ?, 1) "
+                "ON CONFLICT(channel, ts) DO UPDATE SET deleted = 1",
+                (channel, ts, float(ts)),
+            )
 
     def get_message(self, channel: str, ts: str) -> Message | None:
         return self._record(
