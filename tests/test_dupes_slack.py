@@ -328,6 +328,18 @@ def test_a_deleted_thread_parent_is_never_linked_as_the_earlier_question(
     assert replies(fake) == [] and unscanned(settings) == []
 
 
+def test_a_scan_drops_messages_a_week_past_the_window(settings: Settings, fake: FakeSlack,
+                                                       embedder: LocalEmbedder) -> None:
+    window = settings.dup_window_days * 24 * 60
+    post(settings, "C1", stamp(window + 7 * 24 * 60 + 5), OFFSITE, "U1")  # out of every window for over a week
+    post(settings, "C1", stamp(window + 7 * 24 * 60 - 5), VPN, "U2")  # out of the window, within the week
+    post(settings, "C2", stamp(10), VPN_AGAIN, "U3")
+    scan(settings, embedder)
+    with open_store(settings.db_path) as store:
+        kept = sorted(ts for (ts,) in store.conn.execute("SELECT ts FROM messages"))
+    assert kept == [stamp(window + 7 * 24 * 60 - 5), stamp(10)]
+
+
 @pytest.mark.usefixtures("slack_env")
 def test_dry_run_lists_exactly_what_a_scan_flags(settings: Settings, fake: FakeSlack, embedder: LocalEmbedder) -> None:
     post(settings, "C9", stamp(30), VPN, "U1")  # a channel the bot has left

@@ -236,6 +236,57 @@ def test_a_deletion_handled_before_its_post_keeps_the_post_hidden(
     assert found(store, embedder, settings) == []
 
 
+def stored_text(store: Store, ts: str) -> str | None:
+    row = store.conn.execute(
+        f"SELECT text FROM messages WHERE channel = 'C1' AND ts = {'?' if isinstance(store, SqliteStore) else '%s'}", (ts,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def cached(store: Store, keys: dict[str, bytes]) -> list[str]:
+    """The texts whose vector (`keys`: text → cache key) is in the embedding cache."""
+    present = {bytes(key) for (key,) in store.conn.execute("SELECT key FROM embedding_cache")}
+    return [text for text, key in keys.items() if key in present]
+
+
+def test_a_deleted_message_loses_its_text_and_vector_and_an_edit_does_not_bring_them_back(
+    store: Store, embedder: LocalEmbedder, settings: Settings
+) -> None:
+    first, _, _ = post(store, 0, VPN), post(store, 60, VPN_AGAIN, user="U2"), post(store, 120, OFFSITE, user="U3")
+    post(store, 180, OFFSITE, user="U4")  # the same text as another message: one shared vector
+    found(store, embedder, settings)  # prepares all four
+    keys = {text: bytes(key) for text, key in store.conn.execute("SELECT text, vector_key FROM messages ORDER BY ts")}
+    assert cached(store, keys) == [VPN, VPN_AGAIN, OFFSITE]
+
+    store.messages.delete_message(channel="C1", ts=first)
+    store.messages.delete_message(channel="C1", ts=ts(120))
+    store.messages.edit_message(channel="C1", ts=first, text=VPN_LONG)  # an edit handled after the deletion
+
+    assert stored_text(store, first) == "" and store.messages.get_message("C1", first) is None
+    assert cached(store, keys) == [VPN_AGAIN, OFFSITE]
+
+
+def test_messages_past_the_cutoff_are_dropped_once_scanned_or_deleted(store: Store) -> None:
+    scanned, unscanned, deleted, recent = (post(store, n * MINUTE, VPN, user=f"U{n}") for n in range(4))
+    store.messages.mark_scanned([m for m in store.messages.unscanned_messages() if m.ts in (scanned, recent)])
+    store.messages.delete_message(channel="C1", ts=deleted)
+
+    assert store.messages.forget_messages_before(T0 + 3 * MINUTE) == 2
+    assert [stored_text(store, t) for t in (scanned, unscanned, deleted, recent)] == [None, VPN, None, VPN]
+
+
+def test_forgetting_messages_drops_the_vectors_no_kept_message_shares(
+    store: Store, embedder: LocalEmbedder, settings: Settings
+) -> None:
+    post(store, 0, VPN), post(store, 60, OFFSITE, user="U2"), post(store, 2 * DAY, OFFSITE, user="U3")
+    found(store, embedder, settings)
+    keys = {text: bytes(key) for text, key in store.conn.execute("SELECT text, vector_key FROM messages ORDER BY ts")}
+    store.messages.mark_scanned(store.messages.unscanned_messages())
+
+    assert store.messages.forget_messages_before(T0 + DAY) == 2
+    assert cached(store, keys) == [OFFSITE]  # still the vector of the kept message with the same text
+
+
 def test_only_new_messages_are_judged(store: Store, embedder: LocalEmbedder, settings: Settings) -> None:
     post(store, 0, VPN)
     post(store, 60, OFFSITE, user="U2")

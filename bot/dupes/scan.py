@@ -22,6 +22,10 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
+# How long a message stays after it left every duplicate window: time to click
+# "Not the same question" on a flag about it. Older messages are dropped.
+KEPT_PAST_WINDOW_SECONDS = 7 * 86400
+
 
 # --- backfill ---------------------------------------------------------------------
 
@@ -95,8 +99,8 @@ def dry_run_pairs(store: Store, embedder: Embedder, rules: DupRules, chat: ChatP
 
 
 def scan_and_flag(store: Store, embedder: Embedder, rules: DupRules, chat: ChatPort) -> list[Pair]:
-    """One full scan: finish flags an earlier scan left unposted, backfill, find, flag, mark scanned.
-    Returns the pairs flagged now.
+    """One full scan: finish flags an earlier scan left unposted, backfill, find, flag, mark scanned,
+    drop messages past every window. Returns the pairs flagged now.
 
     A message is marked scanned only once handled; one whose flag failed for
     a passing reason stays new, so the next scan retries it.
@@ -110,8 +114,11 @@ def scan_and_flag(store: Store, embedder: Embedder, rules: DupRules, chat: ChatP
     retry = {(p.later.channel, p.later.ts) for p, outcome in outcomes.items() if outcome is Outcome.RETRY}
     store.messages.mark_scanned([m for m in findings.examined if (m.channel, m.ts) not in retry])
     flagged = [p for p, outcome in outcomes.items() if outcome is Outcome.FLAGGED]
+    forgotten = store.messages.forget_messages_before(time.time() - rules.window_seconds - KEPT_PAST_WINDOW_SECONDS)
     log.info(
-        "dupes scan channels=%d backfilled=%d examined=%d pairs=%d flagged=%d retry=%d unposted_finished=%d",
+        "dupes scan channels=%d backfilled=%d examined=%d pairs=%d flagged=%d retry=%d unposted_finished=%d "
+        "forgotten=%d",
         len(channels), added, len(findings.examined), len(findings.pairs), len(flagged), len(retry), finished,
+        forgotten,
     )
     return flagged

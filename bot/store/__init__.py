@@ -77,7 +77,10 @@ class MessageStore(Protocol):
         """Replace a message's text; if it changed, the message is unscanned and unprepared again."""
 
     def delete_message(self, *, channel: str, ts: str) -> None:
-        """Hide a message from every later read."""
+        """Hide a message from every later read and drop its text; an unknown one is kept as deleted."""
+
+    def forget_messages_before(self, cutoff: float) -> int:
+        """Drop the scanned or deleted messages posted before `cutoff`; return how many went."""
 
     def get_message(self, channel: str, ts: str) -> Message | None:
         """The live message at (channel, ts), or None if unknown or deleted."""

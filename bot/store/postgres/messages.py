@@ -64,16 +64,33 @@ class PostgresMessageStore:
         """Apply an edit; the message is scanned again with its new text."""
         self.conn.execute(
             "UPDATE messages SET text = %s, edited_at = %s, scanned_at = NULL, prepared_as = NULL, vector_key = NULL "
-            "WHERE channel = %s AND ts = %s AND text != %s",
+            "WHERE channel = %s AND ts = %s AND text != %s AND NOT deleted",
             (text, time.time(), channel, ts, text),
         )
 
     def delete_message(self, *, channel: str, ts: str) -> None:
         """Hide a deleted message from every later comparison (an unknown one kept as a deleted row)."""
+        with transaction(self.conn):
+            self._drop_vectors("channel = %s AND ts = %s", (channel, ts))
+            self.conn.execute(
+                "INSERT INTO messages (channel, ts, text, posted_at, deleted) VALUES (%s, %s, '', %s, true) "
+                "ON CONFLICT (channel, ts) DO UPDATE SET deleted = true, text = '', prepared_as = NULL, "
+                "vector_key = NULL",
+                (channel, ts, float(ts)),
+            )
+
+    def forget_messages_before(self, cutoff: float) -> int:
+        gone = "posted_at < %s AND (scanned_at IS NOT NULL OR deleted)"
+        with transaction(self.conn):
+            self._drop_vectors(gone, (cutoff,))
+            return self.conn.execute(f"DELETE FROM messages WHERE {gone}", (cutoff,)).rowcount
+
+    def _drop_vectors(self, gone: str, args: tuple[object, ...]) -> None:
+        """Drop the cached vectors of the messages matching `gone` that no other message shares."""
         self.conn.execute(
-            "INSERT INTO messages (channel, ts, text, posted_at, deleted) VALUES (%s, %s, '', %s, true) "
-            "ON CONFLICT (channel, ts) DO UPDATE SET deleted = true",
-            (channel, ts, float(ts)),
+            f"DELETE FROM embedding_cache WHERE key IN (SELECT vector_key FROM messages WHERE {gone}) "
+            f"AND key NOT IN (SELECT vector_key FROM messages WHERE vector_key IS NOT NULL AND NOT ({gone}))",
+            (*args, *args),
         )
 
     def get_message(self, channel: str, ts: str) -> Message | None:

@@ -81,7 +81,7 @@ class SqliteMessageStore:
         with transaction(self.conn):
             self.conn.execute(
                 "UPDATE messages SET text = ?, edited_at = ?, scanned_at = NULL, prepared_as = NULL, "
-                "vector_key = NULL WHERE channel = ? AND ts = ? AND text != ?",
+                "vector_key = NULL WHERE channel = ? AND ts = ? AND text != ? AND NOT deleted",
                 (text, time.time(), channel, ts, text),
             )
 
@@ -92,11 +92,26 @@ class SqliteMessageStore:
         (events are handled on a pool, in any order) stays hidden.
         """
         with transaction(self.conn):
+            self._drop_vectors("channel = ? AND ts = ?", (channel, ts))
             self.conn.execute(
                 "INSERT INTO messages (channel, ts, text, posted_at, deleted) VALUES (?, ?, '', ?, 1) "
-                "ON CONFLICT(channel, ts) DO UPDATE SET deleted = 1",
+                "ON CONFLICT(channel, ts) DO UPDATE SET deleted = 1, text = '', prepared_as = NULL, vector_key = NULL",
                 (channel, ts, float(ts)),
             )
+
+    def forget_messages_before(self, cutoff: float) -> int:
+        gone = "posted_at < ? AND (scanned_at IS NOT NULL OR deleted)"
+        with transaction(self.conn):
+            self._drop_vectors(gone, (cutoff,))
+            return self.conn.execute(f"DELETE FROM messages WHERE {gone}", (cutoff,)).rowcount
+
+    def _drop_vectors(self, gone: str, args: tuple[object, ...]) -> None:
+        """Drop the cached vectors of the messages matching `gone` that no other message shares."""
+        self.conn.execute(
+            f"DELETE FROM embedding_cache WHERE key IN (SELECT vector_key FROM messages WHERE {gone}) "
+            f"AND key NOT IN (SELECT vector_key FROM messages WHERE vector_key IS NOT NULL AND NOT ({gone}))",
+            (*args, *args),
+        )
 
     def get_message(self, channel: str, ts: str) -> Message | None:
         return self._record(
