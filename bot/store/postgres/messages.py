@@ -15,7 +15,7 @@ import psycopg
 
 from bot.store.postgres.connection import transaction
 from bot.store.records import Claim, Feedback, Message, WindowRow
-from bot.store.sqlite.messages import unposted_claims_sql
+from bot.store.sqlite.messages import drop_vectors_sql, forgettable_sql, unposted_claims_sql
 
 _COLUMNS = 'channel, ts, thread_ts, "user", text, posted_at'
 _FEEDBACK_COLUMNS = ("later_channel, later_ts, earlier_channel, earlier_ts, later_text, earlier_text, score, "
@@ -71,7 +71,7 @@ class PostgresMessageStore:
     def delete_message(self, *, channel: str, ts: str) -> None:
         """Hide a deleted message from every later comparison (an unknown one kept as a deleted row)."""
         with transaction(self.conn):
-            self._drop_vectors("channel = %s AND ts = %s", (channel, ts))
+            self.conn.execute(drop_vectors_sql("channel = %s AND ts = %s"), (channel, ts) * 2)
             self.conn.execute(
                 "INSERT INTO messages (channel, ts, text, posted_at, deleted) VALUES (%s, %s, '', %s, true) "
                 "ON CONFLICT (channel, ts) DO UPDATE SET deleted = true, text = '', prepared_as = NULL, "
@@ -80,18 +80,10 @@ class PostgresMessageStore:
             )
 
     def forget_messages_before(self, cutoff: float) -> int:
-        gone = "posted_at < %s AND (scanned_at IS NOT NULL OR deleted)"
+        gone = forgettable_sql("%s")
         with transaction(self.conn):
-            self._drop_vectors(gone, (cutoff,))
+            self.conn.execute(drop_vectors_sql(gone), (cutoff, cutoff))
             return self.conn.execute(f"DELETE FROM messages WHERE {gone}", (cutoff,)).rowcount
-
-    def _drop_vectors(self, gone: str, args: tuple[object, ...]) -> None:
-        """Drop the cached vectors of the messages matching `gone` that no other message shares."""
-        self.conn.execute(
-            f"DELETE FROM embedding_cache WHERE key IN (SELECT vector_key FROM messages WHERE {gone}) "
-            f"AND key NOT IN (SELECT vector_key FROM messages WHERE vector_key IS NOT NULL AND NOT ({gone}))",
-            (*args, *args),
-        )
 
     def get_message(self, channel: str, ts: str) -> Message | None:
         row = self.conn.execute(

@@ -40,6 +40,20 @@ def unposted_claims_sql(columns: str, mark: str) -> str:
     )
 
 
+def forgettable_sql(mark: str) -> str:
+    """Which messages `forget_messages_before` drops (both stores): scanned or deleted, posted before `mark`."""
+    return f"posted_at < {mark} AND (scanned_at IS NOT NULL OR deleted)"
+
+
+def drop_vectors_sql(gone: str) -> str:
+    """Deleting the cached vectors of the messages matching `gone` that no other message shares, in SQL both
+    stores speak (pass `gone`'s parameters twice)."""
+    return (
+        f"DELETE FROM embedding_cache WHERE key IN (SELECT vector_key FROM messages WHERE {gone}) "
+        f"AND key NOT IN (SELECT vector_key FROM messages WHERE vector_key IS NOT NULL AND NOT ({gone}))"
+    )
+
+
 class SqliteMessageStore:
     """The messages tables of one SQLite file, on the calling thread's connection."""
 
@@ -92,7 +106,7 @@ class SqliteMessageStore:
         (events are handled on a pool, in any order) stays hidden.
         """
         with transaction(self.conn):
-            self._drop_vectors("channel = ? AND ts = ?", (channel, ts))
+            self.conn.execute(drop_vectors_sql("channel = ? AND ts = ?"), (channel, ts) * 2)
             self.conn.execute(
                 "INSERT INTO messages (channel, ts, text, posted_at, deleted) VALUES (?, ?, '', ?, 1) "
                 "ON CONFLICT(channel, ts) DO UPDATE SET deleted = 1, text = '', prepared_as = NULL, vector_key = NULL",
@@ -100,18 +114,10 @@ class SqliteMessageStore:
             )
 
     def forget_messages_before(self, cutoff: float) -> int:
-        gone = "posted_at < ? AND (scanned_at IS NOT NULL OR deleted)"
+        gone = forgettable_sql("?")
         with transaction(self.conn):
-            self._drop_vectors(gone, (cutoff,))
+            self.conn.execute(drop_vectors_sql(gone), (cutoff, cutoff))
             return self.conn.execute(f"DELETE FROM messages WHERE {gone}", (cutoff,)).rowcount
-
-    def _drop_vectors(self, gone: str, args: tuple[object, ...]) -> None:
-        """Drop the cached vectors of the messages matching `gone` that no other message shares."""
-        self.conn.execute(
-            f"DELETE FROM embedding_cache WHERE key IN (SELECT vector_key FROM messages WHERE {gone}) "
-            f"AND key NOT IN (SELECT vector_key FROM messages WHERE vector_key IS NOT NULL AND NOT ({gone}))",
-            (*args, *args),
-        )
 
     def get_message(self, channel: str, ts: str) -> Message | None:
         return self._record(
