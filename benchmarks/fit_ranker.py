@@ -45,7 +45,7 @@ from bot import ranking  # noqa: E402
 from bot.embeddings import Embedder  # noqa: E402
 from bot.evaluation import BeirData, index_beir, load_beir, load_golden  # noqa: E402
 from bot.indexer import index_folder  # noqa: E402
-from bot.search import MAX_QUERY_CHARS, active_generation_for  # noqa: E402
+from bot.search import MAX_QUERY_CHARS, active_generation_for, sentence_cosine  # noqa: E402
 from bot.settings import EMBED_LOCAL_VARIANTS, load_settings  # noqa: E402
 from bot.store import Store, open_store  # noqa: E402
 
@@ -59,6 +59,7 @@ class Question:
     answers: frozenset[str]  # empty: the folder does not answer it
     passages: list[ranking.Passage]
     words: ranking.QuestionWords
+    vector: np.ndarray  # the question's embedding, for the sentence feature
 
 
 def collect(store: Store, embedder: Embedder, group: str, asked: list[tuple[str, frozenset[str]]]) -> list[Question]:
@@ -68,7 +69,7 @@ def collect(store: Store, embedder: Embedder, group: str, asked: list[tuple[str,
     out = []
     for text, vector, (_, answers) in zip(texts, vectors, asked):
         passages, words = ranking.candidates(store, gen, text, vector, ranking.RANKED_PASSAGES)
-        out.append(Question(group, answers, passages, words))
+        out.append(Question(group, answers, passages, words, vector))
     return out
 
 
@@ -140,14 +141,19 @@ def hit_at_1(questions: list[Question]) -> dict[str, float]:
     by_group: dict[str, list[bool]] = {}
     for q in questions:
         if q.answers:
-            top = ranking.rank("hybrid", q.passages, q.words, 3).sources
+            top = ranking.order_hybrid(ranking.group_sources(q.passages), 1)
             by_group.setdefault(q.group, []).append(bool(top) and top[0].path in q.answers)
     return {g: round(float(np.mean(v)), 3) for g, v in by_group.items()}
 
 
-def answer_rows(questions: list[Question]) -> tuple[np.ndarray, np.ndarray]:
-    x = [ranking.answer_features(ranking.order_hybrid(ranking.group_sources(q.passages), 2), q.words)
-         for q in questions]
+def answer_rows(questions: list[Question], embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+    """Each question's `answer_features`, the sentence feature always computed (search() skips it
+    only where it cannot change the answer)."""
+    x = []
+    for q in questions:
+        ordered = ranking.order_hybrid(ranking.group_sources(q.passages), 2)
+        sentence = sentence_cosine(embedder, q.vector, ordered[0].best) if ordered else 0.0
+        x.append(ranking.answer_features(ordered, q.words, sentence))
     return np.array(x), np.array([bool(q.answers) for q in questions], float)
 
 
@@ -206,11 +212,15 @@ def main() -> None:
         print(f"hit@1 with the fitted ranker: {hit_at_1(questions)}")
 
     flag_questions = [q for q in questions if q.group != "scifact"] + sample_questions(embedder, args.cache_dir)
-    x, y = answer_rows(flag_questions)
+    x, y = answer_rows(flag_questions, embedder)
+    groups = np.array([q.group for q in flag_questions])
     a_weights, a_bias, threshold = fit_flag(x, y)
     p = 1 / (1 + np.exp(-(x @ a_weights + a_bias)))
     print(f"not sure on train: {flag_report(p, y, threshold)}")
-    print(f"not sure, leave one dev set out: {leave_one_set_out(x, y, np.array([q.group for q in flag_questions]))}")
+    print(f"  of which the sample folder's answerable questions flagged: {int((p[groups == 'sample'] < threshold).sum())}"
+          f"/{int((groups == 'sample').sum())}")
+    median = float(np.median(x[:, -1]))
+    print(f"not sure, leave one dev set out: {leave_one_set_out(x, y, groups)}")
 
     print("\n# paste into bot/ranking.py")
     print(f"SOURCE_WEIGHTS = {tuple(float(w) for w in weights.round(3))}")
@@ -218,6 +228,7 @@ def main() -> None:
     print(f"ANSWER_WEIGHTS = {tuple(float(w) for w in a_weights.round(3))}")
     print(f"ANSWER_BIAS = {round(a_bias, 3)}")
     print(f"ANSWER_THRESHOLD = {round(threshold, 3)}")
+    print(f"TYPICAL_SENTENCE_COSINE = {round(median, 2)}")
 
 
 if __name__ == "__main__":

@@ -9,15 +9,16 @@ logistic regression on the dev sets' train splits, but the fitted ones fell
 under the SciFact guard, so the shipped weights are the SciFact-tuned fusion
 (cosine + 0.5 x keyword). A second logistic regression reads the top of the
 list (the best source's cosine, its lead over the next, how much of the
-question's vocabulary it and the index have) and says whether the folder
-answers the question.
+question's vocabulary it and the index have, and how close one sentence of the
+best passage comes to the question) and says whether the folder answers the
+question.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,10 +38,13 @@ SOURCE_FEATURES = ("cosine", "cosine_gap", "second_cosine", "keyword", "heading"
 SOURCE_WEIGHTS = (1.0, 0.0, 0.0, 0.5, 0.0)
 SOURCE_BIAS = -1.296
 
-ANSWER_FEATURES = ("top_cosine", "margin", "coverage", "missing")
-ANSWER_WEIGHTS = (2.402, 0.775, 2.029, -2.128)
-ANSWER_BIAS = -1.477
-ANSWER_THRESHOLD = 0.257  # answer probability under which the reply says "no confident answer"
+ANSWER_FEATURES = ("top_cosine", "margin", "coverage", "missing", "sentence_cosine")
+ANSWER_WEIGHTS = (1.702, 1.277, 1.811, -1.921, 1.296)
+ANSWER_BIAS = -1.955
+ANSWER_THRESHOLD = 0.232  # answer probability under which the reply says "no confident answer"
+# The sentence feature stands at this value (its median on train) when it is not computed, which is
+# only when no value in 0..1 could move the answer across ANSWER_THRESHOLD.
+TYPICAL_SENTENCE_COSINE = 0.52
 
 # A source whose cosine beats another's by this much is never ranked below it,
 # whatever their keyword scores: a strong meaning match is not buried by a weak
@@ -207,24 +211,50 @@ def order_hybrid(sources: list[Source], k: int) -> list[Source]:
     return out
 
 
-def answer_features(ordered: list[Source], words: QuestionWords) -> np.ndarray:
-    """What the "not sure" model reads: the best source, its lead over the next, the vocabulary."""
+# The best cosine to the question of one sentence of a passage (embedding them is the caller's job).
+SentenceCosine = Callable[[Passage], float]
+
+
+def answer_features(ordered: list[Source], words: QuestionWords, sentence_cosine: float) -> np.ndarray:
+    """What the "not sure" model reads: the best source, its lead over the next, the vocabulary, and
+    the best sentence of the best source's best passage (a passage can match a question's topic
+    while none of its sentences says what was asked)."""
     if not ordered:
-        return np.array([0.0, 0.0, 0.0, words.missing()])
+        return np.array([0.0, 0.0, 0.0, words.missing(), 0.0])
     top = ordered[0]
     margin = top.logit - ordered[1].logit if len(ordered) > 1 else 5.0
-    return np.array([top.features[0], min(margin, 5.0), top.coverage, words.missing()])
+    sentence = min(max(sentence_cosine, 0.0), 1.0)
+    return np.array([top.features[0], min(margin, 5.0), top.coverage, words.missing(), sentence])
 
 
 def answer_probability(features: np.ndarray) -> float:
     return sigmoid(float(np.array(ANSWER_WEIGHTS) @ features) + ANSWER_BIAS)
 
 
-def rank(mode: str, passages: list[Passage], words: QuestionWords, k: int) -> Ranking:
+def answerable(ordered: list[Source], words: QuestionWords, sentence_cosine: SentenceCosine) -> float:
+    """The "not sure" model's probability that the folder answers the question.
+
+    Embedding the best passage's sentences costs tens of milliseconds, so they are
+    embedded only when the sentence feature (0..1) could move the answer across
+    ANSWER_THRESHOLD; otherwise every value gives the same answer and a typical one stands in.
+    """
+    if not ordered:
+        return answer_probability(answer_features(ordered, words, 0.0))
+    low = float(np.array(ANSWER_WEIGHTS) @ answer_features(ordered, words, 0.0)) + ANSWER_BIAS
+    high = low + ANSWER_WEIGHTS[-1]
+    cut = math.log(ANSWER_THRESHOLD / (1 - ANSWER_THRESHOLD))
+    near = min(low, high) < cut <= max(low, high)
+    value = sentence_cosine(ordered[0].best) if near else TYPICAL_SENTENCE_COSINE
+    return answer_probability(answer_features(ordered, words, value))
+
+
+def rank(
+    mode: str, passages: list[Passage], words: QuestionWords, k: int, sentence_cosine: SentenceCosine
+) -> Ranking:
     """The top-`k` sources as `mode` orders them, each with its 0-100 relevance, and the answer probability."""
     sources = group_sources(passages)
     hybrid = order_hybrid(sources, max(k, 2))
-    answerable = answer_probability(answer_features(hybrid, words))
+    answer = answerable(hybrid, words, sentence_cosine)
     if mode == "hybrid":
         ordered = hybrid[:k]
         # A source the meaning guard lifted is shown as relevant as the one it passed.
@@ -242,4 +272,4 @@ def rank(mode: str, passages: list[Passage], words: QuestionWords, k: int) -> Ra
         ordered = sorted((s for s in sources if s.best.keyword > 0), key=lambda s: (-s.best.keyword, s.path))[:k]
         scores = [s.best.keyword for s in ordered]
         relevance = [round(100 * x) for x in scores]
-    return Ranking(ordered, [float(x) for x in scores], relevance, answerable)
+    return Ranking(ordered, [float(x) for x in scores], relevance, answer)

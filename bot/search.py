@@ -20,10 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from bot.embeddings import Embedder, known_dim, valid_text
 from bot.errors import IndexNotBuiltError, QueryError
-from bot.excerpt import lead
-from bot.ranking import ANSWER_THRESHOLD, RANKED_PASSAGES, Source, candidates, rank
+from bot.excerpt import lead, sentences
+from bot.ranking import ANSWER_THRESHOLD, RANKED_PASSAGES, Passage, Source, candidates, rank
 from bot.settings import SEARCH_MODES, Settings
 from bot.source_links import source_url as link_to
 from bot.store import Generation, Store
@@ -35,6 +37,10 @@ MAX_QUERY_CHARS = 4000
 
 # Passages of the same file kept under a source, besides its best one.
 MORE_PASSAGES = 3
+
+# Sentences of the best passage embedded for the "not sure" model: a chunk holds fewer
+# (the dev sets' best passages had at most 19 of three words or more); a bound on the cost.
+MAX_SENTENCES = 24
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,7 @@ def search(
         gen = active_generation_for(store, embedder)
         in_scope = store.chunk_ids_under(gen, scope) if scope else None
         passages, words = candidates(store, gen, head, vector, max(k, RANKED_PASSAGES), in_scope)
-    ranking = rank(mode, passages, words, k)
+    ranking = rank(mode, passages, words, k, lambda passage: sentence_cosine(embedder, vector, passage))
     sure = ranking.answerable >= ANSWER_THRESHOLD
     hits = [
         _hit(source, score, relevance, sure, min_score, head, source_url)
@@ -188,6 +194,20 @@ def search(
         query=text, model=gen.model, hits=hits, query_truncated=len(text) > MAX_QUERY_CHARS,
         answerable=round(ranking.answerable, 4), scope=tuple(scope),
     )
+
+
+def sentence_cosine(embedder: Embedder, vector: np.ndarray, passage: Passage) -> float:
+    """The best cosine to the question (`vector`) of one sentence of `passage`.
+
+    A passage can be about the question's topic without saying what was asked
+    (a travel policy, asked for a per-diem rate); its closest sentence tells them
+    apart better than the passage's cosine. Sentences of fewer than three words
+    (labels, list stubs) are left out; a passage with no other is its own sentence.
+    """
+    texts = [s for s in sentences(passage.row.text) if len(s.split()) >= 3][:MAX_SENTENCES]
+    if not texts:
+        return passage.cosine
+    return float((embedder.embed(texts, truncate=True) @ vector).max())
 
 
 def _hit(

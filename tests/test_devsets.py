@@ -15,15 +15,18 @@ from bot.store import open_store
 from tests.conftest import ROOT, make_settings
 
 DEV_SETS = ROOT / "benchmarks" / "data"
-# set: (hit@1 floor, flag recall floor, false-flag ceiling) on the test split. Measured (hybrid):
-# 18f-handbook 0.952 / 0.00 / 0.00, flask 0.895 / 0.25 / 0.053, hackerbay-handbook 1.000 / 0.667 / 0.00,
-# jupyter-book 0.875 / 0.75 / 0.00. Floors allow one more miss where that leaves a floor above zero;
-# 18f's flag catches none of its 4 today (raise its floor when it does).
+# set: (hit@1 floor, flag recall floor, false-flag ceiling) on the test split. Measured (hybrid, the
+# five-feature "not sure" model fitted on all five sets' train splits): 18f-handbook 1.000 / 0.00 / 0.00,
+# flask 0.895 / 0.25 / 0.053, hackerbay-handbook 0.941 / 0.667 / 0.00, jupyter-book 0.875 / 0.75 / 0.00,
+# sourcegraph-eng 1.000 / 0.00 / 0.00. Floors allow one more miss where that leaves a floor above zero.
+# 18f's flag catches none of its 4 (one with the model fitted on four sets) and sourcegraph-eng's none of
+# its 5: raise their floors when they do.
 FLOORS = {
     "18f-handbook": (0.9, 0.0, 0.1),
     "flask": (0.84, 0.25, 0.1),
     "hackerbay-handbook": (0.94, 0.33, 0.1),
     "jupyter-book": (0.81, 0.5, 0.1),
+    "sourcegraph-eng": (0.9, 0.0, 0.1),
 }
 
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from bot import ranking
 from bot.cli import cli
 from bot.ranking import Passage, QuestionWords
-from bot.search import search
+from bot.search import search, sentence_cosine
 from bot.store import ChunkRow
 
 NO_WORDS = QuestionWords([], np.zeros(0), [])
+
+
+def passage_cosine(p: Passage) -> float:
+    """A stand-in for the sentence feature where a test is about ordering, not about "not sure"."""
+    return p.cosine
 
 
 def passage(chunk_id: int, path: str, cosine: float, keyword: float = 0.0, heading: float = 0.0) -> Passage:
@@ -24,19 +30,51 @@ def test_strong_meaning_match_is_never_below_a_weak_keyword_match():
     words = passage(2, "words.md", 0.40, keyword=1.0, heading=1.0)
     sources = ranking.group_sources([meaning, words])
     assert max(sources, key=lambda s: s.logit).path == "words.md", "the model alone would bury it"
-    ranked = ranking.rank("hybrid", [meaning, words], NO_WORDS, 2)
+    ranked = ranking.rank("hybrid", [meaning, words], NO_WORDS, 2, passage_cosine)
     assert [s.path for s in ranked.sources] == ["meaning.md", "words.md"]
     assert ranked.relevance == sorted(ranked.relevance, reverse=True), "the list still reads top-down"
-    close = ranking.rank("hybrid", [passage(1, "meaning.md", 0.50), words], NO_WORDS, 2)
+    close = ranking.rank("hybrid", [passage(1, "meaning.md", 0.50), words], NO_WORDS, 2, passage_cosine)
     assert close.sources[0].path == "words.md", "within the margin the keyword evidence decides"
 
 
 def test_each_file_is_one_source_with_its_passages_best_first():
     passages = [passage(1, "a.md", 0.30), passage(2, "a.md", 0.55), passage(3, "b.md", 0.50), passage(4, "a.md", 0.2)]
-    sources = ranking.rank("vector", passages, NO_WORDS, 5).sources
+    sources = ranking.rank("vector", passages, NO_WORDS, 5, passage_cosine).sources
     assert [s.path for s in sources] == ["a.md", "b.md"]
     assert [p.chunk_id for p in sources[0].passages] == [2, 1, 4]
     assert sources[0].features[2] == 0.30, "the file's second-best passage is a feature"
+
+
+def test_sentences_are_embedded_only_where_they_can_change_the_answer():
+    calls = []
+    decided = 0
+    for cosine in np.arange(0.0, 0.9, 0.025):
+        for coverage in (0.0, 0.5, 1.0):
+            ordered = ranking.order_hybrid(
+                ranking.group_sources([passage(1, "a.md", cosine, coverage), passage(2, "b.md", cosine - 0.05)]), 2
+            )
+            for sentence in (0.0, 0.4, 1.0):
+                def counted(p: Passage, value: float = sentence) -> float:
+                    calls.append(p.chunk_id)
+                    return value
+                gated = ranking.answerable(ordered, NO_WORDS, counted) >= ranking.ANSWER_THRESHOLD
+                always = ranking.answer_probability(ranking.answer_features(ordered, NO_WORDS, sentence))
+                assert gated == (always >= ranking.ANSWER_THRESHOLD), (cosine, coverage, sentence)
+                decided += 1
+    assert 0 < len(calls) < decided / 2, "computed near the threshold only, and that is a minority of cases"
+    assert set(calls) == {1}, "the sentences are the best source's best passage's"
+
+
+def test_sentence_cosine_is_the_closest_sentence_of_the_passage(embedder):
+    text = "Expenses.\nTaxi rides to the airport are reimbursed with a receipt. The office opens at nine."
+    row = ChunkRow(1, "hr/expenses.md", None, None, text, 1, 3)
+    question = embedder.embed(["can i expense a taxi to the airport"])[0]
+    whole = float(embedder.embed([text])[0] @ question)
+    best = sentence_cosine(embedder, question, Passage(1, row, whole, 0.0, 0.0, 0.0))
+    taxi = float(embedder.embed(["Taxi rides to the airport are reimbursed with a receipt."])[0] @ question)
+    assert best == pytest.approx(taxi, abs=1e-5) and best > whole
+    label = Passage(2, ChunkRow(2, "a.md", None, None, "Expenses", 1, 1), 0.42, 0.0, 0.0, 0.0)
+    assert sentence_cosine(embedder, question, label) == 0.42, "a passage without a sentence is its own sentence"
 
 
 def test_search_returns_distinct_sources_with_more_passages_folded(sample_store, embedder):
