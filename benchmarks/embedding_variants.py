@@ -1,35 +1,43 @@
 #!/usr/bin/env python3
-"""Bundled vs quantised model: retrieval quality on the dev sets and SciFact, and speed ratios.
+"""Standard vs quantised model files: speed, closeness of vectors, retrieval quality.
 
     .venv/bin/python benchmarks/embedding_variants.py [ONNX ...] [--scifact DIR | --no-scifact]
-        [--sets flask ...] [--modes hybrid] [--speed-only]
+        [--sets flask ...] [--modes hybrid] [--rounds 2] [--fidelity 2000] [--speed-only]
 
-Each ONNX file (default: the shipped fast model, bot/model/) runs through the
-same LocalEmbedder code as the bundled model, under its own model id and cache
-folder, so no vector is shared. Quality is benchmarks/quality.py's scoring;
-speed is passages/s and sentences/s of every model on the same texts, measured
-back to back in rounds (bundled, variant, bundled, ...) so a loaded machine
-shows in the ratio less than in the absolute numbers.
+Each ONNX file (default: the shipped fast model, bot/model/; make others with
+`scripts/fuse_model.py --int8 VARIANT --out FILE`) runs through the same
+LocalEmbedder code as the standard model, under its own model id and cache
+folder, so no vector is shared. Printed, per file:
+- speed: passages/s and sentences/s on the same texts, measured back to back in
+  rounds (standard, variant, standard, ...) so a loaded machine shows in the
+  ratio less than in the absolute numbers (`--rounds 0`: skipped);
+- fidelity: min / median cosine to the standard model's vector over
+  `--fidelity` SciFact passages (the embedded text's first 256 word pieces);
+- quality: benchmarks/quality.py's scoring of the dev sets, and SciFact test
+  nDCG@10 to four decimals (the guard is 0.7376).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import SHARED_EVAL, knowledge_sentences, print_table  # noqa: E402
 from benchmarks.embedding import throughput  # noqa: E402
-from benchmarks.quality import DEFAULT_CACHE, DEV_SETS, dev_set_db, dev_set_rows, scifact_rows  # noqa: E402
+from benchmarks.quality import DEFAULT_CACHE, DEV_SETS, dev_set_db, dev_set_rows  # noqa: E402
 from bot.embeddings import BUNDLED_MAX_TOKENS, FAST_ONNX_PATH, MODEL_DIR, LocalEmbedder  # noqa: E402
-from bot.evaluation import load_beir  # noqa: E402
-from bot.settings import SEARCH_MODES  # noqa: E402
+from bot.evaluation import load_beir, run_beir  # noqa: E402
+from bot.settings import SEARCH_MODES, load_settings  # noqa: E402
 
 
 def embedders(paths: list[Path]) -> dict[str, LocalEmbedder]:
-    models = {"bundled": LocalEmbedder.bundled()}
+    models = {"standard": LocalEmbedder.bundled()}
     for path in paths:
         models[path.stem] = LocalEmbedder(
             path, MODEL_DIR / "tokenizer.json", model_id=f"variant-{path.stem}", max_tokens=BUNDLED_MAX_TOKENS
@@ -43,8 +51,25 @@ def speed_rows(models: dict[str, LocalEmbedder], passages: list[str], sentences:
         for name, embedder in models.items():
             best[name][0] = max(best[name][0], throughput(embedder, passages, 64))
             best[name][1] = max(best[name][1], throughput(embedder, sentences, 32))
-    base = best["bundled"]
+    base = best["standard"]
     return [[name, f"{p:.1f}", f"{p / base[0]:.2f}×", f"{s:.0f}", f"{s / base[1]:.2f}×"] for name, (p, s) in best.items()]
+
+
+def fidelity_rows(models: dict[str, LocalEmbedder], passages: list[str]) -> list:
+    """Each model's cosine to the standard model's vector of the same passage."""
+    reference = models["standard"].embed(passages, truncate=True)
+    rows = []
+    for name, embedder in list(models.items())[1:]:
+        cosines = (embedder.embed(passages, truncate=True) * reference).sum(axis=1)
+        rows.append([name, len(passages), f"{cosines.min():.4f}", f"{np.percentile(cosines, 1):.4f}",
+                     f"{statistics.median(cosines):.4f}"])
+    return rows
+
+
+def scifact_rows(folder: Path, embedder: LocalEmbedder, cache: Path, modes: list[str]) -> list:
+    results = run_beir(load_beir(folder, "test"), embedder, load_settings(environ={}, env_file=None),
+                       cache / "scifact-cache.sqlite3", modes)
+    return [[mode, f"{s['ndcg@10']:.4f}", f"{s['recall@100']:.4f}"] for mode, s in results.items()]
 
 
 def main() -> None:
@@ -56,31 +81,37 @@ def main() -> None:
     parser.add_argument("--scifact", type=Path, default=SHARED_EVAL / "scifact")
     parser.add_argument("--no-scifact", action="store_true")
     parser.add_argument("--speed-only", action="store_true")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="speed rounds (0: no speed)")
+    parser.add_argument("--fidelity", type=int, default=2000, help="SciFact passages for the cosine check (0: none)")
     args = parser.parse_args()
 
     models = embedders(args.onnx)
     if args.scifact.is_dir():
-        passages = [f"{title} {text}" for title, text in list(load_beir(args.scifact).corpus.values())[:200]]
+        corpus = list(load_beir(args.scifact).corpus.values())[:max(200, args.fidelity)]
+        passages = [f"{title} {text}" for title, text in corpus]
     else:
         passages = knowledge_sentences(200)
-    print_table("Speed (best of rounds, same texts, back to back)",
-                ["model", "passages/s", "ratio", "sentences/s", "ratio"],
-                speed_rows(models, passages, knowledge_sentences(1000), args.rounds))
+    if args.rounds:
+        print_table("Speed (best of rounds, same texts, back to back)",
+                    ["model", "passages/s", "ratio", "sentences/s", "ratio"],
+                    speed_rows(models, passages[:200], knowledge_sentences(1000), args.rounds))
     if args.speed_only:
         return
-    rows, sci = [], []
-    for name, embedder in models.items():
+    if args.fidelity:
+        print_table("Cosine to the standard model's vectors", ["model", "passages", "min", "1st percentile", "median"],
+                    fidelity_rows(models, passages[:args.fidelity]))
+    for name, embedder in models.items():  # one model at a time, printed as it is done
         cache = args.cache_dir / name
+        rows = []
         for dev_set in args.sets:
-            rows += [[name, *r] for r in dev_set_rows(dev_set, dev_set_db(dev_set, embedder, cache), embedder, args.modes)]
+            rows += dev_set_rows(dev_set, dev_set_db(dev_set, embedder, cache), embedder, args.modes)
+        if rows:
+            print_table(f"Dev sets, {name}", ["set", "split", "questions (unanswerable)", "mode", "hit@1", "hit@3",
+                                              "mrr", "flag_precision", "flag_recall", "false_flags"], rows)
         if args.scifact.is_dir() and not args.no_scifact:
-            sci += [[name, *r] for r in scifact_rows(args.scifact, embedder, cache, args.modes)]
-    print_table("Dev sets", ["model", "set", "split", "questions (unanswerable)", "mode",
-                             "hit@1", "hit@3", "mrr", "flag_precision", "flag_recall", "false_flags"], rows)
-    if sci:
-        print_table("SciFact test", ["model", "set", "split", "mode", "ndcg@10", "recall@100"], sci)
-
+            print_table(f"SciFact test, {name}", ["mode", "ndcg@10", "recall@100"],
+                        scifact_rows(args.scifact, embedder, cache, args.modes))
+        sys.stdout.flush()
 
 if __name__ == "__main__":
     main()

