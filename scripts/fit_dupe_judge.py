@@ -33,6 +33,7 @@ Nothing here looks at held-out rows before the constants are printed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from collections.abc import Callable
@@ -200,11 +201,28 @@ def sts_check(path: Path, embedder: LocalEmbedder, threshold: float, judge_says:
         print(f"  {name}: precision {right / max(1, flagged.sum()):.3f}, recall {right / gold.sum():.3f}")
 
 
+def dump_pairs(stream: Stream, path: Path) -> None:
+    """The candidate pairs (normalised texts, as the judge reads them) with their labels, one JSON object a line."""
+    with path.open("w", encoding="utf-8") as out:
+        for case in stream.cases:
+            later = normalize_text(case.row["text"], from_slack)
+            for c in case.candidates:
+                out.write(json.dumps({
+                    "later_id": case.row["id"], "earlier_id": c.row["id"], "split": case.row["split"],
+                    "earlier_split": c.row["split"], "group": case.row["group"],
+                    "same": c.row["group"] == case.row["group"], "similarity": round(c.similarity, 6),
+                    "later": later, "earlier": normalize_text(c.row["text"], from_slack),
+                }) + "\n")
+    print(f"{sum(len(case.candidates) for case in stream.cases)} candidate pairs written to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "dupes.jsonl")
     parser.add_argument("--sts", type=Path, default=ROOT.parent / "shared" / "eval" / "stsbenchmark" / "sts-test.csv")
     parser.add_argument("--errors", action="store_true", help="print every out-of-fold train error")
+    parser.add_argument("--dump-pairs", type=Path, metavar="FILE",
+                        help="write the candidate pairs as JSON lines (scripts/train_pair_model.py reads them) and stop")
     args = parser.parse_args()
     embedder = LocalEmbedder.bundled()
     with tempfile.TemporaryDirectory() as folder:
@@ -213,6 +231,9 @@ def main() -> None:
             stream = scan_stream(read_rows(args.data), store, embedder, settings)
     threshold = candidate_threshold(stream)
     stream = above(stream, threshold)
+    if args.dump_pairs:
+        dump_pairs(stream, args.dump_pairs)
+        return
     cut = cross_validated_cut(stream, args.errors)
     weights, bias = fit(stream, lambda row: row["split"] == "train")
     best_t = float(max(SWEEP, key=lambda t: f_half(*score(stream, threshold_only(t), "train"))))
