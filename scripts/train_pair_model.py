@@ -243,14 +243,20 @@ def main() -> None:
                         help="the int8 ONNX model (its fp32 export is written beside it)")
     parser.add_argument("--scores", type=Path, help="write every pair's logit here (train: out-of-fold)")
     parser.add_argument("--epochs", type=int, help="skip cross-validation: train this many epochs")
+    parser.add_argument("--stage1", type=Path, help="keep stage 1's weights in this file; reuse them if it exists")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
     tok = tokenizer()
     rows = [json.loads(line) for line in args.pairs.read_text(encoding="utf-8").splitlines() if line.strip()]
     train_rows = [r for r in rows if r["split"] == "train" and r["earlier_split"] == "train"]
-    print(f"stage 1: STS Benchmark train, {STS_PAIRS} pairs, {STS_EPOCHS} epoch(s)", file=sys.stderr)
-    start = train(base_model(), tok, sts_pairs(args.sts), STS_EPOCHS, SEED).state_dict()
+    if args.stage1 and args.stage1.is_file():
+        start = torch.load(args.stage1)
+    else:
+        print(f"stage 1: STS Benchmark train, {STS_PAIRS} pairs, {STS_EPOCHS} epoch(s)", file=sys.stderr)
+        start = train(base_model(), tok, sts_pairs(args.sts), STS_EPOCHS, SEED).state_dict()
+        if args.stage1:
+            torch.save(start, args.stage1)
     oof = None
     epochs = args.epochs or 0
     with tempfile.TemporaryDirectory() as work:
