@@ -5,7 +5,7 @@ The judge's word features cannot tell a rewording that shares no words ("pw
 reset" / "forgot my password") from a look-alike that shares all but one
 ("enable" / "disable"); a model that reads both messages together can. This
 script fine-tunes MiniLM-L6 as "[CLS] later [SEP] earlier [SEP]" -> one logit
-(mean-pooled last layer, one linear unit) on CPU, in a SEPARATE venv (torch is
+(the scaled cosine of each message's mean last-layer state) on CPU, in a SEPARATE venv (torch is
 never a kb-bot dependency; what ships is the exported ONNX, run by onnxruntime):
 
     python3 -m venv /tmp/pairvenv
@@ -70,25 +70,38 @@ EPOCHS = 3
 FOLDS = 3
 SEED = 17
 THREADS = 2
+SCALE, MIDPOINT = 20.0, 0.8  # the head's start: logit 0 at cosine 0.8, +-2 for +-0.1
+HEAD_LR = 0.02  # the head's two numbers move fast; the encoder's weights slowly (LR)
 
 Pair = tuple[str, str, float]  # later, earlier, label (0..1)
 
 
 class PairModel(torch.nn.Module):
-    """MiniLM-L6 reading both messages; the mean of its last layer through one linear unit."""
+    """MiniLM-L6 reading both messages at once; the cosine of the two messages' mean states, scaled.
+
+    Each message's word pieces attend to the other's, so this is a
+    cross-encoder; but its head starts where MiniLM already knows something
+    (the cosine of two mean-pooled messages is what it was trained for), so
+    a few hundred CPU steps refine a working model instead of teaching a new
+    linear unit from nothing. (A linear unit on the pair's mean state, tried
+    first, stayed near chance: out-of-fold AP 0.31 where the cosine alone has 0.49.)
+    """
 
     def __init__(self, encoder: torch.nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = torch.nn.Linear(encoder.config.hidden_size, 1)
+        self.scale = torch.nn.Parameter(torch.tensor(SCALE))
+        self.shift = torch.nn.Parameter(torch.tensor(-SCALE * MIDPOINT))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
                 ) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(pooled).squeeze(-1)
+        later = (attention_mask * (token_type_ids == 0)).unsqueeze(-1).to(hidden.dtype)
+        earlier = (attention_mask * (token_type_ids == 1)).unsqueeze(-1).to(hidden.dtype)
+        u = (hidden * later).sum(1) / later.sum(1).clamp(min=1.0)
+        v = (hidden * earlier).sum(1) / earlier.sum(1).clamp(min=1.0)
+        return self.scale * torch.nn.functional.cosine_similarity(u, v, dim=-1) + self.shift
 
 
 def tokenizer() -> Tokenizer:
@@ -126,7 +139,10 @@ def train(model: PairModel, tok: Tokenizer, pairs: list[Pair], epochs: int, seed
           after_epoch=None) -> PairModel:
     """AdamW, linear warm-up (10%) and decay, binary cross-entropy on (soft) labels; shuffled with `seed`."""
     steps = epochs * math.ceil(len(pairs) / BATCH)
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=0.01)
+    head = [model.scale, model.shift]
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW([{"params": encoder, "weight_decay": 0.01},
+                                   {"params": head, "lr": HEAD_LR, "weight_decay": 0.0}], lr=LR)
     warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
