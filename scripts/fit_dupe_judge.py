@@ -2,6 +2,7 @@
 """Fit the duplicate judge (bot/dupes/judge.py) on the train split, report on held-out.
 
     .venv/bin/python scripts/fit_dupe_judge.py [--data tests/data/dupes.jsonl] [--sts PATH] [--errors]
+        [--pair-scores FILE --pair-model ONNX | --dump-pairs FILE]
 
 1. Runs the scan's first stage (real store, real bundled model) over the whole
    labelled stream at a low similarity (0.30), keeping DUP_CANDIDATES matches
@@ -26,6 +27,11 @@
    share of repeats whose earlier message reaches the judge at all: what no
    judge can exceed), and an outside check on the STS Benchmark test pairs
    (gold >= 4 duplicates, <= 2 not; skipped if absent).
+6. `--pair-scores FILE --pair-model ONNX` (scripts/train_pair_model.py's
+   output): also the pair model alone (its cut chosen on its out-of-fold train
+   scores) and the judge refitted with the pair model's probability as one
+   more feature, in the same table and STS check. `--dump-pairs FILE` writes
+   the candidate pairs that script trains on, and stops.
 
 Nothing here looks at held-out rows before the constants are printed.
 """
