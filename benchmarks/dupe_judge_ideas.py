@@ -40,7 +40,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,14 +52,13 @@ import fit_dupe_judge as fitting  # noqa: E402
 
 from bot.dupes import judge  # noqa: E402
 from bot.dupes.evaluate import (  # noqa: E402
-    Candidate,
-    Case,
     Stream,
     f_half,
     judged,
     read_rows,
     scan_stream,
     score,
+    with_values,
 )
 from bot.dupes.normalise import normalize_text  # noqa: E402
 from bot.embeddings import MODEL_DIR, LocalEmbedder  # noqa: E402
@@ -190,13 +188,7 @@ def question_sentences(embedder: LocalEmbedder) -> Extra:
 def with_extra(stream: Stream, extra: Extra) -> Stream:
     """The stream with `extra`'s values appended to every candidate's features."""
     plain = functools.lru_cache(maxsize=None)(lambda text: normalize_text(text, from_slack))
-
-    def more(case: Case, c: Candidate) -> Candidate:
-        added = extra(plain(case.row["text"]), plain(c.row["text"]))
-        return replace(c, evidence=replace(c.evidence, values=c.evidence.values + added))
-
-    return Stream([replace(case, candidates=[more(case, c) for c in case.candidates]) for case in stream.cases],
-                  stream.repeats)
+    return with_values(stream, lambda case, c: extra(plain(case.row["text"]), plain(c.row["text"])))
 
 
 def noise(seed: int) -> Extra:

@@ -2,6 +2,7 @@
 """Fit the duplicate judge (bot/dupes/judge.py) on the train split, report on held-out.
 
     .venv/bin/python scripts/fit_dupe_judge.py [--data tests/data/dupes.jsonl] [--sts PATH] [--errors]
+        [--pair-scores FILE --pair-model ONNX | --dump-pairs FILE]
 
 1. Runs the scan's first stage (real store, real bundled model) over the whole
    labelled stream at a low similarity (0.30), keeping DUP_CANDIDATES matches
@@ -26,6 +27,11 @@
    share of repeats whose earlier message reaches the judge at all: what no
    judge can exceed), and an outside check on the STS Benchmark test pairs
    (gold >= 4 duplicates, <= 2 not; skipped if absent).
+6. `--pair-scores FILE --pair-model ONNX` (scripts/train_pair_model.py's
+   output): also the pair model alone (its cut chosen on its out-of-fold train
+   scores) and the judge refitted with the pair model's probability as one
+   more feature, in the same table and STS check. `--dump-pairs FILE` writes
+   the candidate pairs that script trains on, and stops.
 
 Nothing here looks at held-out rows before the constants are printed.
 """
@@ -33,9 +39,10 @@ Nothing here looks at held-out rows before the constants are printed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,7 +51,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pair_model import PairModel, pair_probability  # noqa: E402  # scripts/pair_model.py
+
 from bot.dupes.evaluate import (  # noqa: E402
+    Candidate,
     Stream,
     Tally,
     f_half,
@@ -55,6 +65,7 @@ from bot.dupes.evaluate import (  # noqa: E402
     score,
     tally,
     threshold_only,
+    with_values,
 )
 from bot.dupes.judge import FEATURES, evidence, probability  # noqa: E402
 from bot.dupes.normalise import normalize_text  # noqa: E402
@@ -73,7 +84,7 @@ SHUFFLES = 5  # fold assignments pooled: one assignment's curve is too jumpy to 
 SEED = 17
 SWEEP = np.round(np.arange(0.50, 0.951, 0.01), 2)
 L2 = 0.1
-JudgeSays = Callable[[str, str, float], bool]
+JudgeSays = Callable[[str, str, float, float], bool]  # later, earlier, similarity, pair model probability
 
 
 def candidate_threshold(stream: Stream) -> float:
@@ -137,15 +148,20 @@ def best_f_half(pooled: dict[float, Tally]) -> float:
 
 
 def cross_validated_cut(stream: Stream, show_errors: bool = False) -> float:
-    """The lowest cut whose pooled out-of-fold train decisions reach PRECISION and MIN_RECALL (else best F0.5)."""
+    """The cut `chosen_cut` picks from the pooled out-of-fold train decisions."""
     pooled, first = out_of_fold(stream)
+    cut = chosen_cut(pooled, f"cross-validated on train ({SHUFFLES}x{FOLDS} folds)")
+    if show_errors:
+        print_errors(stream, first, cut)
+    return cut
+
+
+def chosen_cut(pooled: dict[float, Tally], how: str) -> float:
+    """The lowest cut whose train decisions reach PRECISION and MIN_RECALL (else the best F0.5)."""
     reached = [cut for cut in CUTS if pooled[cut].precision >= PRECISION and pooled[cut].recall >= MIN_RECALL]
     cut = min(reached) if reached else best_f_half(pooled)
-    print(f"cross-validated on train ({SHUFFLES}x{FOLDS} folds): precision {PRECISION} "
-          f"{'reached' if reached else 'not reached, best F0.5'} at cut {cut}: "
+    print(f"{how}: precision {PRECISION} {'reached' if reached else 'not reached, best F0.5'} at cut {cut}: "
           f"precision {pooled[cut].precision:.3f}, recall {pooled[cut].recall:.3f}")
-    if show_errors:
-        print_errors(stream, first, float(cut))
     return float(cut)
 
 
@@ -169,17 +185,43 @@ def candidate_recall(stream: Stream, split: str) -> float:
     return sum(r["id"] in reached for r in repeats) / len(repeats)
 
 
-def report(stream: Stream, weights: np.ndarray, bias: float, cut: float, best_t: float) -> None:
+Decider = tuple[Stream, Callable[[Candidate], float | None]]
+
+
+def report(deciders: dict[str, Decider]) -> None:
     print("\n| decider | split | precision | recall |\n|---|---|---|---|")
-    for name, decide in ((f"threshold-only {OLD_THRESHOLD} (before)", threshold_only(OLD_THRESHOLD)),
-                         (f"threshold-only {best_t} (best F0.5 on train)", threshold_only(best_t)),
-                         ("candidates + judge (after)", judged(weights, bias, cut))):
+    for name, (stream, decide) in deciders.items():
         for split in ("train", "heldout"):
             p, r = score(stream, decide, split)
             print(f"| {name} | {split} | {p:.3f} | {r:.3f} |")
 
 
-def sts_check(path: Path, embedder: LocalEmbedder, threshold: float, judge_says: JudgeSays) -> None:
+def with_pair_logits(stream: Stream, path: Path) -> Stream:
+    """The stream with the pair model's probability appended to each pair's features (from
+    train_pair_model.py --scores: train pairs scored out-of-fold)."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    logit = {(r["later_id"], r["earlier_id"]): r["logit"] for r in rows}
+    return with_values(stream, lambda case, c: (pair_probability(logit[case.row["id"], c.row["id"]]),))
+
+
+def pair_model_alone(cut: float) -> Callable[[Candidate], float | None]:
+    """The pair model's probability (the last feature) as the only evidence."""
+    return lambda c: c.evidence.values[-1] if c.evidence.values[-1] >= cut else None
+
+
+def pair_model_cut(stream: Stream) -> float:
+    """The cut for the pair model alone, chosen on train (its train probabilities are out-of-fold already)."""
+    pooled = {cut: tally(stream, pair_model_alone(cut), lambda row: row["split"] == "train") for cut in CUTS}
+    return chosen_cut(pooled, "pair model alone, on its out-of-fold train logits")
+
+
+def says(weights: Sequence[float], bias: float, cut: float) -> JudgeSays:
+    """A decider on one pair from a logistic model over the judge's features (and the pair model's probability)."""
+    return lambda a, b, s, p: probability((*evidence(a, b, s).values, p)[: len(weights)], weights, bias) >= cut
+
+
+def sts_check(path: Path, embedder: LocalEmbedder, threshold: float, deciders: dict[str, JudgeSays],
+              pair_model: PairModel | None) -> None:
     """Outside check: STS-B test pairs with gold >= 4 as duplicates and <= 2 as not (2-4 left out)."""
     if not path.is_file():
         print(f"\nSTS Benchmark not found at {path}: outside check skipped")
@@ -189,15 +231,30 @@ def sts_check(path: Path, embedder: LocalEmbedder, threshold: float, judge_says:
     gold = np.array([float(r[4]) >= 4 for r in rows])
     first, second = [normalize_text(r[5], from_slack) for r in rows], [normalize_text(r[6], from_slack) for r in rows]
     sims = (embedder.embed(first, truncate=True) * embedder.embed(second, truncate=True)).sum(axis=1)
-    deciders = {
-        f"threshold-only {OLD_THRESHOLD}": sims >= OLD_THRESHOLD,
-        "candidates + judge": np.array([s >= threshold and judge_says(a, b, float(s))
-                                        for a, b, s in zip(first, second, sims)]),
-    }
+    pair = pair_probability(pair_model.logits(list(zip(first, second)))) if pair_model else np.zeros(len(rows))
+    flagged = {f"threshold-only {OLD_THRESHOLD}": sims >= OLD_THRESHOLD} | {
+        name: np.array([s >= threshold and says(a, b, float(s), float(p))
+                        for a, b, s, p in zip(first, second, sims, pair)])
+        for name, says in deciders.items()}
     print(f"\nSTS Benchmark test, {gold.sum()} duplicate pairs (gold >= 4), {(~gold).sum()} not (gold <= 2):")
-    for name, flagged in deciders.items():
-        right = (flagged & gold).sum()
-        print(f"  {name}: precision {right / max(1, flagged.sum()):.3f}, recall {right / gold.sum():.3f}")
+    for name, flags in flagged.items():
+        right = (flags & gold).sum()
+        print(f"  {name}: precision {right / max(1, flags.sum()):.3f}, recall {right / gold.sum():.3f}")
+
+
+def dump_pairs(stream: Stream, path: Path) -> None:
+    """The candidate pairs (normalised texts, as the judge reads them) with their labels, one JSON object a line."""
+    with path.open("w", encoding="utf-8") as out:
+        for case in stream.cases:
+            later = normalize_text(case.row["text"], from_slack)
+            for c in case.candidates:
+                out.write(json.dumps({
+                    "later_id": case.row["id"], "earlier_id": c.row["id"], "split": case.row["split"],
+                    "earlier_split": c.row["split"], "group": case.row["group"],
+                    "same": c.row["group"] == case.row["group"], "similarity": round(c.similarity, 6),
+                    "later": later, "earlier": normalize_text(c.row["text"], from_slack),
+                }) + "\n")
+    print(f"{sum(len(case.candidates) for case in stream.cases)} candidate pairs written to {path}")
 
 
 def main() -> None:
@@ -205,7 +262,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "dupes.jsonl")
     parser.add_argument("--sts", type=Path, default=ROOT.parent / "shared" / "eval" / "stsbenchmark" / "sts-test.csv")
     parser.add_argument("--errors", action="store_true", help="print every out-of-fold train error")
+    parser.add_argument("--pair-scores", type=Path, metavar="FILE",
+                        help="train_pair_model.py --scores output: also report the pair model alone and as a feature")
+    parser.add_argument("--pair-model", type=Path, metavar="ONNX", help="the model that made --pair-scores (for STS-B)")
+    parser.add_argument("--dump-pairs", type=Path, metavar="FILE",
+                        help="write the candidate pairs as JSON lines (scripts/train_pair_model.py reads them) and stop")
     args = parser.parse_args()
+    if bool(args.pair_scores) != bool(args.pair_model):
+        parser.error("--pair-scores and --pair-model go together")
     embedder = LocalEmbedder.bundled()
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings(environ={}, env_file=None, db_path=Path(folder) / "kb.sqlite3", dup_threshold=LOWEST)
@@ -213,17 +277,40 @@ def main() -> None:
             stream = scan_stream(read_rows(args.data), store, embedder, settings)
     threshold = candidate_threshold(stream)
     stream = above(stream, threshold)
+    if args.dump_pairs:
+        dump_pairs(stream, args.dump_pairs)
+        return
     cut = cross_validated_cut(stream, args.errors)
     weights, bias = fit(stream, lambda row: row["split"] == "train")
     best_t = float(max(SWEEP, key=lambda t: f_half(*score(stream, threshold_only(t), "train"))))
     print(f"\nDUP_THRESHOLD = {threshold}  (settings.dup_threshold)")
-    print(f"WEIGHTS = ({', '.join(f'{w:.3f}' for w in weights)})  # {', '.join(FEATURES)}")
-    print(f"BIAS = {bias:.3f}\nCUT = {cut}")
-    report(stream, weights, bias, cut, best_t)
+    print_constants(FEATURES, weights, bias, cut)
+    deciders = {f"threshold-only {OLD_THRESHOLD} (before)": (stream, threshold_only(OLD_THRESHOLD)),
+                f"threshold-only {best_t} (best F0.5 on train)": (stream, threshold_only(best_t)),
+                "candidates + judge": (stream, judged(weights, bias, cut))}
+    sts_deciders = {"candidates + judge": says(weights, bias, cut)}
+    pair_model = None
+    if args.pair_scores:
+        paired = with_pair_logits(stream, args.pair_scores)
+        alone_cut = pair_model_cut(paired)
+        paired_cut = cross_validated_cut(paired)
+        paired_weights, paired_bias = fit(paired, lambda row: row["split"] == "train")
+        print("\nwith the pair model:")
+        print_constants((*FEATURES, "pair_model"), paired_weights, paired_bias, paired_cut)
+        deciders["candidates + pair model alone"] = (paired, pair_model_alone(alone_cut))
+        sts_deciders["candidates + pair model alone"] = lambda a, b, s, p: p >= alone_cut
+        deciders["candidates + judge with the pair model"] = (paired, judged(paired_weights, paired_bias, paired_cut))
+        sts_deciders["candidates + judge with the pair model"] = says(paired_weights, paired_bias, paired_cut)
+        pair_model = PairModel(args.pair_model)
+    report(deciders)
     print(f"\ncandidate recall at DUP_THRESHOLD {threshold} (an earlier repeat among the candidates): "
           f"train {candidate_recall(stream, 'train'):.3f}, heldout {candidate_recall(stream, 'heldout'):.3f}")
-    sts_check(args.sts, embedder, threshold,
-              lambda a, b, s: probability(evidence(a, b, s).values, weights, bias) >= cut)
+    sts_check(args.sts, embedder, threshold, sts_deciders, pair_model)
+
+
+def print_constants(features: tuple[str, ...], weights: np.ndarray, bias: float, cut: float) -> None:
+    print(f"WEIGHTS = ({', '.join(f'{w:.3f}' for w in weights)})  # {', '.join(features)}")
+    print(f"BIAS = {bias:.3f}\nCUT = {cut}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.dupes.evaluate import Candidate, Case, Stream, mistakes, threshold_only
+from bot.dupes.evaluate import Candidate, Case, Stream, mistakes, threshold_only, with_values
 from bot.dupes.judge import (
     CUT,
     FEATURES,
@@ -163,3 +163,18 @@ def test_mistakes_are_false_flags_and_repeats_missed_among_the_candidates() -> N
     assert [(m.kind, m.case.row["id"], m.candidate.row["id"]) for m in found] == [
         ("false flag", "wrong", "c0"), ("missed", "missed", "d0")]
     assert mistakes(stream, threshold_only(0.8), lambda r: r["id"] == "right") == []
+
+
+def test_with_values_appends_a_feature_to_every_candidate_and_keeps_the_stream() -> None:
+    """What fit_dupe_judge.py --pair-scores uses to add the pair model's probability as one more feature."""
+    def case(id_: str, *similarities: float) -> Case:
+        row = {"id": id_, "group": id_, "split": "train", "text": id_}
+        return Case(row, [Candidate({**row, "id": f"{id_}{i}"}, s, Evidence((s,), (), "")) for i, s in
+                          enumerate(similarities)])
+
+    stream = Stream([case("a", 0.9, 0.7), case("b", 0.6)], [])
+    more = with_values(stream, lambda c, candidate: (float(len(c.row["id"] + candidate.row["id"])),
+                                                      candidate.similarity * 2))
+    assert [[cand.evidence.values for cand in c.candidates] for c in more.cases] == [
+        [(0.9, 3.0, 1.8), (0.7, 3.0, 1.4)], [(0.6, 3.0, 1.2)]]
+    assert stream.cases[0].candidates[0].evidence.values == (0.9,)  # the original is left as it was

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.dupes.judge import BIAS, CUT, WEIGHTS, Evidence, evidence, probability
@@ -89,6 +89,16 @@ def scan_stream(rows: Sequence[dict], store: Store, embedder: Embedder, settings
             repeats.append(row)
         seen.add(row["group"])
     return Stream(cases, repeats)
+
+
+def with_values(stream: Stream, added: Callable[[Case, Candidate], tuple[float, ...]]) -> Stream:
+    """The stream with `added`'s values appended to every candidate's features."""
+
+    def more(case: Case, c: Candidate) -> Candidate:
+        return replace(c, evidence=replace(c.evidence, values=(*c.evidence.values, *added(case, c))))
+
+    return Stream([replace(case, candidates=[more(case, c) for c in case.candidates]) for case in stream.cases],
+                  stream.repeats)
 
 
 def threshold_only(threshold: float) -> Callable[[Candidate], float | None]:
