@@ -227,8 +227,12 @@ def answer_features(ordered: list[Source], words: QuestionWords, sentence_cosine
     return np.array([top.features[0], min(margin, 5.0), top.coverage, words.missing(), sentence])
 
 
+def answer_logit(features: np.ndarray) -> float:
+    return float(np.array(ANSWER_WEIGHTS) @ features) + ANSWER_BIAS
+
+
 def answer_probability(features: np.ndarray) -> float:
-    return sigmoid(float(np.array(ANSWER_WEIGHTS) @ features) + ANSWER_BIAS)
+    return sigmoid(answer_logit(features))
 
 
 def answerable(ordered: list[Source], words: QuestionWords, sentence_cosine: SentenceCosine) -> float:
@@ -238,9 +242,10 @@ def answerable(ordered: list[Source], words: QuestionWords, sentence_cosine: Sen
     embedded only when the sentence feature (0..1) could move the answer across
     ANSWER_THRESHOLD; otherwise every value gives the same answer and a typical one stands in.
     """
+    without = answer_features(ordered, words, 0.0)
     if not ordered:
-        return answer_probability(answer_features(ordered, words, 0.0))
-    low = float(np.array(ANSWER_WEIGHTS) @ answer_features(ordered, words, 0.0)) + ANSWER_BIAS
+        return answer_probability(without)
+    low = answer_logit(without)
     high = low + ANSWER_WEIGHTS[-1]
     cut = math.log(ANSWER_THRESHOLD / (1 - ANSWER_THRESHOLD))
     near = min(low, high) < cut <= max(low, high)
