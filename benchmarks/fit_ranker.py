@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,7 @@ FALSE_FLAG_BUDGET = 0.03  # on train; 0.02 and 0.05 were worse in leave-one-set-
 @dataclass
 class Question:
     group: str
+    text: str
     answers: frozenset[str]  # empty: the folder does not answer it
     passages: list[ranking.Passage]
     words: ranking.QuestionWords
@@ -69,27 +71,33 @@ def collect(store: Store, embedder: Embedder, group: str, asked: list[tuple[str,
     out = []
     for text, vector, (_, answers) in zip(texts, vectors, asked):
         passages, words = ranking.candidates(store, gen, text, vector, ranking.RANKED_PASSAGES)
-        out.append(Question(group, answers, passages, words, vector))
+        out.append(Question(group, text, answers, passages, words, vector))
     return out
 
 
-def dev_questions(embedder: Embedder, cache_dir: Path) -> list[Question]:
-    out = []
+Asked = list[tuple[str, frozenset[str]]]  # questions and the files that answer each
+
+
+def dev_sets(embedder: Embedder, cache_dir: Path, split: str) -> Iterator[tuple[str, Store, Asked]]:
+    """Each dev set's name, open index and `split` questions."""
     for name in DEV_SETS:
-        items = load_golden(DATA / name / "questions.jsonl", "train")
+        items = load_golden(DATA / name / "questions.jsonl", split)
         with open_store(dev_set_db(name, embedder, cache_dir)) as store:
-            out += collect(store, embedder, name, [(i.question, i.answers) for i in items])
-    return out
+            yield name, store, [(i.question, i.answers) for i in items]
 
 
-def sample_questions(embedder: Embedder, cache_dir: Path) -> list[Question]:
+def sample_set(embedder: Embedder, cache_dir: Path) -> Iterator[tuple[str, Store, Asked]]:
     """The sample folder's golden set, over an index of the sample folder."""
     db = cache_dir / "sample.sqlite3"
     settings = load_settings(environ={}, env_file=None, db_path=db, knowledge_dir=KNOWLEDGE)
     items = load_golden(ROOT / "tests" / "data" / "golden.jsonl")
     with open_store(db) as store:
         index_folder(store, embedder, settings, full=True)
-        return collect(store, embedder, "sample", [(i.question, i.answers) for i in items])
+        yield "sample", store, [(i.question, i.answers) for i in items]
+
+
+def questions_of(sets: Iterator[tuple[str, Store, Asked]], embedder: Embedder) -> list[Question]:
+    return [q for group, store, asked in sets for q in collect(store, embedder, group, asked)]
 
 
 def scifact_questions(folder: Path, embedder: Embedder, cache_dir: Path, count: int) -> list[Question]:
@@ -157,28 +165,34 @@ def answer_rows(questions: list[Question], embedder: Embedder) -> tuple[np.ndarr
     return np.array(x), np.array([bool(q.answers) for q in questions], float)
 
 
-def threshold_for(p: np.ndarray, y: np.ndarray) -> float:
+def threshold_for(p: np.ndarray, y: np.ndarray, budget: float = FALSE_FLAG_BUDGET) -> float:
     """The highest threshold whose false flags (answerable under it) stay within the budget."""
     answerable = np.sort(p[y > 0])
-    allowed = int(np.floor(FALSE_FLAG_BUDGET * len(answerable)))
+    allowed = int(np.floor(budget * len(answerable)))
     return float(answerable[allowed]) if allowed < len(answerable) else 0.5
 
 
-def fit_flag(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, float]:
+def fit_flag(x: np.ndarray, y: np.ndarray, budget: float = FALSE_FLAG_BUDGET) -> tuple[np.ndarray, float, float]:
     """The "not sure" model's weights, bias and threshold, each answer class weighing half."""
     weights, bias = fit_logistic(x, y, np.where(y > 0, 0.5 / y.sum(), 0.5 / (len(y) - y.sum())))
     p = 1 / (1 + np.exp(-(x @ weights + bias)))
-    return weights, bias, threshold_for(p, y)
+    return weights, bias, threshold_for(p, y, budget)
 
 
-def leave_one_set_out(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> str:
-    """Flags on each dev set by a model fitted without it (the sample folder always stays in)."""
+def leave_one_set_out(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, budget: float = FALSE_FLAG_BUDGET
+) -> np.ndarray:
+    """Flags on each dev set by a model fitted without it (the sample folder always stays in, never flagged)."""
     flagged = np.zeros(len(y), bool)
-    held = np.isin(groups, DEV_SETS)
     for name in DEV_SETS:
         out = groups == name
-        weights, bias, threshold = fit_flag(x[~out], y[~out])
+        weights, bias, threshold = fit_flag(x[~out], y[~out], budget)
         flagged[out] = 1 / (1 + np.exp(-(x[out] @ weights + bias))) < threshold
+    return flagged
+
+
+def held_out_report(flagged: np.ndarray, y: np.ndarray, groups: np.ndarray) -> str:
+    held = np.isin(groups, DEV_SETS)
     caught, false = flagged[held & (y == 0)], flagged[held & (y == 1)]
     return f"{int(caught.sum())}/{len(caught)} flagged, {int(false.sum())}/{len(false)} false"
 
@@ -200,7 +214,7 @@ def main() -> None:
     args = parser.parse_args()
 
     embedder = local_embedder(args.variant)
-    questions = dev_questions(embedder, args.cache_dir)
+    questions = questions_of(dev_sets(embedder, args.cache_dir, "train"), embedder)
     if args.scifact.is_dir() and args.scifact_queries:
         questions += scifact_questions(args.scifact, embedder, args.cache_dir, args.scifact_queries)
     print(f"{len(questions)} train questions; hit@1 with the shipped constants: {hit_at_1(questions)}")
@@ -211,7 +225,9 @@ def main() -> None:
         ranking.SOURCE_WEIGHTS, ranking.SOURCE_BIAS = tuple(weights.round(3)), round(bias, 3)
         print(f"hit@1 with the fitted ranker: {hit_at_1(questions)}")
 
-    flag_questions = [q for q in questions if q.group != "scifact"] + sample_questions(embedder, args.cache_dir)
+    flag_questions = [q for q in questions if q.group != "scifact"] + questions_of(
+        sample_set(embedder, args.cache_dir), embedder
+    )
     x, y = answer_rows(flag_questions, embedder)
     groups = np.array([q.group for q in flag_questions])
     a_weights, a_bias, threshold = fit_flag(x, y)
@@ -220,7 +236,7 @@ def main() -> None:
     print(f"  of which the sample folder's answerable questions flagged: {int((p[groups == 'sample'] < threshold).sum())}"
           f"/{int((groups == 'sample').sum())}")
     median = float(np.median(x[:, -1]))
-    print(f"not sure, leave one dev set out: {leave_one_set_out(x, y, groups)}")
+    print(f"not sure, leave one dev set out: {held_out_report(leave_one_set_out(x, y, groups), y, groups)}")
 
     print("\n# paste into bot/ranking.py")
     print(f"SOURCE_WEIGHTS = {tuple(float(w) for w in weights.round(3))}")
