@@ -28,10 +28,14 @@ FLOORS = {
     "jupyter-book": (0.81, 0.5, 0.1),
     "sourcegraph-eng": (0.9, 0.0, 0.1),
 }
+# Sets too large to index here: numpy-docs (402 Sphinx pages, ~6.4k chunks) takes minutes to embed on
+# 2 cores. They belong to the benchmark only: benchmarks/quality.py measures them like the others.
+LARGE_SETS = {"numpy-docs"}
 
 
-def test_every_dev_set_has_a_floor():
-    assert {p.name for p in DEV_SETS.iterdir() if (p / "questions.jsonl").is_file()} == set(FLOORS)
+def test_every_dev_set_has_a_floor_or_is_large():
+    assert not set(FLOORS) & LARGE_SETS
+    assert {p.name for p in DEV_SETS.iterdir() if (p / "questions.jsonl").is_file()} == set(FLOORS) | LARGE_SETS
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
