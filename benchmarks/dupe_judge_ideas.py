@@ -185,6 +185,122 @@ def question_sentences(embedder: LocalEmbedder) -> Extra:
     return extra
 
 
+# --- issue 17, second round: what the sentence model says about the words one side lacks ----------------
+
+_CONNECTORS = frozenset({"and", "of", "for", "the"})  # skipped in initials: L&D, learning and development
+_ACRONYM = re.compile(r"[^\W\d_]+(?:&[^\W\d_]+)*")  # "L&D" is one acronym, not two words
+
+
+def acronym_links(text_a: str, a: tuple, b: tuple, ub: set[str]) -> list[tuple[str, str]]:
+    """(acronym, phrase): a word of `text_a` (2-5 letters, no match in b) that spells the initials of 2-4
+    consecutive content words of b that have no match in a (parts of hyphenated words count: sign-on)."""
+    lowers_b = {t.lower for t in b}
+    wanted = {w for m in _ACRONYM.finditer(text_a) if 2 <= len(w := m.group().lower().replace("&", "")) <= 5
+              and w not in lowers_b and w not in judge.STOPWORDS}
+    if not wanted:
+        return []
+    parts = [(part, t) for t in b for part in re.split(r"[-&/]", t.lower) if part]
+    found = []
+    for i in range(len(parts)):
+        for n in range(2, 5):
+            run = parts[i : i + n]
+            if len(run) < n or any(not t.content and p not in _CONNECTORS for p, t in run):
+                continue
+            if run[0][0] in _CONNECTORS or run[-1][0] in _CONNECTORS or not any(t.stem in ub for _, t in run):
+                continue
+            letters = {"".join(p[0] for p, _ in run), "".join(p[0] for p, _ in run if p not in _CONNECTORS)}
+            found += [(w, " ".join(p for p, _ in run)) for w in sorted(wanted & letters)]
+    return found
+
+
+def acronyms(later: str, earlier: str) -> tuple[float, ...]:
+    """An acronym on one side spelled out on the other; the share of content words matched, counting them."""
+    (a, ca, ua, _, la), (b, cb, ub, _, lb) = sides(later, earlier)
+    links = acronym_links(later, a, b, ub) + acronym_links(earlier, b, a, ua)
+    if not links:
+        return 0.0, len(ca - ua) / max(1, min(len(ca), len(cb)))
+    spelled = {w for w, _ in links} | {p for _, phrase in links for p in phrase.split()}
+    shared = {s for s in ca if s not in ua or la[s] in spelled or s in spelled}
+    return 1.0, len(shared) / max(1, min(len(ca), len(cb)))
+
+
+class PhraseVectors:
+    """Each word or short phrase embedded alone by the bundled sentence model, once (words repeat)."""
+
+    def __init__(self, embedder: LocalEmbedder) -> None:
+        self.embedder = embedder
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def fetch(self, texts: set[str]) -> None:
+        missing = sorted(texts - self.vectors.keys())
+        if missing:
+            self.vectors.update(zip(missing, self.embedder.embed(missing, truncate=True)))
+
+
+def phrases(tokens: tuple, unmatched: set[str], lengths: tuple[int, ...] = (2, 3)) -> dict[str, set[str]]:
+    """Each unmatched content word's phrases: itself, and the runs of `lengths` words that start with a
+    content word."""
+    found: dict[str, set[str]] = {}
+    for i, t in enumerate(tokens):
+        if not (t.content and t.stem in unmatched):
+            continue
+        runs = {t.lower}
+        for n in lengths:
+            for start in range(max(0, i - n + 1), i + 1):
+                run = tokens[start : start + n]
+                if len(run) == n and run[0].content:
+                    runs.add(" ".join(r.lower for r in run))
+        found.setdefault(t.stem, set()).update(runs)
+    return found
+
+
+def phrase_meaning(vectors: PhraseVectors, lengths: tuple[int, ...] = (2, 3), against_all: bool = False,
+                   counterpart: float | None = None) -> Extra:
+    """For each rare word one side lacks, the best cosine of its phrases to the other side's: the rarity-weighted
+    mean and the minimum over both sides (1 when every word has a literal match); with `counterpart`, also
+    whether every unmatched word of rarity >= 0.5 has a phrase at that cosine or more. `against_all`: compared
+    with every content word's phrases on the other side, not only the unmatched ones'."""
+    def extra(later: str, earlier: str) -> tuple[float, ...]:
+        (a, ca, ua, ra, _), (b, cb, ub, rb, _) = sides(later, earlier)
+        pa, pb = phrases(a, ua, lengths), phrases(b, ub, lengths)
+        qa, qb = (phrases(a, ca, lengths), phrases(b, cb, lengths)) if against_all else (pa, pb)
+        empty = (1.0, 1.0, 1.0) if not pa and not pb else (0.0, 0.0, 0.0)
+        if not (pa or pb) or not (qa and qb) or not against_all and not (pa and pb):
+            return empty[: 2 + (counterpart is not None)]
+        vectors.fetch(set().union(*pa.values(), *pb.values(), *qa.values(), *qb.values()))
+        best = []
+        for mine, theirs, rarity in ((pa, qb, ra), (pb, qa, rb)):
+            other = np.stack([vectors.vectors[p] for p in set().union(*theirs.values())])
+            for word, runs in mine.items():
+                score = max(0.0, float((np.stack([vectors.vectors[r] for r in runs]) @ other.T).max()))
+                best.append((score, rarity.get(word, 0.5)))
+        scores, weights = np.array(best).T
+        values = (float(np.average(scores, weights=weights + 1e-6)), float(scores.min()))
+        if counterpart is None:
+            return values
+        return (*values, float(all(s >= counterpart for s, w in zip(scores, weights) if w >= 0.5)))
+    return extra
+
+
+def soft_overlap(vectors: PhraseVectors, close: float = 0.6) -> Extra:
+    """shared_words and shared_rare_words again, an unmatched word counting as shared when one of its phrases
+    has a cosine of `close` or more to one of the other side's."""
+    def extra(later: str, earlier: str) -> tuple[float, ...]:
+        (a, ca, ua, ra, _), (b, cb, ub, rb, _) = sides(later, earlier)
+        pa, pb = phrases(a, ua), phrases(b, ub)
+        near = set()
+        if pa and pb:
+            vectors.fetch(set().union(*pa.values(), *pb.values()))
+            other = np.stack([vectors.vectors[p] for p in set().union(*pb.values())])
+            near = {w for w, runs in pa.items()
+                    if (np.stack([vectors.vectors[r] for r in runs]) @ other.T).max() >= close}
+        shared = (ca - ua) | near
+        weight = min(sum(ra.values()), sum(rb.values()))
+        return (len(shared) / max(1, min(len(ca), len(cb))),
+                min(1.0, sum(ra[x] for x in shared) / max(1e-9, weight)) if shared else 0.0)
+    return extra
+
+
 def with_extra(stream: Stream, extra: Extra) -> Stream:
     """The stream with `extra`'s values appended to every candidate's features."""
     plain = functools.lru_cache(maxsize=None)(lambda text: normalize_text(text, from_slack))
@@ -230,6 +346,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data" / "dupes.jsonl")
     parser.add_argument("--shuffles", type=int, default=20)
     parser.add_argument("--heldout", action="store_true", help="score the best idea once on held-out")
+    parser.add_argument("--only", nargs="*", default=[""], metavar="TEXT",
+                        help="score only the ideas whose names contain one of these")
     args = parser.parse_args()
     embedder = LocalEmbedder.bundled()
     with tempfile.TemporaryDirectory() as folder:
@@ -240,6 +358,8 @@ def main() -> None:
     stream = fitting.above(stream, fitting.candidate_threshold(stream))
     model = Model()
     static, contextual = static_alignment(model), contextual_alignment(model)
+    vectors = PhraseVectors(embedder)
+    meaning, soft = phrase_meaning(vectors), soft_overlap(vectors)
     ideas: dict[str, Extra] = {
         "1. static alignment": static,
         "2. contextual alignment": contextual,
@@ -247,7 +367,16 @@ def main() -> None:
         "3. question words differ": asks_differ,
         "3. leading words unmatched": leading_unmatched,
         "3. question sentences' similarity": question_sentences(embedder),
+        "4. phrase meaning: unmatched words' phrases embedded alone, best cosine (mean, min)": meaning,
+        "4a. words alone (no phrases)": phrase_meaning(vectors, lengths=()),
+        "4b. 2-word phrases only": phrase_meaning(vectors, lengths=(2,)),
+        "4c. against every content word of the other side": phrase_meaning(vectors, against_all=True),
+        "4d. + every rare unmatched word has a counterpart at 0.5": phrase_meaning(vectors, counterpart=0.5),
+        "4. soft overlap: unmatched words with a phrase at cosine >= 0.6 count as shared": soft,
+        "5. acronyms spelled out on the other side count as shared": acronyms,
+        "4 + 5": lambda a, b: meaning(a, b) + acronyms(a, b),
     }
+    ideas = {name: extra for name, extra in ideas.items() if any(k in name for k in args.only)}
     print(f"out-of-fold on train, {args.shuffles}x{fitting.FOLDS} folds\n\n"
           "| features | AP | best F0.5 | recall at precision 0.90 |\n|---|---|---|---|")
     summary("shipped judge", stream, args.shuffles)
