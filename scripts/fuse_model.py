@@ -237,8 +237,8 @@ ROW_OPSET = 21  # QuantizeLinear's block_size (one scale per row) came in opset 
 ACTIVATION_LEVELS = 127  # a row's largest |x| becomes ±127, like the weights' largest
 
 
-def quantize_rows(model: object, variant: str, stored: dict[str, tuple[object, object]]) -> int:
-    """Run the variant's products in int8, each input quantised per row (per token); return how many.
+def quantize_rows(model: object, variant: str, stored: dict[str, tuple[object, object]]) -> None:
+    """Run the variant's products in int8, each input quantised per row (per token).
 
     Each chosen `Y = X·W` becomes: s = max|x| / 127 for each row of X; q = round(x / s) + 128,
     uint8 (onnxruntime's CPU kernels take one scalar zero point for A, and u8·s8 is MLAS's
@@ -293,7 +293,6 @@ def quantize_rows(model: object, variant: str, stored: dict[str, tuple[object, o
         ])
 
     chosen = INT8_VARIANTS[variant]
-    count = 0
     for name, kind, layer in products(model):
         if not chosen(kind, layer):
             continue
@@ -311,11 +310,9 @@ def quantize_rows(model: object, variant: str, stored: dict[str, tuple[object, o
                                                domain="com.microsoft", num_heads=NUM_HEADS))
         else:
             product(node.input[0], q_weight, w_scale, node.output[0])
-        count += 1
     for opset in model.opset_import:  # type: ignore[attr-defined]
         if opset.domain == "":
             opset.version = max(opset.version, ROW_OPSET)
-    return count
 
 
 def build(out: Path, *, int8: str | None, per_batch: bool = False) -> str:

