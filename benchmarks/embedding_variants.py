@@ -4,14 +4,15 @@
     .venv/bin/python benchmarks/embedding_variants.py [ONNX ...] [--scifact DIR | --no-scifact]
         [--sets flask ...] [--modes hybrid] [--rounds 2] [--fidelity 2000] [--speed-only]
 
-Each ONNX file (default: the shipped fast model, bot/model/; make others with
+Each ONNX file (default: the standard model's, bot/model/; make others with
 `scripts/fuse_model.py --int8 VARIANT --out FILE`) runs through the same
-LocalEmbedder code as the standard model, under its own model id and cache
-folder, so no vector is shared. Printed, per file:
+LocalEmbedder code as the fp32 variant (the reference: the default before issue
+14), under its own model id and cache folder, so no vector is shared. Printed,
+per file:
 - speed: passages/s and sentences/s on the same texts, measured back to back in
-  rounds (standard, variant, standard, ...) so a loaded machine shows in the
+  rounds (fp32, variant, fp32, ...) so a loaded machine shows in the
   ratio less than in the absolute numbers (`--rounds 0`: skipped);
-- fidelity: min / median cosine to the standard model's vector over
+- fidelity: min / median cosine to the fp32 model's vector over
   `--fidelity` SciFact passages (the embedded text's first 256 word pieces);
 - quality: benchmarks/quality.py's scoring of the dev sets, and SciFact test
   nDCG@10 to four decimals (the guard is 0.7376).
@@ -31,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import SHARED_EVAL, knowledge_sentences, print_table  # noqa: E402
 from benchmarks.embedding import throughput  # noqa: E402
 from benchmarks.quality import DEFAULT_CACHE, DEV_SETS, dev_set_db, dev_set_rows  # noqa: E402
-from bot.embeddings import BUNDLED_MAX_TOKENS, FAST_ONNX_PATH, MODEL_DIR, LocalEmbedder  # noqa: E402
+from bot.embeddings import BUNDLED_MAX_TOKENS, MODEL_DIR, STANDARD_ONNX_PATH, LocalEmbedder  # noqa: E402
 from bot.evaluation import load_beir, run_beir  # noqa: E402
 from bot.settings import SEARCH_MODES, load_settings  # noqa: E402
 
 
 def embedders(paths: list[Path]) -> dict[str, LocalEmbedder]:
-    models = {"standard": LocalEmbedder.bundled()}
+    models = {"fp32": LocalEmbedder.bundled(variant="fp32")}
     for path in paths:
         models[path.stem] = LocalEmbedder(
             path, MODEL_DIR / "tokenizer.json", model_id=f"variant-{path.stem}", max_tokens=BUNDLED_MAX_TOKENS
@@ -51,13 +52,13 @@ def speed_rows(models: dict[str, LocalEmbedder], passages: list[str], sentences:
         for name, embedder in models.items():
             best[name][0] = max(best[name][0], throughput(embedder, passages, 64))
             best[name][1] = max(best[name][1], throughput(embedder, sentences, 32))
-    base = best["standard"]
+    base = best["fp32"]
     return [[name, f"{p:.1f}", f"{p / base[0]:.2f}×", f"{s:.0f}", f"{s / base[1]:.2f}×"] for name, (p, s) in best.items()]
 
 
 def fidelity_rows(models: dict[str, LocalEmbedder], passages: list[str]) -> list:
-    """Each model's cosine to the standard model's vector of the same passage."""
-    reference = models["standard"].embed(passages, truncate=True)
+    """Each model's cosine to the fp32 model's vector of the same passage."""
+    reference = models["fp32"].embed(passages, truncate=True)
     rows = []
     for name, embedder in list(models.items())[1:]:
         cosines = (embedder.embed(passages, truncate=True) * reference).sum(axis=1)
@@ -74,7 +75,7 @@ def scifact_rows(folder: Path, embedder: LocalEmbedder, cache: Path, modes: list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("onnx", nargs="*", type=Path, default=[FAST_ONNX_PATH])
+    parser.add_argument("onnx", nargs="*", type=Path, default=[STANDARD_ONNX_PATH])
     parser.add_argument("--sets", nargs="*", choices=DEV_SETS, default=DEV_SETS)
     parser.add_argument("--modes", nargs="+", choices=SEARCH_MODES, default=["hybrid", "vector"])
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE / "variants")
@@ -98,7 +99,7 @@ def main() -> None:
     if args.speed_only:
         return
     if args.fidelity:
-        print_table("Cosine to the standard model's vectors", ["model", "passages", "min", "1st percentile", "median"],
+        print_table("Cosine to the fp32 model's vectors", ["model", "passages", "min", "1st percentile", "median"],
                     fidelity_rows(models, passages[:args.fidelity]))
     for name, embedder in models.items():  # one model at a time, printed as it is done
         cache = args.cache_dir / name

@@ -2,7 +2,7 @@
 """Fit the source ranker and the "not sure" model of bot/ranking.py on the train splits.
 
     .venv/bin/python benchmarks/fit_ranker.py [--cache-dir ~/.cache/kb-bot-quality]
-        [--scifact ../shared/eval/scifact] [--scifact-queries 200] [--variant fast]
+        [--scifact ../shared/eval/scifact] [--scifact-queries 200] [--variant fp32]
 
 Questions: the `train` split of every dev set (benchmarks/data), plus a fixed
 sample of SciFact train queries when SciFact is there (`--scifact-queries 0`:
@@ -41,9 +41,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import KNOWLEDGE, ROOT, SHARED_EVAL  # noqa: E402
-from benchmarks.quality import DATA, DEFAULT_CACHE, DEV_SETS, dev_set_db, local_embedder  # noqa: E402
+from benchmarks.quality import DATA, DEFAULT_CACHE, DEV_SETS, dev_set_db  # noqa: E402
 from bot import ranking  # noqa: E402
-from bot.embeddings import Embedder  # noqa: E402
+from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.evaluation import BeirData, index_beir, load_beir, load_golden  # noqa: E402
 from bot.indexer import index_folder  # noqa: E402
 from bot.search import MAX_QUERY_CHARS, active_generation_for, sentence_cosine  # noqa: E402
@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--variant", choices=EMBED_LOCAL_VARIANTS, default="standard", help="local model variant")
     args = parser.parse_args()
 
-    embedder = local_embedder(args.variant)
+    embedder = LocalEmbedder.bundled(variant=args.variant)
     questions = questions_of(dev_sets(embedder, args.cache_dir, "train"), embedder)
     if args.scifact.is_dir() and args.scifact_queries:
         questions += scifact_questions(args.scifact, embedder, args.cache_dir, args.scifact_queries)

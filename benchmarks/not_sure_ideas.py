@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import fit_ranker as fit  # noqa: E402
 from benchmarks.common import print_table  # noqa: E402
-from benchmarks.quality import DEFAULT_CACHE, local_embedder  # noqa: E402
+from benchmarks.quality import DEFAULT_CACHE  # noqa: E402
 from bot import ranking  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
 from bot.excerpt import _keys, sentences  # noqa: E402
@@ -354,7 +354,7 @@ def main() -> None:
     parser.add_argument("--test", action="store_true", help="also score each row once on the test splits")
     args = parser.parse_args()
 
-    embedder = local_embedder("standard")
+    embedder = LocalEmbedder.bundled()
     cases = cases_of(chain(fit.dev_sets(embedder, args.cache_dir, "train"), fit.sample_set(embedder, args.cache_dir)),
                      embedder)
     y = np.array([bool(c.question.answers) for c in cases], float)

@@ -38,7 +38,7 @@ from benchmarks.search import DIM, clustered_unit_vectors, real_texts  # noqa: E
 from bot import vector_index  # noqa: E402
 from bot.chunking import Chunk  # noqa: E402
 from bot.embeddings import LocalEmbedder  # noqa: E402
-from bot.embeddings.local import BUNDLED_MODEL_ID  # noqa: E402
+from bot.embeddings.local import STANDARD_MODEL_ID  # noqa: E402
 from bot.evaluation import evaluate_beir, index_beir, load_beir  # noqa: E402
 from bot.search import search  # noqa: E402
 from bot.settings import SEARCH_MODES, load_settings  # noqa: E402
@@ -90,7 +90,7 @@ def scifact_parity(url: str, folder: Path, queries: int | None, docs: int | None
 
 def fill(store: PostgresStore, vectors: np.ndarray, texts: list[str]) -> None:
     """Write `vectors` as chunks of 100-chunk documents, then activate (build HNSW); print both rates."""
-    gen = store.create_generation(BUNDLED_MODEL_ID, DIM, "synthetic")  # the bundled model's, for search() below
+    gen = store.create_generation(STANDARD_MODEL_ID, DIM, "synthetic")  # the bundled model's, for search() below
     started = time.perf_counter()
     for doc in range(0, len(vectors), 100):
         part = vectors[doc : doc + 100]

@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/quality.py [--sets flask 18f-handbook] [--modes hybrid]
         [--cache-dir ~/.cache/kb-bot-quality] [--scifact ../shared/eval/scifact | --no-scifact]
-        [--variant standard|fast]
+        [--variant standard|fp32]
 
 For each dev set, its `docs/` folder is indexed with the bundled model into a
 database kept in the cache folder (a re-run re-chunks every file but embeds
@@ -35,10 +35,6 @@ DEV_SETS = sorted(p.name for p in DATA.iterdir() if (p / "questions.jsonl").is_f
 SPLITS = ("train", "test")
 METRICS = ("hit@1", "hit@3", "mrr", "flag_precision", "flag_recall", "false_flags")
 DEFAULT_CACHE = Path.home() / ".cache" / "kb-bot-quality"
-
-
-def local_embedder(variant: str) -> LocalEmbedder:
-    return LocalEmbedder.fast() if variant == "fast" else LocalEmbedder.bundled()
 
 
 def dev_set_db(name: str, embedder: Embedder, cache_dir: Path) -> Path:
@@ -84,7 +80,7 @@ def main() -> None:
     parser.add_argument("--variant", choices=EMBED_LOCAL_VARIANTS, default="standard", help="local model variant")
     args = parser.parse_args()
 
-    embedder = local_embedder(args.variant)
+    embedder = LocalEmbedder.bundled(variant=args.variant)
     rows = []
     for name in args.sets:
         rows += dev_set_rows(name, dev_set_db(name, embedder, args.cache_dir), embedder, args.modes)

@@ -23,7 +23,7 @@ from bot.source_links import check_template
 T = TypeVar("T")
 
 EMBED_BACKENDS = ("local", "openai", "fake")  # bot.embeddings registers each; fake is for tests
-EMBED_LOCAL_VARIANTS = ("standard", "fast")  # the bundled file as published, or its int8-product copy
+EMBED_LOCAL_VARIANTS = ("standard", "fp32")  # bundled model: int8 products (default), or fp32 (the vectors of before)
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 DUP_ACTIONS = ("thread", "digest", "both")
 

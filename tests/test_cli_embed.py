@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bot.cli import cli
-from bot.embeddings import BUNDLED_MODEL_ID, LocalEmbedder
+from bot.embeddings import STANDARD_MODEL_ID, LocalEmbedder
 from bot.store import open_store
 from tests.openai_fake import OpenAIFake, vector_for
 
@@ -36,7 +36,7 @@ def test_embed_json(db: Path | str, embedder: LocalEmbedder) -> None:
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)
     assert row["text"] == "The cat sat on the mat."
-    assert row["model"] == BUNDLED_MODEL_ID
+    assert row["model"] == STANDARD_MODEL_ID
     assert row["dim"] == 384
     assert len(row["vector"]) == 384
     assert all(isinstance(x, float) for x in row["vector"])
@@ -59,7 +59,7 @@ def test_embed_per_word_json(db: Path | str, embedder: LocalEmbedder) -> None:
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [r["text"] for r in rows] == ["the", "quick", "brown", "fox"]
-    assert all(r["dim"] == 384 and len(r["vector"]) == 384 and r["model"] == BUNDLED_MODEL_ID for r in rows)
+    assert all(r["dim"] == 384 and len(r["vector"]) == 384 and r["model"] == STANDARD_MODEL_ID for r in rows)
     expected = embedder.embed(["the", "quick", "brown", "fox"])
     np.testing.assert_allclose(np.asarray([r["vector"] for r in rows]), expected, atol=1e-5)
     assert cache_entries(db) == 4
@@ -70,7 +70,7 @@ def test_embed_per_word_text(db: Path | str) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3  # one row per word, repeats included
-    assert lines[0].startswith("'cats': all-MiniLM-L6-v2-int8 dim=384 [")
+    assert lines[0].startswith("'cats': all-MiniLM-L6-v2-int8-rows dim=384 [")
     assert lines[0] == lines[2]
     assert lines[1].startswith("'dogs': ")
     shown = lines[0].split("[", 1)[1].removesuffix(", …]").split(", ")
@@ -82,7 +82,7 @@ def test_embed_text_output(db: Path | str) -> None:
     result = run(["embed", "hello"], db)
     assert result.exit_code == 0, result.output
     line = result.stdout.strip()
-    assert line.startswith("'hello': all-MiniLM-L6-v2-int8 dim=384 [")
+    assert line.startswith("'hello': all-MiniLM-L6-v2-int8-rows dim=384 [")
     assert len(line.split("[", 1)[1].split(", ")) == 9  # 8 values (default) and the ellipsis
 
 

@@ -29,12 +29,12 @@ from tests.conftest import DATA, SHARED_EVAL, make_settings
 
 DEFAULT = Settings()
 BEFORE = 0.69  # DUP_THRESHOLD of the threshold-only scan
-PRECISION_FLOOR = 0.82  # held-out, measured 0.849 (threshold-only 0.69: 0.444); issue 17 asks 0.97
+PRECISION_FLOOR = 0.82  # held-out, measured 0.865 (fp32: 0.849; threshold-only 0.69: 0.444); issue 17 asks 0.97
 RECALL_FLOOR = 0.72  # held-out, measured 0.750 (threshold-only 0.69: 0.600); issue 17 asks 0.95
 STS_TEST = SHARED_EVAL / "stsbenchmark" / "sts-test.csv"
-STS_FLOOR = 0.80  # measured 0.820; published 0.820 for all-MiniLM-L6-v2
+STS_FLOOR = 0.80  # measured 0.818 (the fp32 variant: 0.820); published 0.820 for all-MiniLM-L6-v2
 STS_JUDGE_PRECISION_FLOOR = 0.93  # measured 0.952 (threshold-only 0.69: 0.878)
-STS_JUDGE_RECALL_FLOOR = 0.39  # measured 0.414 (threshold-only 0.69: 0.876): STS pairs are mostly not questions
+STS_JUDGE_RECALL_FLOOR = 0.39  # measured 0.411 (fp32: 0.414; threshold-only 0.69: 0.876): STS pairs are mostly not questions
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.embeddings import MODEL_DIR, Embedder, FakeEmbedder, LocalEmbedder
+from bot.embeddings import BUNDLED_MODEL_ID, MODEL_DIR, STANDARD_MODEL_ID, Embedder, FakeEmbedder, LocalEmbedder
 from bot.embeddings.local import _bundled_onnx_path
 from bot.errors import IndexNotBuiltError
 from bot.indexer import index_folder
@@ -179,6 +179,27 @@ def test_model_change_rebuilds_without_mixing(indexed, knowledge_copy, tmp_path,
     assert "hr/expenses.md" in top_paths(store, other_model, question)
     assert vector_table(store, old_gen.id) not in table_names(store)
     assert sql(store, "SELECT count(*) FROM chunks WHERE generation != ?", new_gen.id) == [(0,)]
+
+
+def test_upgrading_from_the_fp32_default_re_embeds_every_passage(knowledge_copy, tmp_path, kb_db, embedder):
+    """An index built before the int8 default (fp32 vectors, the bundled model's id): choosing
+    `fp32` keeps it as it is; the new default rebuilds it from fresh vectors, none reused."""
+    with open_store(kb_db) as store:
+        first = run(store, LocalEmbedder.bundled(variant="fp32"), knowledge_copy, tmp_path)
+        old_gen = store.active_generation()
+        assert old_gen.model == BUNDLED_MODEL_ID
+
+        kept = run(store, CountingEmbedder(LocalEmbedder.bundled(variant="fp32")), knowledge_copy, tmp_path)
+        assert not kept.rebuilt and kept.texts_embedded == 0 and store.active_generation() == old_gen
+
+        upgraded = CountingEmbedder(embedder)
+        report = run(store, upgraded, knowledge_copy, tmp_path)
+        assert report.rebuilt and report.cache_hits == 0
+        assert report.texts_embedded == first.texts_embedded == len(upgraded.texts) > 0
+        new_gen = store.active_generation()
+        assert new_gen.model == STANDARD_MODEL_ID and new_gen.id != old_gen.id
+        assert sql(store, "SELECT count(*) FROM chunks WHERE generation != ?", new_gen.id) == [(0,)]
+        assert "hr/expenses.md" in top_paths(store, embedder, "how do I get reimbursed for a taxi")
 
 
 def test_dry_run_writes_nothing(knowledge_copy, tmp_path, kb_db):
