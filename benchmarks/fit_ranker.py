@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import KNOWLEDGE, ROOT, SHARED_EVAL  # noqa: E402
-from benchmarks.quality import DATA, DEFAULT_CACHE, DEV_SETS, dev_set_db  # noqa: E402
+from benchmarks.quality import DATA, DEFAULT_CACHE, FIT_SETS, dev_set_db  # noqa: E402
 from bot import ranking  # noqa: E402
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.evaluation import BeirData, index_beir, load_beir, load_golden  # noqa: E402
@@ -80,7 +80,7 @@ Asked = list[tuple[str, frozenset[str]]]  # questions and the files that answer 
 
 def dev_sets(embedder: Embedder, cache_dir: Path, split: str) -> Iterator[tuple[str, Store, Asked]]:
     """Each dev set's name, open index and `split` questions."""
-    for name in DEV_SETS:
+    for name in FIT_SETS:
         items = load_golden(DATA / name / "questions.jsonl", split)
         with open_store(dev_set_db(name, embedder, cache_dir)) as store:
             yield name, store, [(i.question, i.answers) for i in items]
@@ -184,7 +184,7 @@ def leave_one_set_out(
 ) -> np.ndarray:
     """Flags on each dev set by a model fitted without it (the sample folder always stays in, never flagged)."""
     flagged = np.zeros(len(y), bool)
-    for name in DEV_SETS:
+    for name in FIT_SETS:
         out = groups == name
         weights, bias, threshold = fit_flag(x[~out], y[~out], budget)
         flagged[out] = 1 / (1 + np.exp(-(x[out] @ weights + bias))) < threshold
@@ -192,7 +192,7 @@ def leave_one_set_out(
 
 
 def held_out_report(flagged: np.ndarray, y: np.ndarray, groups: np.ndarray) -> str:
-    held = np.isin(groups, DEV_SETS)
+    held = np.isin(groups, FIT_SETS)
     caught, false = flagged[held & (y == 0)], flagged[held & (y == 1)]
     return f"{int(caught.sum())}/{len(caught)} flagged, {int(false.sum())}/{len(false)} false"
 

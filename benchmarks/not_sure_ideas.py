@@ -284,8 +284,8 @@ def probability(x: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
 
 def held_out_counts(x: np.ndarray, y: np.ndarray, groups: np.ndarray, budget: float) -> tuple[int, int]:
     """Leave-one-set-out: unanswerable flagged, answerable flagged."""
-    flagged = fit.leave_one_set_out(x, y, groups, budget)[np.isin(groups, fit.DEV_SETS)]
-    held = y[np.isin(groups, fit.DEV_SETS)]
+    flagged = fit.leave_one_set_out(x, y, groups, budget)[np.isin(groups, fit.FIT_SETS)]
+    held = y[np.isin(groups, fit.FIT_SETS)]
     return int(flagged[held == 0].sum()), int(flagged[held == 1].sum())
 
 
@@ -296,8 +296,8 @@ def train_cells(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> list[str]:
     for budget in BUDGETS:
         weights, bias, threshold = fit.fit_flag(x, y, budget)
         sample.append(int((probability(x[groups == "sample"], weights, bias) < threshold).sum()))
-    unanswerable = int((y[np.isin(groups, fit.DEV_SETS)] == 0).sum())
-    answerable = int((y[np.isin(groups, fit.DEV_SETS)] == 1).sum())
+    unanswerable = int((y[np.isin(groups, fit.FIT_SETS)] == 0).sum())
+    answerable = int((y[np.isin(groups, fit.FIT_SETS)] == 1).sum())
     return [f"{counts[0][0]}/{unanswerable}, {counts[0][1]}/{answerable}",
             ", ".join(f"{c}/{f}" for c, f in counts[1:]), f"{sample[0]}/{int((groups == 'sample').sum())}",
             ", ".join(str(n) for n in sample[1:])]
@@ -340,7 +340,7 @@ def print_errors(cases: list[Case], x: np.ndarray, y: np.ndarray, groups: np.nda
     for label, wrong in (("missed unanswerable", (y == 0) & ~flagged), ("caught unanswerable", (y == 0) & flagged),
                          ("false flags", (y == 1) & flagged)):
         print(f"\n{label}:")
-        for i in np.flatnonzero(wrong & np.isin(groups, fit.DEV_SETS)):
+        for i in np.flatnonzero(wrong & np.isin(groups, fit.FIT_SETS)):
             c = cases[i]
             values = [*c.base, *(idea(c) for idea in ideas)]
             top = c.ordered[0].path if c.ordered else "-"

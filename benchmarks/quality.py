@@ -32,6 +32,9 @@ from bot.store import open_store  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 DEV_SETS = sorted(p.name for p in DATA.iterdir() if (p / "questions.jsonl").is_file())
+# Measured, never fitted on: numpy-docs came after the "not sure" model and stays unseen by it, so its
+# numbers show how the model carries to a large Sphinx folder (issue 14's weakest kind).
+FIT_SETS = [name for name in DEV_SETS if name != "numpy-docs"]
 SPLITS = ("train", "test")
 METRICS = ("hit@1", "hit@3", "mrr", "flag_precision", "flag_recall", "false_flags")
 DEFAULT_CACHE = Path.home() / ".cache" / "kb-bot-quality"
