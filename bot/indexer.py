@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +50,9 @@ Progress = Callable[[IndexProgress], None]
 # Files are chunked ahead and embedded together, so the embedder sees large
 # batches it can sort by length, then each file is written in its own transaction.
 EMBED_GROUP_CHUNKS = 256
+# How many files are parsed ahead of the one being queued: enough to keep the parser busy
+# while a group is embedded, few enough that memory does not grow with the folder.
+PARSE_AHEAD_FILES = 8
 
 
 @dataclass
@@ -70,6 +75,10 @@ class IndexReport:
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
+
+
+# A parsed file: its digest, document, chunks and their texts; or why it is skipped; or None (unchanged).
+_Parsed = tuple[str, LoadedDocument, list[Chunk], list[str]] | Skipped | None
 
 
 @dataclass
@@ -144,42 +153,68 @@ class _Run:
         return to_read
 
     def read_and_embed(self, to_read: list[SourceFile], root: Path) -> None:
-        """Chunk each changed file; embed and write them in groups of about EMBED_GROUP_CHUNKS chunks."""
-        for source, data in iter_loaded(to_read, root):
-            self.files_done += 1
-            self.tell(source.rel)
-            pending = self.prepare(source, data)
-            if pending is None:
-                continue
-            self.pending.append(pending)
-            self.chunks_read += len(pending.chunks)
-            if sum(len(p.chunks) for p in self.pending) >= EMBED_GROUP_CHUNKS:
-                self.flush()
+        """Chunk each changed file; embed and write them in groups of about EMBED_GROUP_CHUNKS chunks.
+
+        Files are parsed a few ahead on one worker thread, while this thread embeds
+        and writes: parsing is pure Python and the model releases the GIL, so the
+        two overlap (about a fifth of a cold index was parsing). Only this thread
+        touches the store and the report.
+        """
+        loaded = iter_loaded(to_read, root)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-parse") as parser:
+            ahead: deque[tuple[SourceFile, Future[_Parsed]]] = deque()
+            for source, data in loaded:
+                ahead.append((source, parser.submit(self.parse, source, data)))
+                if len(ahead) > PARSE_AHEAD_FILES:
+                    self.take(*ahead.popleft())
+            while ahead:
+                self.take(*ahead.popleft())
         self.flush()
         self.tell("", finished=True)
         self.report.texts_embedded = self.counts.embedded
         self.report.cache_hits = self.counts.cache_hits
 
-    def prepare(self, source: SourceFile, data: bytes | Skipped) -> _Pending | None:
-        """The file's chunks to embed, or None when it is skipped or unchanged."""
-        old = self.existing.get(source.rel)
+    def take(self, source: SourceFile, parsed: Future[_Parsed]) -> None:
+        """Queue one parsed file for embedding; embed and write the queue once it holds a group."""
+        self.files_done += 1
+        self.tell(source.rel)
+        pending = self.prepare(source, parsed.result())
+        if pending is None:
+            return
+        self.pending.append(pending)
+        self.chunks_read += len(pending.chunks)
+        if sum(len(p.chunks) for p in self.pending) >= EMBED_GROUP_CHUNKS:
+            self.flush()
+
+    def parse(self, source: SourceFile, data: bytes | Skipped) -> _Parsed:
+        """The file's digest and chunks, or why it is skipped, or None when unchanged: no side effects."""
         if isinstance(data, Skipped):
-            return self.skip(source.rel, data.reason)
+            return data
         digest = sha256_bytes(data)
+        old = self.existing.get(source.rel)
         if old is not None and old.sha256 == digest and not self.full:
+            return None
+        loaded = load(source, data)
+        if isinstance(loaded, Skipped):
+            return loaded
+        chunks, texts = prepare_chunks(self.embedder, self.settings, loaded.blocks, title=loaded.title)
+        return digest, loaded, chunks, texts
+
+    def prepare(self, source: SourceFile, parsed: _Parsed) -> _Pending | None:
+        """The file's chunks to embed, or None when it is skipped or unchanged (recorded here)."""
+        if isinstance(parsed, Skipped):
+            return self.skip(source.rel, parsed.reason)
+        if parsed is None:
             self.report.unchanged += 1
             if not self.dry_run and self.gen is not None:
                 self.store.touch_document(self.gen, source.rel, source.size, source.mtime)
             return None
-        loaded = load(source, data)
-        if isinstance(loaded, Skipped):
-            return self.skip(source.rel, loaded.reason)
+        digest, loaded, chunks, texts = parsed
         if loaded.note:
             self.report.notes[source.rel] = loaded.note
-        chunks, texts = prepare_chunks(self.embedder, self.settings, loaded.blocks, title=loaded.title)
         if not chunks:
             return self.skip(source.rel, "no text to index")
-        return _Pending(source, digest, loaded, chunks, texts, old is None)
+        return _Pending(source, digest, loaded, chunks, texts, source.rel not in self.existing)
 
     def flush(self) -> None:
         """Embed the pending files' chunks together, then write each file in its own transaction."""

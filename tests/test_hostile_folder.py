@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import indexer
 from bot.indexer import IndexProgress, IndexReport, index_folder
 from bot.loaders import MAX_FILE_BYTES, TOO_LARGE
 from bot.search import search
@@ -58,8 +59,13 @@ def test_symlink_loops_are_skipped_with_a_reason_and_the_rest_indexed(folder, tm
         assert search(store, embedder, "where do staff park", k=1).hits[0].path == "parking.md"
 
 
-def test_file_swapped_for_a_symlink_after_the_scan_is_not_read(folder, tmp_path, embedder):
-    """The swap happens between the folder scan and the read, as an attacker racing the indexer would."""
+def test_file_swapped_for_a_symlink_after_the_scan_is_not_read(folder, tmp_path, embedder, monkeypatch):
+    """The swap happens between the folder scan and the read, as an attacker racing the indexer would.
+
+    Files are read one at a time here (no parsing ahead), so the swap after the first file lands
+    before the others are read, whatever the folder's size.
+    """
+    monkeypatch.setattr(indexer, "PARSE_AHEAD_FILES", 0)
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / ".env").write_text(SECRET)
