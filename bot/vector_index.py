@@ -245,3 +245,25 @@ def similarities(store: Store, gen: Generation, query: np.ndarray, ids: Iterable
     if copy is None:
         copy = CompactVectors.from_pages(gen.dim, store.vector_pages(gen, wanted))
     return copy.cosines(query, wanted)
+
+
+def document_cosines(store: Store, gen: Generation, query: np.ndarray, files: dict[str, np.ndarray]) -> dict[str, float]:
+    """Cosine of `query` with each file's document vector: the normalised mean of its chunks' vectors
+    (`files`: each file's chunk ids, as `Store.file_chunk_ids` gives them).
+
+    A passage is one part of a page; the document vector is the page's overall topic,
+    which tells a page about the question from its sibling with one passage that matches as well.
+    """
+    files = {path: ids for path, ids in files.items() if len(ids)}
+    if not files:
+        return {}
+    wanted = np.concatenate(list(files.values()))
+    copy = in_memory(store, gen)
+    if copy is None:
+        copy = CompactVectors.from_pages(gen.dim, store.vector_pages(gen, wanted))
+    rows, hit = rows_of(copy.ids, wanted)
+    vectors = copy.vectors[rows].astype(np.float32) * hit[:, None]  # a chunk the copy lacks adds nothing
+    starts = np.cumsum([0] + [len(ids) for ids in files.values()])[:-1]
+    sums = np.add.reduceat(vectors, starts, axis=0)
+    cosines = (sums @ np.asarray(query, np.float32)) / np.maximum(np.linalg.norm(sums, axis=1), 1e-12)
+    return dict(zip(files, cosines.tolist()))

@@ -22,7 +22,7 @@ def passage_cosine(p: Passage) -> float:
 
 def passage(chunk_id: int, path: str, cosine: float, keyword: float = 0.0, heading: float = 0.0) -> Passage:
     row = ChunkRow(chunk_id, path, None, None, f"text {chunk_id}", 1, 2)
-    return Passage(chunk_id, row, cosine, keyword, heading, keyword)
+    return Passage(chunk_id, row, cosine, keyword, heading, keyword, cosine)
 
 
 def test_strong_meaning_match_is_never_below_a_weak_keyword_match():
@@ -70,10 +70,10 @@ def test_sentence_cosine_is_the_closest_sentence_of_the_passage(embedder):
     row = ChunkRow(1, "hr/expenses.md", None, None, text, 1, 3)
     question = embedder.embed(["can i expense a taxi to the airport"])[0]
     whole = float(embedder.embed([text])[0] @ question)
-    best = sentence_cosine(embedder, question, Passage(1, row, whole, 0.0, 0.0, 0.0))
+    best = sentence_cosine(embedder, question, Passage(1, row, whole, 0.0, 0.0, 0.0, whole))
     taxi = float(embedder.embed(["Taxi rides to the airport are reimbursed with a receipt."])[0] @ question)
     assert best == pytest.approx(taxi, abs=1e-5) and best > whole
-    label = Passage(2, ChunkRow(2, "a.md", None, None, "Expenses", 1, 1), 0.42, 0.0, 0.0, 0.0)
+    label = Passage(2, ChunkRow(2, "a.md", None, None, "Expenses", 1, 1), 0.42, 0.0, 0.0, 0.0, 0.42)
     assert sentence_cosine(embedder, question, label) == 0.42, "a passage without a sentence is its own sentence"
 
 
