@@ -4,15 +4,18 @@
     .venv/bin/python benchmarks/ranking_ideas.py [--cache-dir ~/.cache/kb-bot-quality]
         [--scifact ../shared/eval/scifact] [--test]
 
-Hybrid scores a file by its best passage only; on numpy-docs the misses are mostly
+Hybrid scored a file by its best passage only; on numpy-docs the misses were mostly
 a sibling or neighbouring page whose one passage matches as well as the right
 page's. Each idea re-ranks the candidates `bot.ranking.candidates` proposes (the
 same pool search() uses: 100 passages per ranking for the dev sets, 300 for
 SciFact, as `bot.evaluation` asks), then orders files as `bot.ranking.order_hybrid`
-does (the meaning guard kept, on the best passage's cosine):
+does (the meaning guard kept, on the best passage's cosine). The baseline is the
+best passage alone (`document_share` 0):
 
 1. document vector: per file the normalised mean of its chunks' vectors; rank by
-   cosine(question, document vector) alone, or add `w` x it to the hybrid score;
+   cosine(question, document vector) alone, add `w` x it to the hybrid score, or
+   blend it into the meaning part, (1 - w) x passage cosine + w x document cosine
+   (shipped: w = DOCUMENT_SHARE, 0.5);
 2. pseudo-relevance feedback (Rocchio): q' = normalise(q + a x mean of the first
    pass's top-m passage vectors, by the shipped hybrid passage score), and
    retrieval and cosines redone with q';
@@ -57,10 +60,9 @@ BLENDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 @dataclass
 class Folder:
-    """One index's files: each file's mean-chunk vector and title/outline vector, and every chunk's vector."""
+    """One index's files with their title/outline vectors, and every chunk's vector."""
 
     paths: list[str]
-    documents: np.ndarray  # (files, dim) unit vectors, the normalised mean of each file's chunks
     outlines: np.ndarray  # (files, dim) unit vectors, each file's title and headings embedded
     chunk_ids: np.ndarray  # ascending
     chunk_vectors: np.ndarray  # (chunks, dim) float32
@@ -85,16 +87,12 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def folder_of(store: Store, gen: Generation, embedder: Embedder, cache: Store) -> Folder:
-    """Document and outline vectors of every file of `gen` (outlines embedded through `cache`)."""
+    """The outline vector of every file of `gen` (embedded through `cache`) and the chunks' vectors."""
     copy = in_memory(store, gen)
     assert copy is not None
     ids, vectors = copy.ids, copy.vectors.astype(np.float32)
     rows = store.chunks_by_id(ids.tolist())
     paths = sorted({r.path for r in rows.values()})
-    at = {p: i for i, p in enumerate(paths)}
-    file_of = np.array([at[rows[int(c)].path] for c in ids])
-    sums = np.zeros((len(paths), vectors.shape[1]), np.float64)
-    np.add.at(sums, file_of, vectors)
     outline: dict[str, dict[str, None]] = {p: {} for p in paths}
     titles: dict[str, str] = {}
     for cid in ids.tolist():
@@ -104,7 +102,7 @@ def folder_of(store: Store, gen: Generation, embedder: Embedder, cache: Store) -
             outline[r.path].setdefault(r.heading)
     texts = [f"{titles[p]}: " + "; ".join(outline[p]) if outline[p] else titles[p] for p in paths]
     outlines = embed_many(embedder, cache, texts, truncate=True)  # a long outline: its first 256 pieces
-    return Folder(paths, unit(sums).astype(np.float32), unit(np.asarray(outlines, np.float32)), ids, vectors)
+    return Folder(paths, unit(np.asarray(outlines, np.float32)), ids, vectors)
 
 
 def hybrid_passage_score(p: ranking.Passage) -> float:
@@ -167,65 +165,64 @@ def scifact_questions(folder: Path, embedder: Embedder, cache_dir: Path, cache: 
 Ordering = Callable[[Question], list[str]]
 
 
-def ordered(sources: list[ranking.Source], k: int) -> list[str]:
+def ordered(sources: list[ranking.Source], k: int = GOLDEN_K) -> list[str]:
     return [s.path for s in ranking.order_hybrid(sources, k)]
 
 
-def shipped(q: Question, k: int = GOLDEN_K) -> list[str]:
-    return ordered(ranking.group_sources(q.passages), k)
+def passage_only(q: Question) -> list[str]:
+    return ordered(ranking.group_sources(q.passages, 0.0))
 
 
-def with_document(weight: float | None, vectors: str = "documents", blend: bool = False) -> Ordering:
-    """Hybrid plus `weight` x cosine to the file's document (or outline) vector; None: that cosine alone.
+def blended(share: float) -> Ordering:
+    def order(q: Question) -> list[str]:
+        return ordered(ranking.group_sources(q.passages, share))
 
-    `blend`: that share of the best passage's cosine is taken away too, so the meaning
-    part is a mix of passage and page and the keyword weight keeps its share (a file of
-    one chunk scores as shipped).
-    """
+    return order
+
+
+def added(weight: float | None, outline: bool = False) -> Ordering:
+    """The best passage's hybrid score plus `weight` x cosine to the file's document (or outline)
+    vector; None: that cosine alone."""
 
     def order(q: Question) -> list[str]:
-        sources = ranking.group_sources(q.passages)
-        table = getattr(q.folder, vectors)
+        sources = ranking.group_sources(q.passages, 0.0)
         for s in sources:
-            cos = float(table[q.folder.row[s.path]] @ q.vector)
-            if weight is None:
-                s.logit = cos
-            else:
-                s.logit += weight * (cos - s.best.cosine if blend else cos)
+            cos = float(q.folder.outlines[q.folder.row[s.path]] @ q.vector) if outline else s.best.document
+            s.logit = cos if weight is None else s.logit + weight * cos
         if weight is None:
             return [s.path for s in sorted(sources, key=lambda s: (-s.logit, s.path))[:GOLDEN_K]]
-        return ordered(sources, GOLDEN_K)
+        return ordered(sources)
 
     return order
 
 
 def with_feedback(m: int, a: float) -> Ordering:
     def order(q: Question) -> list[str]:
-        return ordered(ranking.group_sources(q.feedback[m, a]), GOLDEN_K)
+        return ordered(ranking.group_sources(q.feedback[m, a], 0.0))
 
     return order
 
 
-def vector_only(q: Question) -> list[str]:
-    return list(dict.fromkeys(p.row.path for p in sorted(q.passages, key=lambda p: (-p.cosine, p.chunk_id))))
+def by_cosine(passages: list[ranking.Passage]) -> list[str]:
+    return list(dict.fromkeys(p.row.path for p in sorted(passages, key=lambda p: (-p.cosine, p.chunk_id))))
 
 
 def vector_feedback(m: int, a: float) -> Ordering:
     def order(q: Question) -> list[str]:
-        by_cos = sorted(q.feedback[m, a], key=lambda p: (-p.cosine, p.chunk_id))
-        return list(dict.fromkeys(p.row.path for p in by_cos))
+        return by_cosine(q.feedback[m, a])
 
     return order
 
 
 def ideas() -> list[tuple[str, Ordering]]:
-    rows: list[tuple[str, Ordering]] = [("shipped hybrid", shipped), ("document cosine alone", with_document(None))]
-    rows += [(f"hybrid + {w} x document cosine", with_document(w)) for w in DOC_WEIGHTS]
-    rows += [(f"{1 - w:.1f} x passage + {w} x document cosine", with_document(w, blend=True)) for w in BLENDS]
+    rows: list[tuple[str, Ordering]] = [("best passage only (before)", passage_only)]
+    rows += [("document cosine alone", added(None))]
+    rows += [(f"hybrid + {w} x document cosine", added(w)) for w in DOC_WEIGHTS]
+    rows += [(f"{1 - w:.1f} x passage + {w} x document cosine", blended(w)) for w in BLENDS]
     rows += [(f"Rocchio m={m} a={a}", with_feedback(m, a)) for m, a in ROCCHIO]
-    rows += [("outline cosine alone", with_document(None, "outlines"))]
-    rows += [(f"hybrid + {w} x outline cosine", with_document(w, "outlines")) for w in DOC_WEIGHTS]
-    rows += [("vector mode (shipped)", vector_only)]
+    rows += [("outline cosine alone", added(None, outline=True))]
+    rows += [(f"hybrid + {w} x outline cosine", added(w, outline=True)) for w in DOC_WEIGHTS]
+    rows += [("vector mode", lambda q: by_cosine(q.passages))]
     rows += [(f"vector mode, Rocchio m={m} a={a}", vector_feedback(m, a)) for m, a in ROCCHIO]
     return rows
 

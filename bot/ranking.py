@@ -39,9 +39,9 @@ SOURCE_WEIGHTS = (1.0, 0.0, 0.0, 0.5, 0.0)
 SOURCE_BIAS = -1.296
 
 ANSWER_FEATURES = ("top_cosine", "margin", "coverage", "missing", "sentence_cosine")
-ANSWER_WEIGHTS = (1.691, 1.262, 1.844, -1.922, 1.291)
-ANSWER_BIAS = -1.958
-ANSWER_THRESHOLD = 0.234  # answer probability under which the reply says "no confident answer"
+ANSWER_WEIGHTS = (1.688, 1.374, 1.795, -1.903, 1.325)
+ANSWER_BIAS = -1.974
+ANSWER_THRESHOLD = 0.229  # answer probability under which the reply says "no confident answer"
 # The sentence feature stands at this value (its median on train) when it is not computed, which is
 # only when no value in 0..1 could move the answer across ANSWER_THRESHOLD.
 TYPICAL_SENTENCE_COSINE = 0.52

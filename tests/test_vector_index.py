@@ -194,3 +194,17 @@ def test_migration_keeps_chunks_of_an_existing_database(tmp_path, embedder):
         store.replace_document(gen, path="b.md", sha256="", size=0, mtime=0, title="B", chunks=[chunk],
                                vectors=embedder.embed([chunk.text]))
         assert store.vectors_version(gen) == 1 and len(in_memory(store, gen)) == 2
+
+
+@pytest.mark.parametrize("vector_copy", [True, False])
+def test_a_document_vector_is_the_normalised_mean_of_its_files_chunks(sample_db, embedder, vector_copy):
+    query = embedder.embed(["how do I claim travel expenses"])[0]
+    with open_store(sample_db, vector_copy=vector_copy) as store:
+        gen = store.active_generation()
+        files = store.file_chunk_ids(gen, ["hr/expenses.md", "hr/onboarding.md", "hr/no-such-file.md"])
+        cosines = vector_index.document_cosines(store, gen, query, files)
+        for path, ids in files.items():
+            mean = np.concatenate([v for _, v in store.vector_pages(gen, ids)]).mean(axis=0)
+            assert cosines[path] == pytest.approx(float(mean @ query) / float(np.linalg.norm(mean)), abs=1e-3)
+    assert set(files) == {"hr/expenses.md", "hr/onboarding.md"}, "a path that is no file of the index is left out"
+    assert all(len(ids) > 1 for ids in files.values()), "files of several chunks, so the mean is a mean"
