@@ -254,16 +254,14 @@ def document_cosines(store: Store, gen: Generation, query: np.ndarray, files: di
     A passage is one part of a page; the document vector is the page's overall topic,
     which tells a page about the question from its sibling with one passage that matches as well.
     """
-    files = {path: ids for path, ids in files.items() if len(ids)}
-    if not files:
-        return {}
-    wanted = np.concatenate(list(files.values()))
     copy = in_memory(store, gen)
     if copy is None:
+        wanted = np.concatenate([np.zeros(0, np.int64), *files.values()])
         copy = CompactVectors.from_pages(gen.dim, store.vector_pages(gen, wanted))
-    rows, hit = rows_of(copy.ids, wanted)
-    vectors = copy.vectors[rows].astype(np.float32) * hit[:, None]  # a chunk the copy lacks adds nothing
-    starts = np.cumsum([0] + [len(ids) for ids in files.values()])[:-1]
-    sums = np.add.reduceat(vectors, starts, axis=0)
-    cosines = (sums @ np.asarray(query, np.float32)) / np.maximum(np.linalg.norm(sums, axis=1), 1e-12)
-    return dict(zip(files, cosines.tolist()))
+    query = np.asarray(query, np.float32)
+    cosines = {}
+    for path, ids in files.items():
+        rows, hit = rows_of(copy.ids, ids)
+        total = copy.vectors[rows[hit]].sum(axis=0, dtype=np.float32)  # half precision summed in single
+        cosines[path] = float(total @ query) / max(float(np.linalg.norm(total)), 1e-12)
+    return cosines
