@@ -169,7 +169,7 @@ def candidates(
     top_bm25 = by_keyword[0][1] if by_keyword and by_keyword[0][1] > 0 else 1.0
     rows = store.chunks_by_id(cosines)
     words = QuestionWords.of(store, gen, text)
-    documents = document_cosines(store, gen, vector, store.file_chunk_ids(gen, {r.path for r in rows.values()}))
+    documents = document_cosines(store, gen, vector, {r.path for r in rows.values()})
     passages = [
         Passage(
             cid, rows[cid], cos, bm25[cid] / top_bm25, words.heading_match(rows[cid]), words.coverage(cid),

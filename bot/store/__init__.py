@@ -361,7 +361,7 @@ class Store(Protocol):
 
     def file_chunk_ids(self, gen: Generation, paths: Collection[str]) -> dict[str, np.ndarray]:
         """The chunk ids, int64 ascending, of each of `paths` that is a file of `gen` (a file's whole
-        page, for its document vector in `bot.vector_index.document_cosines`)."""
+        page, for its document vector in `bot.vector_index`)."""
 
     def stats(self) -> dict[str, object]:
         """What `kb-bot stats` prints, by name; counts are of the active generation.
