@@ -3,11 +3,12 @@
 A question's candidates are the passages either ranking proposes (nearest by
 meaning, best BM25), each with its real cosine and keyword score. They are
 grouped by file: a *source* is a file with its passages, best first, scored by
-its best passage. Hybrid scores a passage as a weighted sum of a handful of
-features (SOURCE_FEATURES); `benchmarks/fit_ranker.py` fits those weights by
-logistic regression on the dev sets' train splits, but the fitted ones fell
-under the SciFact guard, so the shipped weights are the SciFact-tuned fusion
-(cosine + 0.5 x keyword). A second logistic regression reads the top of the
+its best passage, half of whose cosine gives way to the file's document vector's
+(the mean of its chunks: the page's topic; DOCUMENT_SHARE). Hybrid scores a
+passage as a weighted sum of a handful of features (SOURCE_FEATURES);
+`benchmarks/fit_ranker.py` fits those weights by logistic regression on the dev
+sets' train splits, but the fitted ones fell under the SciFact guard, so the
+shipped weights are the SciFact-tuned fusion (cosine + 0.5 x keyword). A second logistic regression reads the top of the
 list (the best source's cosine, its lead over the next, how much of the
 question's vocabulary it and the index have, and how close one sentence of the
 best passage comes to the question) and says whether the folder answers the
@@ -50,7 +51,8 @@ TYPICAL_SENTENCE_COSINE = 0.52
 # its chunks' vectors, the page's overall topic) rather than its best passage's: on a large folder
 # a sibling page with one passage matching as well as the right page's is told apart by the rest of
 # it. Chosen on train (benchmarks/ranking_ideas.py): the six dev sets' hit@1 173 -> 181 of 202
-# (numpy-docs 21 -> 24 of 31), SciFact train nDCG@10 0.7401 -> 0.7416; flat from 0.4 to 0.7 (180-181).
+# (numpy-docs 21 -> 24 of 31), SciFact train nDCG@10 0.7401 -> 0.7416; flat from 0.4 to 0.7 (180-181);
+# adding it to the score instead (+0.5 x) gave 179. Costs the "not sure" model 34 -> 31 of 79 held out.
 # Test, once: dev sets 90 -> 91 of 106 (numpy-docs 10 -> 11 of 21), SciFact 0.7423 -> 0.7381.
 # A file of one chunk scores as before.
 DOCUMENT_SHARE = 0.5
