@@ -8,11 +8,11 @@ its best passage, half of whose cosine gives way to the file's document vector's
 passage as a weighted sum of a handful of features (SOURCE_FEATURES);
 `benchmarks/fit_ranker.py` fits those weights by logistic regression on the dev
 sets' train splits, but the fitted ones fell under the SciFact guard, so the
-shipped weights are the SciFact-tuned fusion (cosine + 0.5 x keyword). A second logistic regression reads the top of the
-list (the best source's cosine, its lead over the next, how much of the
-question's vocabulary it and the index have, and how close one sentence of the
-best passage comes to the question) and says whether the folder answers the
-question.
+shipped weights are the SciFact-tuned fusion (cosine + 0.5 x keyword). A second
+logistic regression reads the top of the list (the best source's cosine, its
+lead over the next, how much of the question's vocabulary it and the index have,
+and how close one sentence of the best passage comes to the question) and says
+whether the folder answers the question.
 """
 
 from __future__ import annotations
