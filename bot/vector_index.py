@@ -24,7 +24,7 @@ the vectors it lacks.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -245,3 +245,44 @@ def similarities(store: Store, gen: Generation, query: np.ndarray, ids: Iterable
     if copy is None:
         copy = CompactVectors.from_pages(gen.dim, store.vector_pages(gen, wanted))
     return copy.cosines(query, wanted)
+
+
+class _Documents:
+    """Files' document vectors (unit, STORED) for one generation at one store version, filled as asked."""
+
+    def __init__(self, gen_id: int = -1, version: int = -1) -> None:
+        self.key = (gen_id, version)
+        self.vectors: dict[str, np.ndarray] = {}
+
+
+def document_cosines(store: Store, gen: Generation, query: np.ndarray, paths: Collection[str]) -> dict[str, float]:
+    """Cosine of `query` with the document vector of each of `paths` that is a file of `gen`: the
+    normalised mean of the file's chunks' vectors.
+
+    A passage is one part of a page; the document vector is the page's overall topic,
+    which tells a page about the question from its sibling with one passage that matches as well.
+    Each file's vector is computed once per store version and kept (768 bytes a file), so a
+    question pays only for files no question brought up since the last write.
+    """
+    key = (gen.id, store.vectors_version(gen))
+    known = memoized(store, f"{__name__}.documents", _Documents)
+    if known.key != key:
+        known = store.memo[f"{__name__}.documents"] = _Documents(*key)
+    missing = [p for p in paths if p not in known.vectors]
+    if missing:
+        known.vectors.update(_document_vectors(store, gen, store.file_chunk_ids(gen, missing)))
+    query = np.asarray(query, np.float32)
+    return {p: float(known.vectors[p].astype(np.float32) @ query) for p in paths if p in known.vectors}
+
+
+def _document_vectors(store: Store, gen: Generation, files: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    copy = in_memory(store, gen)
+    if copy is None:
+        wanted = np.concatenate([np.zeros(0, np.int64), *files.values()])
+        copy = CompactVectors.from_pages(gen.dim, store.vector_pages(gen, wanted))
+    out = {}
+    for path, ids in files.items():
+        rows, hit = rows_of(copy.ids, ids)
+        total = copy.vectors[rows[hit]].sum(axis=0, dtype=np.float32)  # half precision summed in single
+        out[path] = (total / max(float(np.linalg.norm(total)), 1e-12)).astype(STORED)
+    return out

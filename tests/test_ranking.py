@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from bot import ranking
 from bot.cli import cli
+from bot.indexer import index_folder
 from bot.ranking import Passage, QuestionWords
-from bot.search import search, sentence_cosine
-from bot.store import ChunkRow
+from bot.search import active_generation_for, search, sentence_cosine
+from bot.store import ChunkRow, open_store
+from tests.conftest import ROOT, make_settings
 
 NO_WORDS = QuestionWords([], np.zeros(0), [])
 
@@ -22,7 +26,7 @@ def passage_cosine(p: Passage) -> float:
 
 def passage(chunk_id: int, path: str, cosine: float, keyword: float = 0.0, heading: float = 0.0) -> Passage:
     row = ChunkRow(chunk_id, path, None, None, f"text {chunk_id}", 1, 2)
-    return Passage(chunk_id, row, cosine, keyword, heading, keyword)
+    return Passage(chunk_id, row, cosine, keyword, heading, keyword, cosine)
 
 
 def test_strong_meaning_match_is_never_below_a_weak_keyword_match():
@@ -70,10 +74,10 @@ def test_sentence_cosine_is_the_closest_sentence_of_the_passage(embedder):
     row = ChunkRow(1, "hr/expenses.md", None, None, text, 1, 3)
     question = embedder.embed(["can i expense a taxi to the airport"])[0]
     whole = float(embedder.embed([text])[0] @ question)
-    best = sentence_cosine(embedder, question, Passage(1, row, whole, 0.0, 0.0, 0.0))
+    best = sentence_cosine(embedder, question, Passage(1, row, whole, 0.0, 0.0, 0.0, whole))
     taxi = float(embedder.embed(["Taxi rides to the airport are reimbursed with a receipt."])[0] @ question)
     assert best == pytest.approx(taxi, abs=1e-5) and best > whole
-    label = Passage(2, ChunkRow(2, "a.md", None, None, "Expenses", 1, 1), 0.42, 0.0, 0.0, 0.0)
+    label = Passage(2, ChunkRow(2, "a.md", None, None, "Expenses", 1, 1), 0.42, 0.0, 0.0, 0.0, 0.42)
     assert sentence_cosine(embedder, question, label) == 0.42, "a passage without a sentence is its own sentence"
 
 
@@ -113,3 +117,24 @@ def test_cli_ask_reads_top_down_by_relevance(sample_db):
     assert relevance == sorted(relevance, reverse=True) and len(shown) == 5
     assert shown[0].startswith("1. [") and "hr/expenses.md" in shown[0]
     assert len({line.split("] ")[1].split(":")[0] for line in shown}) == 5, "each file once"
+
+
+def test_a_page_about_the_question_beats_a_long_page_with_one_passage_on_it(tmp_path, embedder):
+    """NumPy's quickstart has one passage on views and copies that matches a question about them as
+    well as any passage of the page about them; the page's document vector tells them apart."""
+    numpy_docs = ROOT / "benchmarks" / "data" / "numpy-docs" / "docs" / "source" / "user"
+    knowledge = tmp_path / "kb"
+    knowledge.mkdir()
+    for name in ("quickstart.rst", "basics.copies.rst"):
+        shutil.copy(numpy_docs / name, knowledge / name)
+    settings = make_settings(tmp_path, knowledge_dir=knowledge)
+    question = "when does slicing give me a view vs a copy"
+    with open_store(settings.db_path) as store:
+        index_folder(store, embedder, settings)
+        hits = search(store, embedder, question, 2).hits
+        passages, _ = ranking.candidates(
+            store, active_generation_for(store, embedder), question, embedder.embed([question])[0], 100
+        )
+    assert [h.path for h in hits] == ["basics.copies.rst", "quickstart.rst"]
+    by_best_passage = ranking.order_hybrid(ranking.group_sources(passages, document_share=0.0), 1)
+    assert by_best_passage[0].path == "quickstart.rst", "by its best passage alone the long page would lead"

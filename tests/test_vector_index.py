@@ -194,3 +194,37 @@ def test_migration_keeps_chunks_of_an_existing_database(tmp_path, embedder):
         store.replace_document(gen, path="b.md", sha256="", size=0, mtime=0, title="B", chunks=[chunk],
                                vectors=embedder.embed([chunk.text]))
         assert store.vectors_version(gen) == 1 and len(in_memory(store, gen)) == 2
+
+
+def mean_cosine(store, gen, query: np.ndarray, ids: np.ndarray) -> float:
+    mean = np.concatenate([v for _, v in store.vector_pages(gen, ids)]).mean(axis=0)
+    return float(mean @ query) / float(np.linalg.norm(mean))
+
+
+@pytest.mark.parametrize("vector_copy", [True, False])
+def test_a_document_vector_is_the_normalised_mean_of_its_files_chunks(sample_db, embedder, vector_copy):
+    query = embedder.embed(["how do I claim travel expenses"])[0]
+    paths = ["hr/expenses.md", "hr/onboarding.md", "hr/no-such-file.md"]
+    with open_store(sample_db, vector_copy=vector_copy) as store:
+        gen = store.active_generation()
+        files = store.file_chunk_ids(gen, paths)
+        cosines = vector_index.document_cosines(store, gen, query, paths)
+        for path, ids in files.items():
+            assert cosines[path] == pytest.approx(mean_cosine(store, gen, query, ids), abs=2e-3)
+    assert set(cosines) == set(files) == {"hr/expenses.md", "hr/onboarding.md"}, "no file, no vector"
+    assert all(len(ids) > 1 for ids in files.values()), "files of several chunks, so the mean is a mean"
+
+
+def test_a_files_document_vector_follows_its_edits(knowledge_copy, tmp_path, embedder):
+    settings = make_settings(tmp_path, knowledge_dir=knowledge_copy)
+    query = embedder.embed(["how do I claim travel expenses"])[0]
+    with open_store(settings.db_path) as store:
+        index_folder(store, embedder, settings)
+        before = vector_index.document_cosines(store, store.active_generation(), query, ["hr/expenses.md"])
+        (knowledge_copy / "hr" / "expenses.md").write_text("# Parking\n\nThe car park opens at 7am.\n")
+        index_folder(store, embedder, settings)
+        gen = store.active_generation()
+        after = vector_index.document_cosines(store, gen, query, ["hr/expenses.md"])
+        fresh = mean_cosine(store, gen, query, store.file_chunk_ids(gen, ["hr/expenses.md"])["hr/expenses.md"])
+    assert after["hr/expenses.md"] == pytest.approx(fresh, abs=2e-3)
+    assert after["hr/expenses.md"] < before["hr/expenses.md"] - 0.2, "the kept vector was dropped with the edit"

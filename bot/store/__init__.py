@@ -359,6 +359,10 @@ class Store(Protocol):
         """The chunk ids of `gen`, int64 ascending, of files under any of `folders` (whole path segments,
         case-sensitive: "eng" holds "eng/a.md", not "engineering/b.md"); a channel's scope (`bot.scopes`)."""
 
+    def file_chunk_ids(self, gen: Generation, paths: Collection[str]) -> dict[str, np.ndarray]:
+        """The chunk ids, int64 ascending, of each of `paths` that is a file of `gen` (a file's whole
+        page, for its document vector in `bot.vector_index`)."""
+
     def stats(self) -> dict[str, object]:
         """What `kb-bot stats` prints, by name; counts are of the active generation.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 
 import numpy as np
@@ -319,6 +319,17 @@ class PostgresStore:
             (gen.id, prefixes),
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def file_chunk_ids(self, gen: Generation, paths: Collection[str]) -> dict[str, np.ndarray]:
+        """The chunk ids, ascending, of each of `paths` that is a file of the generation."""
+        found: dict[str, list[int]] = {}
+        for path, chunk_id in self.conn.execute(
+            "SELECT d.path, c.id FROM documents d JOIN chunks c ON c.document_id = d.id "
+            "WHERE d.generation = %s AND d.path = ANY(%s) ORDER BY c.id",
+            (gen.id, list(paths)),
+        ):
+            found.setdefault(path, []).append(chunk_id)
+        return {path: np.array(ids, np.int64) for path, ids in found.items()}
 
     def vector_pages(
         self, gen: Generation, ids: np.ndarray | None = None, page: int = 5_000

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -326,6 +326,21 @@ class SqliteStore:
             (gen.id, *[arg for p in prefixes for arg in (len(p), p)]),
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def file_chunk_ids(self, gen: Generation, paths: Collection[str]) -> dict[str, np.ndarray]:
+        """The chunk ids, ascending, of each of `paths` that is a file of the generation."""
+        paths = list(paths)
+        found: dict[str, list[int]] = {}
+        for start in range(0, len(paths), 500):  # within SQLite's bound on parameters
+            batch = paths[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for path, chunk_id in self.conn.execute(
+                "SELECT d.path, c.id FROM documents d JOIN chunks c ON c.document_id = d.id "
+                f"WHERE d.generation = ? AND d.path IN ({marks}) ORDER BY c.id",
+                (gen.id, *batch),
+            ):
+                found.setdefault(path, []).append(chunk_id)
+        return {path: np.array(ids, np.int64) for path, ids in found.items()}
 
     def vector_pages(
         self, gen: Generation, ids: np.ndarray | None = None, page: int = 5_000
