@@ -11,8 +11,9 @@ only new text), then its questions are asked in each mode and scored per
 split: hit@1, hit@3 and MRR by distinct file, and the "no confident answer"
 flag's precision, recall and false flags (answerable questions flagged). Then
 SciFact test nDCG@10 through `kb-bot eval beir`'s runner (skipped when the
-folder is absent). Choose settings on `train`; quote `test`. `numpy-docs` is large: its
-first run embeds 6,384 chunks (about 13 minutes on 2 loaded cores); keep `--cache-dir`.
+folder is absent; `--scifact-splits train test` adds train, to choose on).
+Choose settings on `train`; quote `test`. `numpy-docs` is large: its first run
+embeds 6,384 chunks (about 13 minutes on 2 loaded cores); keep `--cache-dir`.
 `--chunk-tokens` re-chunks every set at another passage size: the databases are per set, not per
 size, so give each size its own `--cache-dir` (copy a filled one to keep the embeddings it shares).
 """
