@@ -105,13 +105,13 @@ def main() -> None:
         cache = args.cache_dir / name
         rows = []
         for dev_set in args.sets:
-            rows += dev_set_rows(dev_set, dev_set_db(dev_set, embedder, cache), embedder, args.modes)
+            rows += dev_set_rows(dev_set, dev_set_db(dev_set, embedder, cache, {}), embedder, args.modes)
         if rows:
             print_table(f"Dev sets, {name}", ["set", "split", "questions (unanswerable)", "mode", "hit@1", "hit@3",
                                               "mrr", "flag_precision", "flag_recall", "false_flags"], rows)
         if args.scifact.is_dir() and not args.no_scifact:
             print_table(f"SciFact test, {name}", ["mode", "ndcg@10", "recall@100"],
-                        scifact_rows(args.scifact, embedder, cache, args.modes))
+                        scifact_rows(args.scifact, "test", embedder, cache, args.modes, {}))
         sys.stdout.flush()
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/fit_ranker.py [--cache-dir ~/.cache/kb-bot-quality]
         [--scifact ../shared/eval/scifact] [--scifact-queries 200] [--variant fp32]
+        [--chunk-tokens 192 [--chunk-overlap 24]]
 
 Questions: the `train` split of every dev set (benchmarks/data), plus a fixed
 sample of SciFact train queries when SciFact is there (`--scifact-queries 0`:
@@ -32,7 +33,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import KNOWLEDGE, ROOT, SHARED_EVAL  # noqa: E402
-from benchmarks.quality import DATA, DEFAULT_CACHE, FIT_SETS, dev_set_db  # noqa: E402
+from benchmarks.quality import (  # noqa: E402
+    DATA,
+    DEFAULT_CACHE,
+    FIT_SETS,
+    add_chunk_options,
+    chunk_environ,
+    dev_set_db,
+)
 from bot import ranking  # noqa: E402
 from bot.embeddings import Embedder, LocalEmbedder  # noqa: E402
 from bot.evaluation import BeirData, index_beir, load_beir, load_golden  # noqa: E402
@@ -78,18 +86,20 @@ def collect(store: Store, embedder: Embedder, group: str, asked: list[tuple[str,
 Asked = list[tuple[str, frozenset[str]]]  # questions and the files that answer each
 
 
-def dev_sets(embedder: Embedder, cache_dir: Path, split: str) -> Iterator[tuple[str, Store, Asked]]:
+def dev_sets(
+    embedder: Embedder, cache_dir: Path, split: str, environ: Mapping[str, str]
+) -> Iterator[tuple[str, Store, Asked]]:
     """Each dev set's name, open index and `split` questions."""
     for name in FIT_SETS:
         items = load_golden(DATA / name / "questions.jsonl", split)
-        with open_store(dev_set_db(name, embedder, cache_dir)) as store:
+        with open_store(dev_set_db(name, embedder, cache_dir, environ)) as store:
             yield name, store, [(i.question, i.answers) for i in items]
 
 
-def sample_set(embedder: Embedder, cache_dir: Path) -> Iterator[tuple[str, Store, Asked]]:
+def sample_set(embedder: Embedder, cache_dir: Path, environ: Mapping[str, str]) -> Iterator[tuple[str, Store, Asked]]:
     """The sample folder's golden set, over an index of the sample folder."""
     db = cache_dir / "sample.sqlite3"
-    settings = load_settings(environ={}, env_file=None, db_path=db, knowledge_dir=KNOWLEDGE)
+    settings = load_settings(environ=environ, env_file=None, db_path=db, knowledge_dir=KNOWLEDGE)
     items = load_golden(ROOT / "tests" / "data" / "golden.jsonl")
     with open_store(db) as store:
         index_folder(store, embedder, settings, full=True)
@@ -100,14 +110,16 @@ def questions_of(sets: Iterator[tuple[str, Store, Asked]], embedder: Embedder) -
     return [q for group, store, asked in sets for q in collect(store, embedder, group, asked)]
 
 
-def scifact_questions(folder: Path, embedder: Embedder, cache_dir: Path, count: int) -> list[Question]:
+def scifact_questions(
+    folder: Path, embedder: Embedder, cache_dir: Path, count: int, environ: Mapping[str, str]
+) -> list[Question]:
     train = load_beir(folder, "train")
     full = BeirData(load_beir(folder, "test").corpus, train.queries, train.qrels)
     db = cache_dir / "scifact-full.sqlite3"
     with open_store(db) as store:
         if store.active_generation() is None:
             with open_store(cache_dir / "scifact-cache.sqlite3") as cache:
-                index_beir(store, cache, embedder, load_settings(environ={}, env_file=None), full)
+                index_beir(store, cache, embedder, load_settings(environ=environ, env_file=None), full)
         ids = sorted(random.Random(14).sample(sorted(full.queries), min(count, len(full.queries))))
         asked = [(full.queries[q], frozenset(d for d, g in full.qrels[q].items() if g > 0)) for q in ids]
         return collect(store, embedder, "scifact", asked)
@@ -211,12 +223,14 @@ def main() -> None:
     parser.add_argument("--scifact-queries", type=int, default=200)
     parser.add_argument("--keep-ranker", action="store_true", help="fit only the 'not sure' model")
     parser.add_argument("--variant", choices=EMBED_LOCAL_VARIANTS, default="standard", help="local model variant")
+    add_chunk_options(parser)
     args = parser.parse_args()
+    environ = chunk_environ(args)
 
     embedder = LocalEmbedder.bundled(variant=args.variant)
-    questions = questions_of(dev_sets(embedder, args.cache_dir, "train"), embedder)
+    questions = questions_of(dev_sets(embedder, args.cache_dir, "train", environ), embedder)
     if args.scifact.is_dir() and args.scifact_queries:
-        questions += scifact_questions(args.scifact, embedder, args.cache_dir, args.scifact_queries)
+        questions += scifact_questions(args.scifact, embedder, args.cache_dir, args.scifact_queries, environ)
     print(f"{len(questions)} train questions; hit@1 with the shipped constants: {hit_at_1(questions)}")
 
     weights, bias = np.array(ranking.SOURCE_WEIGHTS), ranking.SOURCE_BIAS
@@ -226,7 +240,7 @@ def main() -> None:
         print(f"hit@1 with the fitted ranker: {hit_at_1(questions)}")
 
     flag_questions = [q for q in questions if q.group != "scifact"] + questions_of(
-        sample_set(embedder, args.cache_dir), embedder
+        sample_set(embedder, args.cache_dir, environ), embedder
     )
     x, y = answer_rows(flag_questions, embedder)
     groups = np.array([q.group for q in flag_questions])

@@ -355,8 +355,8 @@ def main() -> None:
     args = parser.parse_args()
 
     embedder = LocalEmbedder.bundled()
-    cases = cases_of(chain(fit.dev_sets(embedder, args.cache_dir, "train"), fit.sample_set(embedder, args.cache_dir)),
-                     embedder)
+    sets = chain(fit.dev_sets(embedder, args.cache_dir, "train", {}), fit.sample_set(embedder, args.cache_dir, {}))
+    cases = cases_of(sets, embedder)
     y = np.array([bool(c.question.answers) for c in cases], float)
     groups = np.array([c.question.group for c in cases])
     test = cases_of(fit.dev_sets(embedder, args.cache_dir, "test"), embedder) if args.test else []
