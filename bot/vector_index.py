@@ -241,10 +241,13 @@ def nearest_among(store: Store, gen: Generation, query: np.ndarray, ids: np.ndar
 def similarities(store: Store, gen: Generation, query: np.ndarray, ids: Iterable[int]) -> dict[int, float]:
     """Cosine of `query` with each chunk of `ids` (e.g. hits found by keyword)."""
     wanted = np.fromiter(ids, np.int64)
+    return _vectors_for(store, gen, wanted).cosines(query, wanted)
+
+
+def _vectors_for(store: Store, gen: Generation, wanted: np.ndarray) -> CompactVectors:
+    """The in-memory copy, or, without one, only `wanted`'s vectors read from the store."""
     copy = in_memory(store, gen)
-    if copy is None:
-        copy = CompactVectors.from_pages(gen.dim, store.vector_pages(gen, wanted))
-    return copy.cosines(query, wanted)
+    return copy if copy is not None else CompactVectors.from_pages(gen.dim, store.vector_pages(gen, wanted))
 
 
 class _Documents:
@@ -276,10 +279,7 @@ def document_cosines(store: Store, gen: Generation, query: np.ndarray, paths: Co
 
 
 def _document_vectors(store: Store, gen: Generation, files: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    copy = in_memory(store, gen)
-    if copy is None:
-        wanted = np.concatenate([np.zeros(0, np.int64), *files.values()])
-        copy = CompactVectors.from_pages(gen.dim, store.vector_pages(gen, wanted))
+    copy = _vectors_for(store, gen, np.concatenate([np.zeros(0, np.int64), *files.values()]))
     out = {}
     for path, ids in files.items():
         rows, hit = rows_of(copy.ids, ids)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -33,6 +34,18 @@ from bot.store.sqlite.db import (
 from bot.store.sqlite.messages import SqliteMessageStore
 from bot.store.sqlite.migrations import SCHEMA_VERSION, migrate
 from bot.store.sqlite.questions import SqliteQuestionStore
+
+T = TypeVar("T")
+
+# SQLite before 3.32 binds at most 999 parameters a statement, so long lists go in parts.
+PARAMETER_PART = 500
+
+
+def _in_parts(values: Sequence[T]) -> Iterator[tuple[Sequence[T], str]]:
+    """`values` in parts of PARAMETER_PART, each with its "?,?,…" placeholders for `IN (…)`."""
+    for start in range(0, len(values), PARAMETER_PART):
+        part = values[start : start + PARAMETER_PART]
+        yield part, ",".join("?" * len(part))
 
 
 def vec_table(generation_id: int) -> str:
@@ -117,9 +130,7 @@ class SqliteStore:
         by_key = {cache_key(model, t): t for t in texts}
         found: dict[str, np.ndarray] = {}
         keys = list(by_key)
-        for start in range(0, len(keys), 500):
-            part = keys[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _in_parts(keys):
             for key, blob in self.conn.execute(
                 # model too: "m" + "::" + "x::t" and "m::x" + "::" + "t" hash alike
                 f"SELECT key, vector FROM embedding_cache WHERE key IN ({marks}) AND model = ?"
@@ -329,15 +340,12 @@ class SqliteStore:
 
     def file_chunk_ids(self, gen: Generation, paths: Collection[str]) -> dict[str, np.ndarray]:
         """The chunk ids, ascending, of each of `paths` that is a file of the generation."""
-        paths = list(paths)
         found: dict[str, list[int]] = {}
-        for start in range(0, len(paths), 500):  # within SQLite's bound on parameters
-            batch = paths[start : start + 500]
-            marks = ",".join("?" * len(batch))
+        for part, marks in _in_parts(list(paths)):
             for path, chunk_id in self.conn.execute(
                 "SELECT d.path, c.id FROM documents d JOIN chunks c ON c.document_id = d.id "
                 f"WHERE d.generation = ? AND d.path IN ({marks}) ORDER BY c.id",
-                (gen.id, *batch),
+                (gen.id, *part),
             ):
                 found.setdefault(path, []).append(chunk_id)
         return {path: np.array(ids, np.int64) for path, ids in found.items()}
@@ -352,11 +360,9 @@ class SqliteStore:
                 yield _id_vector_arrays(rows, gen.dim)
             return
         wanted = [int(i) for i in ids]
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
+        for part, marks in _in_parts(wanted):
             rows = self.conn.execute(
-                f"SELECT chunk_id, embedding FROM {vec_table(gen.id)} WHERE chunk_id IN ({','.join('?' * len(part))})",
-                part,
+                f"SELECT chunk_id, embedding FROM {vec_table(gen.id)} WHERE chunk_id IN ({marks})", part
             ).fetchall()
             yield _id_vector_arrays(rows, gen.dim)
 
